@@ -1,0 +1,467 @@
+"""The experiment file: steady state, faults, blast radius, phases, hypothesis and safety."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from ..units import Duration, Percent, Rate
+from ._base import Model, Name, Template
+from .faults import NETWORK_FAULTS, Fault
+from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
+from .safety import Safety
+from .system import ContainerTarget, ProcessTarget, System, Target
+from .variables import PlaceholderError, Variable, find_placeholders
+
+__all__ = [
+    "BlastRadius",
+    "Experiment",
+    "ExperimentProblem",
+    "Hypothesis",
+    "InconsistentExperiment",
+    "Load",
+    "Margins",
+    "Phases",
+]
+
+
+class Load(Model):
+    """Open-loop traffic: requests sent at a fixed rate whether or not the system keeps up."""
+
+    url: Template
+    """Where to send requests, e.g. ``http://127.0.0.1:${ports.frontend}/items``."""
+    rate: Rate
+    """Requests per second (or minute), e.g. ``100/s``."""
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    timeout: Duration = Duration.parse("2s")
+    """A request without an answer after this counts as a ``timeout`` error."""
+    max_in_flight: int = Field(default=1000, ge=1, le=100_000)
+    """Cap on outstanding requests; requests due beyond it are recorded as errors, not delayed."""
+    group_header: str | None = None
+    """A response header naming the target that served the request (e.g. ``X-Backend``), used
+    to tag each request as control or experiment."""
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: Rate) -> Rate:
+        if not 0 < value.per_second <= 50_000:
+            raise ValueError(f"load 'rate' must be above 0 and at most 50000/s, got '{value}'")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: Duration) -> Duration:
+        if value.nanoseconds <= 0:
+            raise ValueError(f"'timeout' must be positive, got '{value}'")
+        return value
+
+
+class BlastRadius(Model):
+    """How many of the selected targets are hit; the rest form the control group."""
+
+    fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    """Share of targets hit, 0 to 1 or as ``34%``."""
+    count: Annotated[int, Field(ge=1)] | None = None
+    """Exact number of targets hit."""
+    seed: int | None = None
+    """Seed of the draw; chosen at random and recorded when absent."""
+    control: Literal["concurrent", "none"] = "none"
+    """``concurrent``: targets not hit are measured at the same time as the control group."""
+
+    @field_validator("fraction", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            return Percent.parse(value).fraction
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if self.fraction is not None and self.count is not None:
+            raise ValueError("give 'fraction' or 'count', not both")
+        if self.control == "concurrent" and self.fraction == 1.0:
+            raise ValueError(
+                "a concurrent control group needs targets left over: fraction must be below 1"
+            )
+        return self
+
+
+class Phases(Model):
+    """How long each phase of a trial lasts."""
+
+    warmup: Duration = Duration.parse("5s")
+    """Traffic flows but nothing is measured (caches, connection pools, JIT)."""
+    baseline: Duration = Duration.parse("30s")
+    """Measured before any fault: the steady state."""
+    fault: Duration = Duration.parse("30s")
+    """Faults are applied (at their ``at`` offsets) and the system is observed."""
+    recovery: Duration = Duration.parse("30s")
+    """After every fault is reverted: how long to watch the system heal."""
+
+    @model_validator(mode="after")
+    def _signs(self) -> Self:
+        for name in ("warmup", "recovery"):
+            if getattr(self, name).nanoseconds < 0:
+                raise ValueError(f"'{name}' must not be negative")
+        for name in ("baseline", "fault"):
+            if getattr(self, name).nanoseconds <= 0:
+                raise ValueError(f"'{name}' must be positive")
+        return self
+
+
+class Margins(Model):
+    """Default margins for metrics that do not give their own (fixed before the run)."""
+
+    latency: Percent = Percent.parse("10%")
+    """Median or mean latency ratio allowed: 10% slower."""
+    latency_tail: Percent = Percent.parse("25%")
+    """p95/p99 latency ratio allowed: 25% slower."""
+    error_rate: Percent | None = None
+    """Absolute increase allowed; default max(0.05 points, half the baseline rate)."""
+    throughput: Percent = Percent.parse("5%")
+    """Relative drop allowed."""
+
+
+class Hypothesis(Model):
+    """How the verdict is reached (see docs/statistics)."""
+
+    alpha: float = Field(default=0.05, gt=0.0, le=0.2)
+    """Error rate of each statistical test."""
+    margins: Margins = Field(default_factory=Margins)
+    recover_within: Duration | None = None
+    """The system must be back in its steady state this long after the fault is reverted."""
+    trials: int = Field(default=1, ge=1, le=100)
+    """How often inject…recover is repeated; time to recovery is summarised across trials."""
+    sequential: bool = False
+    """Stop the fault phase early as soon as the answer is known (always-valid tests)."""
+    comparison: Literal["auto", "concurrent", "before_after"] = "auto"
+    """``auto``: against the concurrent control group when there is one, else baseline."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentProblem:
+    """A problem that involves several fields, at the document path it is best shown."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+
+class InconsistentExperiment(Exception):
+    """Fields that are each valid but do not fit together (e.g. a fault's unknown target).
+
+    Deliberately not a ``ValueError``, so pydantic does not fold it into one error at the root.
+    """
+
+    def __init__(self, problems: list[ExperimentProblem]) -> None:
+        super().__init__("; ".join(f"{_dotted(p.path)}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+class Experiment(Model):
+    """One chaos experiment, as written in its file."""
+
+    version: Literal[1] = 1
+    """Schema version of the file."""
+    name: Name
+    description: str = ""
+    owner: str | None = None
+    """Who to ask about this experiment."""
+    tags: list[Name] = Field(default_factory=list)
+    variables: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Variable] = Field(
+        default_factory=dict
+    )
+    """Values for ``${vars.NAME}``; see the variables section of the docs."""
+    system: System | None = None
+    targets: dict[Name, Target] = Field(min_length=1)
+    load: Load | None = None
+    steady_state: list[Metric] = Field(min_length=1)
+    faults: list[Fault] = Field(min_length=1)
+    blast_radius: BlastRadius = Field(default_factory=BlastRadius)
+    phases: Phases = Field(default_factory=Phases)
+    hypothesis: Hypothesis = Field(default_factory=Hypothesis)
+    safety: Safety = Field(default_factory=Safety)
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _variable_shorthand(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {
+                k: v if isinstance(v, dict) or v is None else {"default": v}
+                for k, v in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems = list(_problems(self))
+        if problems:
+            raise InconsistentExperiment(problems)
+        return self
+
+    def fault_names(self) -> list[str]:
+        """Each fault's name, defaulting to ``<type>-<position>`` (1-based)."""
+        return [f.name or f"{f.type}-{i}" for i, f in enumerate(self.faults, start=1)]
+
+    def metric(self, name: str) -> Metric | None:
+        """The steady-state metric called ``name``."""
+        return next((m for m in self.steady_state if m.name == name), None)
+
+    def planned_duration(self) -> Duration:
+        """Warm-up and baseline once, then fault and recovery per trial."""
+        p = self.phases
+        per_trial = p.fault.nanoseconds + p.recovery.nanoseconds
+        return Duration(
+            p.warmup.nanoseconds + p.baseline.nanoseconds + per_trial * self.hypothesis.trials
+        )
+
+    def fault_window(self, index: int) -> tuple[Duration, Duration]:
+        """When fault ``index`` is applied and reverted, as offsets into the fault phase."""
+        fault = self.faults[index]
+        end = fault.at + fault.duration if fault.duration is not None else self.phases.fault
+        return fault.at, end
+
+
+def _problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    """Every cross-field problem of ``exp`` (each field on its own is already valid)."""
+    yield from _name_clashes(exp)
+    yield from _fault_problems(exp)
+    yield from _metric_problems(exp)
+    yield from _safety_problems(exp)
+    yield from _placeholder_problems(exp)
+    rw = exp.hypothesis.recover_within
+    if rw is not None and rw > exp.phases.recovery:
+        yield ExperimentProblem(
+            ("hypothesis", "recover_within"),
+            f"recover_within ({rw}) is longer than the recovery phase ({exp.phases.recovery}): "
+            "recovery could never be observed; lengthen phases.recovery",
+        )
+    if exp.planned_duration() > exp.safety.max_duration:
+        yield ExperimentProblem(
+            ("safety", "max_duration"),
+            f"the phases add up to {exp.planned_duration()} over {exp.hypothesis.trials} "
+            f"trial(s), beyond max_duration ({exp.safety.max_duration}); the run would always "
+            "be aborted: raise max_duration or shorten the phases",
+        )
+    if exp.blast_radius.control == "concurrent" and exp.hypothesis.comparison == "before_after":
+        yield ExperimentProblem(
+            ("hypothesis", "comparison"),
+            "comparison 'before_after' ignores the concurrent control group the blast radius "
+            "asks for: set blast_radius.control to 'none' or comparison to 'concurrent'",
+        )
+    if exp.blast_radius.control == "none" and exp.hypothesis.comparison == "concurrent":
+        yield ExperimentProblem(
+            ("hypothesis", "comparison"),
+            "comparison 'concurrent' needs blast_radius.control: concurrent",
+        )
+
+
+def _name_clashes(exp: Experiment) -> Iterator[ExperimentProblem]:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(exp.fault_names()):
+        if name in seen:
+            yield ExperimentProblem(
+                ("faults", i, "name"),
+                f"fault name '{name}' is used twice (also faults[{seen[name]}])",
+            )
+        seen.setdefault(name, i)
+    metrics: dict[str, int] = {}
+    for i, metric in enumerate(exp.steady_state):
+        if metric.name in metrics:
+            yield ExperimentProblem(
+                ("steady_state", i, "name"),
+                f"metric name '{metric.name}' is used twice "
+                f"(also steady_state[{metrics[metric.name]}])",
+            )
+        metrics.setdefault(metric.name, i)
+
+
+def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    started = exp.system.started() if exp.system else {}
+    for i, fault in enumerate(exp.faults):
+        target = exp.targets.get(fault.target)
+        if target is None:
+            known = ", ".join(sorted(exp.targets))
+            yield ExperimentProblem(
+                ("faults", i, "target"),
+                f"no target called '{fault.target}' (targets: {known})",
+            )
+            continue
+        if target.kind not in fault.KINDS:
+            kinds = " or ".join(sorted(fault.KINDS))
+            yield ExperimentProblem(
+                ("faults", i, "target"),
+                f"a {fault.type} fault needs a {kinds} target, but '{fault.target}' is a "
+                f"{target.kind} target",
+            )
+            continue
+        start, end = exp.fault_window(i)
+        if end > exp.phases.fault:
+            yield ExperimentProblem(
+                ("faults", i, "duration" if fault.duration is not None else "at"),
+                f"the fault would last until {end} into the fault phase, which is only "
+                f"{exp.phases.fault} long",
+            )
+        elif start >= exp.phases.fault:
+            yield ExperimentProblem(
+                ("faults", i, "at"),
+                f"'at' ({start}) is not inside the fault phase ({exp.phases.fault})",
+            )
+        needs_port = fault.type in NETWORK_FAULTS or (
+            fault.type == "partition" and getattr(fault, "mode", "") != "disconnect"
+        )
+        if (
+            needs_port
+            and isinstance(target, ProcessTarget | ContainerTarget)
+            and target.port is None
+        ):
+            yield ExperimentProblem(
+                ("targets", fault.target, "port"),
+                f"the {fault.type} fault goes through a proxy in front of '{fault.target}': give "
+                "the target's 'port' to put it in front of",
+            )
+        disconnect = fault.type == "partition" and getattr(fault, "mode", "") == "disconnect"
+        if disconnect and target.kind != "container":
+            yield ExperimentProblem(
+                ("faults", i, "mode"),
+                "partition mode 'disconnect' needs a container target; use 'hang' or "
+                "'refuse' for proxies and processes",
+            )
+        if fault.type in ("disk_full", "clock_skew"):
+            yield from _started_feature_problems(exp, i, fault.type, target, started)
+        if (
+            isinstance(target, ProcessTarget)
+            and target.pids
+            and fault.type not in ("crash", "pause")
+        ):
+            yield ExperimentProblem(
+                ("faults", i, "target"),
+                f"a {fault.type} fault needs a process chaoskit started; target "
+                f"'{fault.target}' names pids, which only crash and pause can hit",
+            )
+
+
+def _started_feature_problems(
+    exp: Experiment, index: int, fault_type: str, target: Any, started: dict[str, Any]
+) -> Iterator[ExperimentProblem]:
+    """disk_full and clock_skew need a process/container chaoskit starts, set up for them."""
+    feature, what = (
+        ("tmpfs", "a 'tmpfs'") if fault_type == "disk_full" else ("faketime", "'faketime: true'")
+    )
+    matching = [
+        spec
+        for name, spec in started.items()
+        if any(fnmatchcase(name, pattern) for pattern in target.patterns())
+    ]
+    if not matching:
+        yield ExperimentProblem(
+            ("faults", index, "target"),
+            f"a {fault_type} fault works only on processes or containers chaoskit starts, and no "
+            f"entry under system: matches target '{exp.faults[index].target}'",
+        )
+        return
+    for spec in matching:
+        if not getattr(spec, feature):
+            yield ExperimentProblem(
+                ("faults", index, "target"),
+                f"a {fault_type} fault needs {what} on '{spec.name}' under system:",
+            )
+
+
+def _metric_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    for i, metric in enumerate(exp.steady_state):
+        if (
+            isinstance(metric, LatencyMetric | ErrorRateMetric | ThroughputMetric)
+            and exp.load is None
+        ):
+            yield ExperimentProblem(
+                ("steady_state", i, "of"),
+                f"'{metric.of}' is measured from the load generator: add a 'load:' section, or "
+                "use a probe metric",
+            )
+
+
+_THRESHOLD_KIND = {
+    "latency": (Duration, "a duration such as '500ms'"),
+    "error_rate": (Percent, "a percentage such as '20%'"),
+    "throughput": (Rate, "a rate such as '50/s'"),
+    "probe": (float, "a plain number"),
+}
+
+
+def _safety_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    for i, cond in enumerate(exp.safety.abort_when):
+        metric = exp.metric(cond.metric)
+        if metric is None:
+            known = ", ".join(m.name for m in exp.steady_state)
+            yield ExperimentProblem(
+                ("safety", "abort_when", i, "metric"),
+                f"no steady-state metric called '{cond.metric}' (metrics: {known})",
+            )
+            continue
+        expected, words = _THRESHOLD_KIND[metric.of]
+        if not isinstance(cond.limit, expected):
+            side = "above" if cond.above is not None else "below"
+            yield ExperimentProblem(
+                ("safety", "abort_when", i, side),
+                f"'{cond.metric}' is a {metric.of} metric: the limit must be {words}, "
+                f"not '{cond.limit}'",
+            )
+        if cond.group == "control" and exp.blast_radius.control != "concurrent":
+            yield ExperimentProblem(
+                ("safety", "abort_when", i, "group"),
+                "group 'control' needs blast_radius.control: concurrent",
+            )
+        if isinstance(metric, ProbeMetric) and cond.group != "experiment":
+            yield ExperimentProblem(
+                ("safety", "abort_when", i, "group"),
+                "probe metrics are not split into groups: leave 'group' out",
+            )
+
+
+def _placeholder_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    """Run-time placeholders must name ports the system provides."""
+    ports = set(exp.system.port_names()) if exp.system else set()
+    for path, text in _strings(
+        exp.model_dump(mode="json", by_alias=True, exclude={"variables", "description"})
+    ):
+        try:
+            found = list(find_placeholders(text))
+        except PlaceholderError as exc:
+            yield ExperimentProblem(path, str(exc))
+            continue
+        for ph in found:
+            if ph.namespace == "ports" and ph.name not in ports:
+                known = ", ".join(sorted(ports)) or "none: declare them under system.ports"
+                yield ExperimentProblem(
+                    path, f"'{ph.text}' names no port of the system (ports: {known})"
+                )
+            elif ph.namespace in ("vars", "env"):
+                yield ExperimentProblem(
+                    path, f"'{ph.text}' was not substituted: load the file with chaoskit's loader"
+                )
+
+
+def _strings(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+    elif isinstance(value, str) and "$" in value:
+        yield path, value

@@ -1,0 +1,308 @@
+"""Faults: what chaoskit breaks, one model per ``type``, each with its own attributes."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated, ClassVar, Literal, Self
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from ..units import Bandwidth, Duration, Percent, Size
+from ._base import Model, Name
+
+__all__ = [
+    "NETWORK_FAULTS",
+    "BandwidthFault",
+    "ClockSkewFault",
+    "CrashFault",
+    "DiskFullFault",
+    "Fault",
+    "FaultBase",
+    "LatencyFault",
+    "LimitDataFault",
+    "PartitionFault",
+    "PauseFault",
+    "ResetPeerFault",
+    "SlicerFault",
+    "SlowCloseFault",
+    "TargetKind",
+    "TimeoutFault",
+]
+
+TargetKind = Literal["proxy", "process", "container"]
+
+
+class FaultBase(Model):
+    """Fields every fault has: where, when and for how long."""
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"proxy", "process", "container"})
+    """Target kinds this fault can be applied to."""
+
+    name: Name | None = None
+    """A name for reports and the journal; defaults to ``<type>-<position>``."""
+    target: Name
+    """The key of an entry under ``targets:``."""
+    at: Duration = Duration(0)
+    """When to inject, as an offset from the start of the fault phase."""
+    duration: Duration | None = None
+    """How long the fault stays; by default until the fault phase ends."""
+    description: str = ""
+
+    @field_validator("at")
+    @classmethod
+    def _at_not_negative(cls, value: Duration) -> Duration:
+        if value.nanoseconds < 0:
+            raise ValueError(f"'at' must not be negative, got '{value}'")
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_positive(cls, value: Duration | None) -> Duration | None:
+        if value is not None and value.nanoseconds <= 0:
+            raise ValueError(f"'duration' must be positive, got '{value}'")
+        return value
+
+
+def _non_negative(value: Duration, field: str) -> Duration:
+    if value.nanoseconds < 0:
+        raise ValueError(f"'{field}' must not be negative, got '{value}'")
+    return value
+
+
+class _Toxic(FaultBase):
+    """A Toxiproxy toxic: on a proxy, or a proxy chaoskit places in front of a target's port."""
+
+    stream: Literal["downstream", "upstream", "both"] = "downstream"
+    """Which direction: ``downstream`` (server to client), ``upstream``, or ``both``."""
+    toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of connections affected, 0 to 1 (Toxiproxy rolls it per connection)."""
+
+
+class LatencyFault(_Toxic):
+    """Delay every chunk of data by ``latency`` ± ``jitter``."""
+
+    type: Literal["latency"]
+    latency: Duration
+    """Added delay per chunk, e.g. ``300ms``."""
+    jitter: Duration = Duration(0)
+    """Uniform spread around the delay, e.g. ``50ms``."""
+
+    @field_validator("latency", "jitter")
+    @classmethod
+    def _check(cls, value: Duration, info: ValidationInfo) -> Duration:
+        return _non_negative(value, info.field_name or "latency")
+
+
+class BandwidthFault(_Toxic):
+    """Limit each connection to ``rate`` in the chosen direction."""
+
+    type: Literal["bandwidth"]
+    rate: Bandwidth
+    """Bytes per second per connection, e.g. ``100kB/s``; must be above zero."""
+
+    @field_validator("rate")
+    @classmethod
+    def _positive(cls, value: Bandwidth) -> Bandwidth:
+        if value.bytes_per_second <= 0:
+            raise ValueError("bandwidth 'rate' must be above zero; to stop traffic use a partition")
+        if value.bytes_per_second < 1000:
+            raise ValueError(
+                f"bandwidth 'rate' {value} is below 1kB/s, the smallest rate Toxiproxy can apply"
+            )
+        return value
+
+
+class SlowCloseFault(_Toxic):
+    """Delay the close of each connection by ``delay``."""
+
+    type: Literal["slow_close"]
+    delay: Duration
+
+    @field_validator("delay")
+    @classmethod
+    def _check(cls, value: Duration) -> Duration:
+        return _non_negative(value, "delay")
+
+
+class TimeoutFault(_Toxic):
+    """Stop all data; close the connection after ``timeout`` of silence (0s: never close)."""
+
+    type: Literal["timeout"]
+    timeout: Duration = Duration(0)
+
+    @field_validator("timeout")
+    @classmethod
+    def _check(cls, value: Duration) -> Duration:
+        return _non_negative(value, "timeout")
+
+
+class ResetPeerFault(_Toxic):
+    """Reset connections (TCP RST) after ``timeout``."""
+
+    type: Literal["reset_peer"]
+    timeout: Duration = Duration(0)
+
+    @field_validator("timeout")
+    @classmethod
+    def _check(cls, value: Duration) -> Duration:
+        return _non_negative(value, "timeout")
+
+
+class SlicerFault(_Toxic):
+    """Cut data into small pieces of about ``average_size``, ``delay`` apart."""
+
+    type: Literal["slicer"]
+    average_size: Size
+    """Mean piece size; must be above zero."""
+    size_variation: Size = Size(0)
+    """How far a piece may differ from the mean; must be below ``average_size``."""
+    delay: Duration = Duration(0)
+    """Pause between pieces (Toxiproxy's resolution is one microsecond)."""
+
+    @field_validator("delay")
+    @classmethod
+    def _check(cls, value: Duration) -> Duration:
+        return _non_negative(value, "delay")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Self:
+        if self.average_size.bytes <= 0:
+            raise ValueError("slicer 'average_size' must be above zero")
+        if self.size_variation >= self.average_size:
+            raise ValueError(
+                f"slicer 'size_variation' ({self.size_variation}) must be below "
+                f"'average_size' ({self.average_size})"
+            )
+        return self
+
+
+class LimitDataFault(_Toxic):
+    """Close each connection once ``bytes`` have passed."""
+
+    type: Literal["limit_data"]
+    bytes: Size
+
+
+class PartitionFault(FaultBase):
+    """Cut a target off the network: hang its connections, refuse them, or disconnect it."""
+
+    type: Literal["partition"]
+    mode: Literal["hang", "refuse", "disconnect"] = "hang"
+    """``hang``: connections stall (Toxiproxy timeout toxic), closest to a real partition;
+    ``refuse``: connections are refused (proxy disabled); ``disconnect``: the container leaves
+    its Docker network and rejoins with the same aliases and address."""
+    direction: Literal["both", "inbound", "outbound"] = "both"
+    """One-way partitions where the mechanism allows it (``hang`` only)."""
+    network: str | None = None
+    """For ``disconnect``: the Docker network; by default every network of the container."""
+
+    @model_validator(mode="after")
+    def _direction(self) -> Self:
+        if self.direction != "both" and self.mode != "hang":
+            raise ValueError(
+                f"a one-way partition (direction '{self.direction}') needs mode 'hang': "
+                f"'{self.mode}' always cuts both directions"
+            )
+        if self.network is not None and self.mode != "disconnect":
+            raise ValueError("'network' only applies to mode 'disconnect'")
+        return self
+
+
+_SIGNALS = {s.name for s in signal.Signals if s.name.startswith("SIG") and "_" not in s.name}
+
+
+class CrashFault(FaultBase):
+    """Crash a process with a signal, or kill, stop or restart a container."""
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
+
+    type: Literal["crash"]
+    signal: str = "SIGKILL"
+    """Any signal name (``SIGKILL``, ``TERM``, ``SIGSEGV``)."""
+    action: Literal["kill", "stop", "restart"] = "kill"
+    """For containers: ``kill`` sends ``signal``, ``stop`` stops gracefully, ``restart`` both."""
+
+    @field_validator("signal")
+    @classmethod
+    def _real_signal(cls, value: str) -> str:
+        name = value.strip().upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        if name not in _SIGNALS:
+            raise ValueError(
+                f"'{value}' is not a signal name: use one of {', '.join(sorted(_SIGNALS))}"
+            )
+        return name
+
+
+class PauseFault(FaultBase):
+    """Freeze a process (SIGSTOP, then SIGCONT) or a container (docker pause)."""
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
+
+    type: Literal["pause"]
+
+
+class DiskFullFault(FaultBase):
+    """Fill the target's data tmpfs so that only ``leave`` bytes or ``free`` percent remain.
+
+    Never touches a real disk: the target must have a size-capped tmpfs chaoskit set up.
+    """
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
+
+    type: Literal["disk_full"]
+    leave: Size | None = None
+    """Bytes left free, e.g. ``0B`` (completely full) or ``1MiB``."""
+    free: Percent | None = None
+    """Share left free, e.g. ``1%``."""
+    path: str | None = None
+    """The tmpfs mount to fill; by default the target's only tmpfs."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.leave is None) == (self.free is None):
+            raise ValueError("disk_full needs exactly one of 'leave' (a size) or 'free' (a %)")
+        if self.free is not None and not 0 <= self.free.percent < 100:
+            raise ValueError(f"disk_full 'free' must be from 0% to below 100%, got '{self.free}'")
+        return self
+
+
+class ClockSkewFault(FaultBase):
+    """Shift the target's wall clock by ``skew`` (libfaketime; monotonic time is untouched)."""
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
+
+    type: Literal["clock_skew"]
+    skew: Duration
+    """How far to move the clock, e.g. ``+5m`` or ``-2h``; not zero."""
+
+    @field_validator("skew")
+    @classmethod
+    def _not_zero(cls, value: Duration) -> Duration:
+        if not value:
+            raise ValueError("'skew' of zero changes nothing: give e.g. '+5m' or '-30s'")
+        return value
+
+
+Fault = Annotated[
+    LatencyFault
+    | BandwidthFault
+    | SlowCloseFault
+    | TimeoutFault
+    | ResetPeerFault
+    | SlicerFault
+    | LimitDataFault
+    | PartitionFault
+    | CrashFault
+    | PauseFault
+    | DiskFullFault
+    | ClockSkewFault,
+    Field(discriminator="type"),
+]
+"""Any fault, chosen by its ``type``."""
+
+NETWORK_FAULTS = frozenset(
+    {"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"}
+)
+"""Fault types applied as Toxiproxy toxics."""

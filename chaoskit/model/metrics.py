@@ -1,0 +1,233 @@
+"""Steady-state metrics: what "healthy" means, measured from the load or from probes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from ..units import Duration, Percent, Rate
+from ._base import Model, Name, Template
+
+__all__ = [
+    "CommandProbe",
+    "ErrorRateMetric",
+    "HttpProbe",
+    "LatencyMetric",
+    "Metric",
+    "Probe",
+    "ProbeMetric",
+    "PrometheusProbe",
+    "PythonProbe",
+    "ScrapeProbe",
+    "ThroughputMetric",
+]
+
+Direction = Literal["increase", "decrease", "both"]
+
+
+class _MetricBase(Model):
+    name: Name
+    """How the metric is called in reports and in ``safety.abort_when``."""
+    critical: bool = False
+    """A critical metric that deviates fails the run whatever the others say."""
+    description: str = ""
+
+
+class LatencyMetric(_MetricBase):
+    """Request latency from the load generator, compared as a ratio to the control."""
+
+    of: Literal["latency"]
+    quantile: float = Field(default=0.5, gt=0.0, lt=1.0)
+    """Which quantile to judge: 0.5 (median, default), 0.95, 0.99."""
+    margin: Percent | None = None
+    """How much slower still counts as steady, e.g. ``25%`` (a ratio of 1.25). Default: 10% for
+    the median, 25% for tail quantiles (``hypothesis.margins``)."""
+    max: Duration | None = None
+    """An absolute limit (an SLO) the quantile must stay under, e.g. ``500ms``."""
+    direction: Direction = "increase"
+    """The harmful direction; latency normally hurts when it increases."""
+
+    @field_validator("margin")
+    @classmethod
+    def _margin_positive(cls, value: Percent | None) -> Percent | None:
+        if value is not None and value.percent <= 0:
+            raise ValueError(f"'margin' must be above 0%, got '{value}'")
+        return value
+
+
+class ErrorRateMetric(_MetricBase):
+    """Share of failed requests from the load generator."""
+
+    of: Literal["error_rate"]
+    max: Percent | None = None
+    """An absolute limit (an SLO), e.g. ``1%``."""
+    margin: Percent | None = None
+    """Allowed absolute increase over the control, in percentage points, e.g. ``0.5%``.
+    Default: the larger of 0.05 points and half the baseline rate."""
+    errors: list[Annotated[str, Field(pattern=r"^([1-5]xx|[1-5]\d\d|timeout|connect)$")]] = Field(
+        default_factory=lambda: ["5xx", "timeout", "connect"], min_length=1
+    )
+    """What counts as an error: status classes (``5xx``), codes (``429``), ``timeout``,
+    ``connect`` (connection refused or reset)."""
+    direction: Direction = "increase"
+
+    @field_validator("max", "margin")
+    @classmethod
+    def _share(cls, value: Percent | None) -> Percent | None:
+        if value is not None and not 0 < value.percent <= 100:
+            raise ValueError(f"must be above 0% and at most 100%, got '{value}'")
+        return value
+
+
+class ThroughputMetric(_MetricBase):
+    """Successful requests per second from the load generator."""
+
+    of: Literal["throughput"]
+    min: Rate | None = None
+    """An absolute floor, e.g. ``90/s``."""
+    margin: Percent | None = None
+    """Allowed relative drop, e.g. ``5%`` (a ratio of 0.95). Default 5%."""
+    direction: Direction = "decrease"
+
+    @field_validator("margin")
+    @classmethod
+    def _share(cls, value: Percent | None) -> Percent | None:
+        if value is not None and not 0 < value.percent < 100:
+            raise ValueError(f"'margin' must be above 0% and below 100%, got '{value}'")
+        return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes
+
+
+class HttpProbe(Model):
+    """Request a URL; the value is 1/0 for an expected status, the latency, or a JSON number."""
+
+    type: Literal["http"]
+    url: Template
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: [200], min_length=1
+    )
+    """Statuses that count as up."""
+    value: Literal["up", "latency", "json"] = "up"
+    """``up``: 1 when the status is expected, else 0; ``latency``: seconds; ``json``: a number
+    read from the response at ``json_path``."""
+    json_path: str | None = None
+    """Dotted path to a number in the JSON body, e.g. ``breakers.backend-1.failures``."""
+    timeout: Duration = Duration.parse("2s")
+
+    @model_validator(mode="after")
+    def _json_path(self) -> Self:
+        if (self.value == "json") != (self.json_path is not None):
+            raise ValueError("give 'json_path' exactly when value is 'json'")
+        return self
+
+
+class PrometheusProbe(Model):
+    """Evaluate a PromQL query on a Prometheus server; the value is the single result."""
+
+    type: Literal["prometheus"]
+    url: Template
+    """The Prometheus server, e.g. ``http://127.0.0.1:9090``."""
+    query: str = Field(min_length=1)
+    """A PromQL expression that yields one sample."""
+    timeout: Duration = Duration.parse("5s")
+
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+class ScrapeProbe(Model):
+    """Read one sample from a ``/metrics`` endpoint in Prometheus text format."""
+
+    type: Literal["scrape"]
+    url: Template
+    """The exposition endpoint, e.g. ``http://127.0.0.1:${ports.frontend}/metrics``."""
+    metric: str
+    """The sample name, e.g. ``frontend_breaker_state``."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels the sample must carry; with several matches, their values are summed."""
+    timeout: Duration = Duration.parse("2s")
+
+    @field_validator("metric")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _METRIC_NAME.match(value):
+            raise ValueError(f"'{value}' is not a Prometheus metric name")
+        return value
+
+
+class CommandProbe(Model):
+    """Run a command (an argv list, never a shell string); the value is its exit code or output."""
+
+    type: Literal["command"]
+    command: list[Template] = Field(min_length=1)
+    """The program and its arguments, e.g. ``["pg_isready", "-h", "127.0.0.1"]``."""
+    value: Literal["exit_code", "stdout"] = "exit_code"
+    """``exit_code``, or ``stdout`` parsed as a number."""
+    timeout: Duration = Duration.parse("5s")
+    env: dict[str, Template] = Field(default_factory=dict)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError(
+                "a command is a list of arguments, not a shell string: write "
+                f"{value.split()!r} (chaoskit never runs a shell)"
+            )
+        return value
+
+
+class PythonProbe(Model):
+    """Call a Python function ``module:function`` that returns a number."""
+
+    type: Literal["python"]
+    callable: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """Where the function lives, e.g. ``mychecks.db:replication_lag``."""
+    arguments: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Keyword arguments passed to the function."""
+    timeout: Duration = Duration.parse("5s")
+
+
+Probe = Annotated[
+    HttpProbe | PrometheusProbe | ScrapeProbe | CommandProbe | PythonProbe,
+    Field(discriminator="type"),
+]
+
+
+class ProbeMetric(_MetricBase):
+    """Any number a probe reads on an interval, with limits or a margin around the baseline."""
+
+    of: Literal["probe"]
+    probe: Probe
+    interval: Duration = Duration.parse("1s")
+    """How often the probe is sampled."""
+    max: float | None = None
+    """An absolute upper limit on the value."""
+    min: float | None = None
+    """An absolute lower limit on the value."""
+    margin: Percent | None = None
+    """Allowed relative change from the control or baseline in the harmful direction."""
+    direction: Direction = "increase"
+
+    @model_validator(mode="after")
+    def _limits(self) -> Self:
+        if self.interval.nanoseconds < 10_000_000:
+            raise ValueError(f"probe 'interval' must be at least 10ms, got '{self.interval}'")
+        if self.max is not None and self.min is not None and self.min >= self.max:
+            raise ValueError(f"'min' ({self.min}) must be below 'max' ({self.max})")
+        return self
+
+
+Metric = Annotated[
+    LatencyMetric | ErrorRateMetric | ThroughputMetric | ProbeMetric,
+    Field(discriminator="of"),
+]
+"""A steady-state metric, chosen by ``of``."""

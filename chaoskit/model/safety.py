@@ -1,0 +1,110 @@
+"""The experiment's safety valve: abort conditions, a time limit and a kill switch."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+
+from ..units import Duration, Percent, Rate, UnitError
+from ._base import Model, Name
+
+__all__ = ["AbortCondition", "KillSwitch", "Safety", "Threshold", "parse_threshold"]
+
+Threshold = Duration | Percent | Rate | float
+"""A limit in the unit of its metric: ``500ms`` (latency), ``20%`` (error rate), ``50/s``
+(throughput) or a plain number (probes)."""
+
+
+def parse_threshold(value: object) -> Threshold:
+    """Read a threshold by its shape: ``%`` is a share, ``/s`` a rate, a unit a duration."""
+    if isinstance(value, Duration | Percent | Rate):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"a threshold is a number or a quantity, not {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"a threshold is a number or a quantity, not {value!r}")
+    text = value.strip()
+    try:
+        if text.endswith("%"):
+            return Percent.parse(text)
+        if "/" in text:
+            return Rate.parse(text)
+        try:
+            return float(text)
+        except ValueError:
+            return Duration.parse(text)
+    except UnitError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class AbortCondition(Model):
+    """Abort the run when ``metric`` stays above (or below) a limit for ``for``."""
+
+    metric: Name
+    """A steady-state metric's name."""
+    above: Threshold | None = None
+    below: Threshold | None = None
+    for_: Duration = Field(default=Duration(0), alias="for")
+    """How long the breach must last before the valve trips; ``0s`` trips at once."""
+    group: str = "experiment"
+    """Which traffic to watch: ``experiment``, ``control`` or ``all``."""
+
+    @field_validator("above", "below", mode="before")
+    @classmethod
+    def _parse(cls, value: object) -> Threshold | None:
+        return None if value is None else parse_threshold(value)
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if value not in ("experiment", "control", "all"):
+            raise ValueError(f"'group' must be experiment, control or all, got '{value}'")
+        return value
+
+    @field_validator("for_")
+    @classmethod
+    def _for(cls, value: Duration) -> Duration:
+        if value.nanoseconds < 0:
+            raise ValueError(f"'for' must not be negative, got '{value}'")
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("an abort condition needs exactly one of 'above' or 'below'")
+        return self
+
+    @property
+    def limit(self) -> Threshold:
+        """The threshold, whichever side it is on."""
+        value = self.above if self.above is not None else self.below
+        assert value is not None  # guaranteed by validation
+        return value
+
+
+class KillSwitch(Model):
+    """Ways a person can stop the run at once (everything is reverted first)."""
+
+    file: str | None = None
+    """A path whose appearance aborts the run; default ``<run dir>/HALT`` (``chaoskit halt``)."""
+    signals: bool = True
+    """Abort on SIGINT/SIGTERM (Ctrl-C) after reverting every fault."""
+
+
+class Safety(Model):
+    """When to give up: hard limits watched on every sample, independent of statistics."""
+
+    abort_when: list[AbortCondition] = Field(default_factory=list)
+    max_duration: Duration = Duration.parse("15m")
+    """The whole run, all trials included, is aborted past this."""
+    kill_switch: KillSwitch = Field(default_factory=KillSwitch)
+
+    @field_validator("max_duration")
+    @classmethod
+    def _positive(cls, value: Duration) -> Duration:
+        if value.nanoseconds <= 0:
+            raise ValueError(f"'max_duration' must be positive, got '{value}'")
+        return value

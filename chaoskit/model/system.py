@@ -1,0 +1,227 @@
+"""The system under test (what chaoskit starts) and targets (what faults may hit)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from ..units import Duration, Size
+from ._base import Glob, Model, Name, Template
+
+__all__ = [
+    "ContainerSpec",
+    "ContainerTarget",
+    "ProcessSpec",
+    "ProcessTarget",
+    "ProxyTarget",
+    "ReadyCheck",
+    "StackSpec",
+    "System",
+    "Target",
+    "TmpfsSpec",
+]
+
+
+class ReadyCheck(Model):
+    """How to know a started process or container is ready: an HTTP answer or an open port."""
+
+    http: Template | None = None
+    """A URL that must answer 2xx, e.g. ``http://127.0.0.1:${ports.api}/health/ready``."""
+    tcp: Template | None = None
+    """A ``host:port`` that must accept connections."""
+    timeout: Duration = Duration.parse("30s")
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.http is None) == (self.tcp is None):
+            raise ValueError("a ready check needs exactly one of 'http' or 'tcp'")
+        return self
+
+
+class TmpfsSpec(Model):
+    """A size-capped tmpfs at ``path``, so that ``disk_full`` never touches a real disk."""
+
+    path: str = Field(pattern=r"^/")
+    """Absolute path inside the process's mount namespace or the container."""
+    size: Size
+    """Capacity, e.g. ``64MiB``."""
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, value: Size) -> Size:
+        if value.bytes < 4096:
+            raise ValueError(f"a tmpfs needs at least 4KiB, got '{value}'")
+        return value
+
+
+def _argv(value: object) -> object:
+    if isinstance(value, str):
+        raise ValueError(
+            "a command is a list of arguments, not a shell string: write "
+            f"{value.split()!r} (chaoskit never runs a shell)"
+        )
+    return value
+
+
+class ProcessSpec(Model):
+    """A local process chaoskit starts, watches and stops."""
+
+    name: Name
+    command: list[Template] = Field(min_length=1)
+    """The program and its arguments as a list (never a shell string)."""
+    env: dict[str, Template] = Field(default_factory=dict)
+    cwd: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels targets can select on."""
+    ready: ReadyCheck | None = None
+    tmpfs: TmpfsSpec | None = None
+    """Start it in its own mount namespace with a tmpfs here (needed for ``disk_full``)."""
+    faketime: bool = False
+    """Start it under libfaketime (needed for ``clock_skew``)."""
+
+    _command = field_validator("command", mode="before")(_argv)
+
+
+class ContainerSpec(Model):
+    """A container chaoskit creates (labelled ``chaoskit.run=<run id>``) and removes."""
+
+    name: Name
+    image: str = Field(min_length=1)
+    """A locally built image; chaoskit never pulls from a registry."""
+    command: list[Template] | None = None
+    env: dict[str, Template] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    networks: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    """Network aliases on every network the container joins."""
+    ports: dict[Name, Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=dict)
+    """Container ports published on 127.0.0.1, by the name used in ``${ports.NAME}``."""
+    ready: ReadyCheck | None = None
+    tmpfs: TmpfsSpec | None = None
+    faketime: bool = False
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
+
+    _command = field_validator("command", mode="before")(_argv)
+
+
+class StackSpec(Model):
+    """The reference self-healing stack (supervisor, backends, proxies, frontend)."""
+
+    name: Literal["demo"] = "demo"
+    replicas: int = Field(default=3, ge=1, le=16)
+    """Backend replicas behind the frontend."""
+    mode: Literal["process", "container"] = "process"
+
+    def port_names(self) -> list[str]:
+        """The ``${ports.NAME}`` names the stack provides."""
+        backends = [f"backend-{i}" for i in range(1, self.replicas + 1)]
+        return ["frontend", "supervisor", "toxiproxy", *backends]
+
+
+class System(Model):
+    """What chaoskit brings up before the run and takes down after it."""
+
+    stack: StackSpec | None = None
+    """The reference stack: ``stack: demo`` or ``stack: {replicas: 3, mode: container}``."""
+    processes: list[ProcessSpec] = Field(default_factory=list)
+    containers: list[ContainerSpec] = Field(default_factory=list)
+    ports: list[Name] = Field(default_factory=list)
+    """Free loopback ports to pick at run time, used as ``${ports.NAME}``."""
+    toxiproxy: Template | None = None
+    """A Toxiproxy API URL to use instead of the embedded one (default ``$TOXIPROXY_URL``)."""
+
+    @field_validator("stack", mode="before")
+    @classmethod
+    def _stack_shorthand(cls, value: object) -> object:
+        if value == "demo":
+            return {"name": "demo"}
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        names = [p.name for p in self.processes] + [c.name for c in self.containers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"process and container names must be unique: {', '.join(dupes)}")
+        ports = self.port_names()
+        dupes = sorted({n for n in ports if ports.count(n) > 1})
+        if dupes:
+            raise ValueError(f"port names must be unique: {', '.join(dupes)}")
+        return self
+
+    def port_names(self) -> list[str]:
+        """Every name ``${ports.NAME}`` may use in this experiment."""
+        names = list(self.ports)
+        if self.stack is not None:
+            names += self.stack.port_names()
+        for container in self.containers:
+            names += list(container.ports)
+        return names
+
+    def started(self) -> dict[str, ProcessSpec | ContainerSpec]:
+        """Processes and containers by name."""
+        found: dict[str, ProcessSpec | ContainerSpec] = {p.name: p for p in self.processes}
+        found.update({c.name: c for c in self.containers})
+        return found
+
+
+class _TargetBase(Model):
+    select: Glob | list[Glob] | None = None
+    """Name pattern(s), e.g. ``backend-*``."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels a target must carry (all of them)."""
+
+    def patterns(self) -> list[str]:
+        """The name patterns as a list."""
+        if self.select is None:
+            return []
+        return [self.select] if isinstance(self.select, str) else list(self.select)
+
+
+class ProxyTarget(_TargetBase):
+    """Toxiproxy proxies, selected by name."""
+
+    kind: Literal["proxy"]
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.patterns():
+            raise ValueError("a proxy target needs 'select', e.g. select: 'backend-*'")
+        if self.labels:
+            raise ValueError("proxies have no labels: select them by name")
+        return self
+
+
+class ProcessTarget(_TargetBase):
+    """Local processes chaoskit started (by name or labels) or given by pid."""
+
+    kind: Literal["process"]
+    pids: list[Annotated[int, Field(gt=1)]] = Field(default_factory=list)
+    """Explicit process ids of processes chaoskit did not start (crash and pause only)."""
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """For network faults: the port chaoskit puts a proxy in front of."""
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not (self.patterns() or self.labels or self.pids):
+            raise ValueError("a process target needs 'select', 'labels' or 'pids'")
+        return self
+
+
+class ContainerTarget(_TargetBase):
+    """Containers, by name pattern and/or labels."""
+
+    kind: Literal["container"]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """For network faults: the container port chaoskit puts a proxy in front of."""
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not (self.patterns() or self.labels):
+            raise ValueError("a container target needs 'select' or 'labels'")
+        return self
+
+
+Target = Annotated[ProxyTarget | ProcessTarget | ContainerTarget, Field(discriminator="kind")]
+"""A named group of things faults may hit, chosen by ``kind``."""
