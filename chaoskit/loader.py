@@ -35,6 +35,7 @@ __all__ = [
     "find_files",
     "load_experiment",
     "load_model",
+    "locate",
     "read_document",
 ]
 
@@ -445,6 +446,15 @@ def _declared_variables(raw: object) -> dict[str, Variable]:
     shorthand = Experiment._variable_shorthand(raw)
     adapter: TypeAdapter[dict[str, Variable]] = TypeAdapter(dict[str, Variable])
     return adapter.validate_python(shorthand)
+
+
+def locate(file: Path | str, found: list[tuple[Path_, str]]) -> list[Problem]:
+    """Problems for messages about fields of ``file`` (e.g. policy violations), with positions."""
+    try:
+        doc = read_document(Path(file))
+    except LoadError:
+        doc = Document(str(file), None, {})
+    return [Problem(doc.file, *doc.where(path), path, message) for path, message in found]
 
 
 def find_files(paths: list[Path]) -> Iterator[Path]:

@@ -18,6 +18,7 @@ __all__ = [
     "DiskFullFault",
     "Fault",
     "FaultBase",
+    "FaultType",
     "LatencyFault",
     "LimitDataFault",
     "PartitionFault",
@@ -30,6 +31,20 @@ __all__ = [
 ]
 
 TargetKind = Literal["proxy", "process", "container"]
+FaultType = Literal[
+    "latency",
+    "bandwidth",
+    "slow_close",
+    "timeout",
+    "reset_peer",
+    "slicer",
+    "limit_data",
+    "partition",
+    "crash",
+    "pause",
+    "disk_full",
+    "clock_skew",
+]
 
 
 class FaultBase(Model):

@@ -1,0 +1,24 @@
+"""Exit codes every chaoskit command uses, so a CI job can act on them."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["ExitCode"]
+
+
+class ExitCode(IntEnum):
+    """What a chaoskit process tells its caller."""
+
+    HELD = 0
+    """The steady state held (or, for ``validate``: every file is valid)."""
+    DEVIATED = 1
+    """The steady state deviated: the system did not absorb the fault."""
+    INVALID = 2
+    """Invalid input or usage; nothing was touched."""
+    ABORTED = 3
+    """The safety valve aborted the run, after every fault was reverted."""
+    INCONCLUSIVE = 4
+    """The data could not show either outcome (too few samples, unstable baseline...)."""
+    INTERNAL = 70
+    """A bug in chaoskit (EX_SOFTWARE); every fault was still reverted where possible."""

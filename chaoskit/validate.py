@@ -1,0 +1,146 @@
+"""``chaoskit validate``: check files and the site policy, report every problem, touch nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+from rich.markup import escape
+
+from .exitcodes import ExitCode
+from .loader import LoadError, Problem, find_files, load_experiment, locate
+from .model import Experiment
+from .safety.policy import Policy, find_policy
+
+__all__ = ["FileReport", "validate_paths"]
+
+
+@dataclass
+class FileReport:
+    """What validation found in one file."""
+
+    file: str
+    experiment: Experiment | None = None
+    problems: list[Problem] = field(default_factory=list)
+    violations: list[tuple[Problem, str]] = field(default_factory=list)
+    """Policy violations as located problems, with the rule each breaks."""
+
+    @property
+    def valid(self) -> bool:
+        """No schema problem and no policy violation."""
+        return self.experiment is not None and not self.problems and not self.violations
+
+
+def check_file(path: Path, policy: Policy | None, variables: Mapping[str, str]) -> FileReport:
+    """Load one experiment file and check it against ``policy`` (a ``Policy``)."""
+    report = FileReport(str(path))
+    try:
+        report.experiment = load_experiment(path, variables=variables)
+    except LoadError as exc:
+        report.problems = exc.problems
+        return report
+    if policy is not None:
+        violations = policy.check(report.experiment)
+        located = locate(path, [(v.path, v.message) for v in violations])
+        report.violations = [(p, v.rule) for p, v in zip(located, violations, strict=True)]
+    return report
+
+
+def validate_paths(
+    paths: list[Path],
+    *,
+    policy_path: Path | None,
+    use_policy: bool,
+    variables: Mapping[str, str],
+    output: Literal["text", "json"] = "text",
+) -> ExitCode:
+    """Validate every experiment under ``paths``; print the results; return the exit code."""
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    policy: Policy | None = None
+    source = "not checked (--no-policy)"
+    if use_policy:
+        try:
+            policy, source = find_policy(policy_path)
+        except LoadError as exc:
+            for problem in exc.problems:
+                err.print(f"[red]policy error[/] {escape(str(problem))}")
+            err.print("The policy file is invalid: fix it, or pass --policy FILE.")
+            return ExitCode.INVALID
+
+    files = list(find_files(paths))
+    missing = [p for p in paths if not p.exists()]
+    reports = [check_file(p, policy, variables) for p in files if p not in missing]
+    reports += [
+        FileReport(str(p), problems=[Problem(str(p), 1, 1, (), "no such file or folder")])
+        for p in missing
+    ]
+    empty = [p for p in paths if p.is_dir() and not any(find_files([p]))]
+
+    if output == "json":
+        json.dump(_as_json(reports, source, empty), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print(out, reports, source, empty)
+    ok = reports and all(r.valid for r in reports) and not empty
+    return ExitCode.HELD if ok else ExitCode.INVALID
+
+
+def _print(out: Console, reports: list[FileReport], source: str, empty: list[Path]) -> None:
+    for report in reports:
+        exp = report.experiment
+        if report.valid and exp is not None:
+            detail = (
+                f"{exp.name}: {len(exp.faults)} fault(s), {len(exp.steady_state)} metric(s), "
+                f"{exp.hypothesis.trials} trial(s), about {exp.planned_duration()}"
+            )
+            out.print(f"[green]✓[/] {escape(report.file)}  [dim]{escape(detail)}[/]")
+            continue
+        out.print(f"[red]✗[/] {escape(report.file)}")
+        for problem in report.problems:
+            out.print(f"  {escape(str(problem))}")
+        for problem, rule in report.violations:
+            out.print(f"  {escape(str(problem))} [yellow]\\[policy: {escape(rule)}][/]")
+    for folder in empty:
+        out.print(
+            f"[red]✗[/] {escape(str(folder))}: no experiment files (.yaml, .yml, .json, .toml)"
+        )
+    valid = sum(r.valid for r in reports)
+    out.print(
+        f"{len(reports)} file(s): {valid} valid, {len(reports) - valid} invalid; policy: "
+        f"{escape(source)}"
+    )
+
+
+def _as_json(reports: list[FileReport], source: str, empty: list[Path]) -> dict[str, object]:
+    def problem(p: Problem, rule: str | None = None) -> dict[str, object]:
+        found: dict[str, object] = {
+            "line": p.line,
+            "column": p.column,
+            "field": p.field,
+            "message": p.message,
+        }
+        if rule:
+            found["policy_rule"] = rule
+        return found
+
+    return {
+        "policy": source,
+        "valid": bool(reports) and all(r.valid for r in reports) and not empty,
+        "empty_folders": [str(p) for p in empty],
+        "files": [
+            {
+                "file": r.file,
+                "valid": r.valid,
+                "name": r.experiment.name if r.experiment else None,
+                "problems": [problem(p) for p in r.problems]
+                + [problem(p, rule) for p, rule in r.violations],
+            }
+            for r in reports
+        ],
+    }
