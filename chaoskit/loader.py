@@ -349,8 +349,12 @@ def _message(error: Any, doc: Document, path: Path_, schema: dict[str, Any]) -> 
     if kind == "union_tag_not_found":
         tag = str(error.get("ctx", {}).get("discriminator", "type")).strip("'")
         return f"'{tag}' is missing: it says which kind of entry this is"
-    if kind == "literal_error":
-        return f"{msg.replace('Input should be', 'expected')}, got {error.get('input')!r}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        what = _PATTERN_WORDS.get(pattern, f"text matching {pattern}")
+        return f"{error.get('input')!r} is not valid here: expected {what}"
+    if msg.startswith("Input should be"):
+        return f"{msg.replace('Input should be', 'expected', 1)}, got {error.get('input')!r}"
     if msg.startswith(("Value error, ", "Assertion failed, ")):
         msg = msg.split(", ", 1)[1]
     text = str(error.get("input"))
@@ -360,6 +364,17 @@ def _message(error: Any, doc: Document, path: Path_, schema: dict[str, Any]) -> 
             "fields such as URLs, commands and environment values)"
         )
     return msg
+
+
+_PATTERN_WORDS = {
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$": (
+        "a name of letters, digits, '_', '.' and '-' (no spaces), starting with a letter or "
+        "digit, at most 63 characters"
+    ),
+    r"^[A-Za-z_][A-Za-z0-9_]*$": "an identifier: letters, digits and '_', not starting with a digit",
+    r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$": "'module.path:function'",
+    r"^/": "an absolute path",
+}
 
 
 def _problems_of(

@@ -369,6 +369,12 @@ class Rate(_Quantity):
             raise cls._error(text, f"'/{unit}' is not a period;")
         return cls(_decimal(number).normalize(), period)
 
+    @classmethod
+    def _from_number(cls, value: object) -> Rate:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise cls._error(value, f"a bare number has no period, write '{value}/s';")
+        raise cls._error(value)
+
     @property
     def per_second(self) -> float:
         """Events per second, as a float."""

@@ -14,7 +14,14 @@ from ._base import Model, Name, Template
 from .faults import NETWORK_FAULTS, Fault
 from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
 from .safety import Safety
-from .system import ContainerTarget, ProcessTarget, System, Target
+from .system import (
+    ContainerSpec,
+    ContainerTarget,
+    ProcessSpec,
+    ProcessTarget,
+    System,
+    Target,
+)
 from .variables import PlaceholderError, Variable, find_placeholders
 
 __all__ = [
@@ -289,7 +296,6 @@ def _name_clashes(exp: Experiment) -> Iterator[ExperimentProblem]:
 
 
 def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
-    started = exp.system.started() if exp.system else {}
     for i, fault in enumerate(exp.faults):
         target = exp.targets.get(fault.target)
         if target is None:
@@ -340,7 +346,7 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 "'refuse' for proxies and processes",
             )
         if fault.type in ("disk_full", "clock_skew"):
-            yield from _started_feature_problems(exp, i, fault.type, target, started)
+            yield from _started_feature_problems(exp, i, fault.type, target)
         if (
             isinstance(target, ProcessTarget)
             and target.pids
@@ -354,29 +360,33 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
 
 
 def _started_feature_problems(
-    exp: Experiment, index: int, fault_type: str, target: Any, started: dict[str, Any]
+    exp: Experiment, index: int, fault_type: str, target: Any
 ) -> Iterator[ExperimentProblem]:
     """disk_full and clock_skew need a process/container chaoskit starts, set up for them."""
-    feature, what = (
-        ("tmpfs", "a 'tmpfs'") if fault_type == "disk_full" else ("faketime", "'faketime: true'")
-    )
-    matching = [
-        spec
-        for name, spec in started.items()
+    disk = fault_type == "disk_full"
+    what = "a 'tmpfs'" if disk else "'faketime: true'"
+    system = exp.system or System()
+    specs: list[ProcessSpec | ContainerSpec] = [*system.processes, *system.containers]
+    candidates = {s.name: (s.tmpfs is not None) if disk else s.faketime for s in specs}
+    if system.stack is not None:
+        ready = (system.stack.tmpfs is not None) if disk else system.stack.faketime
+        candidates.update(dict.fromkeys(system.stack.backend_names(), ready))
+    matching = {
+        name: ready
+        for name, ready in candidates.items()
         if any(fnmatchcase(name, pattern) for pattern in target.patterns())
-    ]
+    }
     if not matching:
         yield ExperimentProblem(
             ("faults", index, "target"),
-            f"a {fault_type} fault works only on processes or containers chaoskit starts, and no "
-            f"entry under system: matches target '{exp.faults[index].target}'",
+            f"a {fault_type} fault works only on processes or containers chaoskit starts, and "
+            f"nothing under system: matches target '{exp.faults[index].target}'",
         )
-        return
-    for spec in matching:
-        if not getattr(spec, feature):
+    for name, ready in matching.items():
+        if not ready:
             yield ExperimentProblem(
                 ("faults", index, "target"),
-                f"a {fault_type} fault needs {what} on '{spec.name}' under system:",
+                f"a {fault_type} fault needs {what} on '{name}' (under system:)",
             )
 
 
@@ -416,7 +426,7 @@ def _safety_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
             side = "above" if cond.above is not None else "below"
             yield ExperimentProblem(
                 ("safety", "abort_when", i, side),
-                f"'{cond.metric}' is a {metric.of} metric: the limit must be {words}, "
+                f"'{cond.metric}' measures {metric.of}: the limit must be {words}, "
                 f"not '{cond.limit}'",
             )
         if cond.group == "control" and exp.blast_radius.control != "concurrent":

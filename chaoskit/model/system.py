@@ -112,11 +112,18 @@ class StackSpec(Model):
     replicas: int = Field(default=3, ge=1, le=16)
     """Backend replicas behind the frontend."""
     mode: Literal["process", "container"] = "process"
+    tmpfs: Size | None = None
+    """Give each backend a size-capped tmpfs for its data (needed for ``disk_full``)."""
+    faketime: bool = False
+    """Start each backend under libfaketime (needed for ``clock_skew``)."""
+
+    def backend_names(self) -> list[str]:
+        """The backends' process or container names: ``backend-1`` … ``backend-N``."""
+        return [f"backend-{i}" for i in range(1, self.replicas + 1)]
 
     def port_names(self) -> list[str]:
         """The ``${ports.NAME}`` names the stack provides."""
-        backends = [f"backend-{i}" for i in range(1, self.replicas + 1)]
-        return ["frontend", "supervisor", "toxiproxy", *backends]
+        return ["frontend", "supervisor", "toxiproxy", *self.backend_names()]
 
 
 class System(Model):
@@ -158,12 +165,6 @@ class System(Model):
         for container in self.containers:
             names += list(container.ports)
         return names
-
-    def started(self) -> dict[str, ProcessSpec | ContainerSpec]:
-        """Processes and containers by name."""
-        found: dict[str, ProcessSpec | ContainerSpec] = {p.name: p for p in self.processes}
-        found.update({c.name: c for c in self.containers})
-        return found
 
 
 class _TargetBase(Model):
