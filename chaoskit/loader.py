@@ -129,6 +129,24 @@ def _compose_marks(
             yield from _compose_marks(item, (*path, i), marks)
 
 
+MAX_VALUES = 100_000
+"""Refuse documents with more values than this after alias expansion ("billion laughs")."""
+
+
+def _too_big(data: Any) -> bool:
+    count, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _read_yaml(file: str, text: str) -> Document:
     try:
         node = yaml.compose(text, Loader=_MarkingLoader)
@@ -137,9 +155,18 @@ def _read_yaml(file: str, text: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        rows = text.splitlines()
+        if mark and mark.line < len(rows) and "${" in rows[mark.line]:
+            what += ' (inside {...} or [...], quote values that hold ${...}: "${vars.x}")'
         raise LoadError([Problem(file, line, col, (), f"not valid YAML: {what}")]) from None
     except yaml.YAMLError as exc:
         raise LoadError([Problem(file, 1, 1, (), f"not valid YAML: {exc}")]) from None
+    if _too_big(data):
+        message = (
+            f"too large: more than {MAX_VALUES} values once aliases are expanded "
+            "(an experiment file never needs that many; check anchors and aliases)"
+        )
+        raise LoadError([Problem(file, 1, 1, (), message)])
     marks: dict[Path_, tuple[int, int]] = {}
     if node is not None:
         dupes = [
@@ -239,10 +266,16 @@ def _doc_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
     """Map a pydantic error location onto the document, dropping union tags and the like."""
     path: list[str | int] = []
     node = data
+    tag_seen = False  # a union's tag comes first, and may equal a field name ('latency')
     for part in loc:
+        if not tag_seen and isinstance(node, dict) and isinstance(part, str):
+            if _is_union_tag(node, part):
+                tag_seen = True
+                continue
         if _has(node, part):
             path.append(part)
             node = node[part]
+            tag_seen = False
         elif _is_key(node, part):
             path.append(part)  # a missing or unknown key: point at it by name
             node = None
@@ -371,7 +404,9 @@ _PATTERN_WORDS = {
         "a name of letters, digits, '_', '.' and '-' (no spaces), starting with a letter or "
         "digit, at most 63 characters"
     ),
-    r"^[A-Za-z_][A-Za-z0-9_]*$": "an identifier: letters, digits and '_', not starting with a digit",
+    r"^[A-Za-z_][A-Za-z0-9_]*$": (
+        "an identifier: letters, digits and '_', not starting with a digit"
+    ),
     r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$": "'module.path:function'",
     r"^/": "an absolute path",
 }
