@@ -268,10 +268,9 @@ def _doc_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
     node = data
     tag_seen = False  # a union's tag comes first, and may equal a field name ('latency')
     for part in loc:
-        if not tag_seen and isinstance(node, dict) and isinstance(part, str):
-            if _is_union_tag(node, part):
-                tag_seen = True
-                continue
+        if not tag_seen and isinstance(node, dict) and _is_union_tag(node, part):
+            tag_seen = True
+            continue
         if _has(node, part):
             path.append(part)
             node = node[part]
@@ -299,7 +298,7 @@ def _has(node: Any, part: str | int) -> bool:
     return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
-def _is_union_tag(node: dict[str, Any], part: str) -> bool:
+def _is_union_tag(node: dict[str, Any], part: str | int) -> bool:
     return any(node.get(tag) == part for tag in ("type", "of", "kind"))
 
 

@@ -96,7 +96,7 @@ def test_choices_are_enforced() -> None:
 
 
 def test_unknown_override_is_refused() -> None:
-    with pytest.raises(PlaceholderError, match="--var typo=... names no declared variable"):
+    with pytest.raises(PlaceholderError, match=r"--var typo=\.\.\. names no declared variable"):
         resolve_variables({"a": Variable(default=1)}, {"typo": "1"}, {})
 
 
