@@ -9,7 +9,7 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import typer
 
@@ -104,17 +104,22 @@ def schema(
     ] = "experiment",
 ) -> None:
     """Print the JSON Schema of experiment (or policy) files, for editor completion."""
+    from pydantic import BaseModel
+
+    from .model.schema import json_schema
+
+    model: type[BaseModel]
     if of == "experiment":
         from .model import Experiment
 
-        document: dict[str, Any] = Experiment.model_json_schema(mode="validation")
+        model = Experiment
     elif of == "policy":
         from .safety.policy import Policy
 
-        document = Policy.model_json_schema(mode="validation")
+        model = Policy
     else:
         raise typer.BadParameter(f"'{of}' is not experiment or policy", param_hint="OF")
-    document = {"$schema": "https://json-schema.org/draft/2020-12/schema", **document}
+    document = json_schema(model)
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 

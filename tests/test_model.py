@@ -1,0 +1,192 @@
+"""The experiment schema: each fault's own rules, and fields that must fit together."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from chaoskit.model import Experiment, InconsistentExperiment
+from chaoskit.model.faults import CrashFault, DiskFullFault
+
+BASE: dict[str, Any] = {
+    "name": "t",
+    "system": {"stack": {"replicas": 3, "tmpfs": "64MiB", "faketime": True}},
+    "targets": {
+        "proxies": {"kind": "proxy", "select": "backend-*"},
+        "procs": {"kind": "process", "select": "backend-*", "port": 8080},
+        "boxes": {"kind": "container", "labels": {"app": "api"}},
+    },
+    "load": {"url": "http://127.0.0.1:${ports.frontend}/", "rate": "10/s"},
+    "steady_state": [{"name": "errors", "of": "error_rate", "max": "1%"}],
+    "faults": [{"type": "latency", "target": "proxies", "latency": "100ms"}],
+}
+
+
+def exp(**changes: Any) -> Experiment:
+    doc = copy.deepcopy(BASE)
+    doc.update(changes)
+    return Experiment.model_validate(doc)
+
+
+def fault(**fields: Any) -> Experiment:
+    return exp(faults=[fields])
+
+
+def test_base_is_valid() -> None:
+    assert exp().fault_names() == ["latency-1"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"type": "bandwidth", "target": "proxies", "rate": "0B/s"}, "must be above zero"),
+        ({"type": "bandwidth", "target": "proxies", "rate": "10B/s"}, "below 1kB/s"),
+        ({"type": "slicer", "target": "proxies", "average_size": "0B"}, "above zero"),
+        (
+            {"type": "slicer", "target": "proxies", "average_size": 10, "size_variation": 10},
+            "must be below 'average_size'",
+        ),
+        ({"type": "latency", "target": "proxies", "latency": "-1s"}, "must not be negative"),
+        ({"type": "latency", "target": "proxies", "latency": "1s", "toxicity": 1.5}, "less than"),
+        ({"type": "crash", "target": "procs", "signal": "SIGNOPE"}, "not a signal name"),
+        ({"type": "disk_full", "target": "procs"}, "exactly one of 'leave'"),
+        ({"type": "disk_full", "target": "procs", "free": "100%"}, "below 100%"),
+        ({"type": "clock_skew", "target": "procs", "skew": "0s"}, "changes nothing"),
+        (
+            {"type": "partition", "target": "proxies", "mode": "refuse", "direction": "inbound"},
+            "needs mode 'hang'",
+        ),
+        ({"type": "pause", "target": "procs", "duration": "0s"}, "must be positive"),
+        ({"type": "explode", "target": "procs"}, "does not match any of the expected tags"),
+    ],
+)
+def test_fault_rules(fields: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        fault(**fields)
+
+
+@pytest.mark.parametrize(
+    ("given", "name"), [("KILL", "SIGKILL"), ("sigterm", "SIGTERM"), ("SIGSTOP", "SIGSTOP")]
+)
+def test_signal_names_are_normalised(given: str, name: str) -> None:
+    crash = fault(type="crash", target="procs", signal=given).faults[0]
+    assert isinstance(crash, CrashFault) and crash.signal == name
+
+
+def test_disk_full_by_percent() -> None:
+    disk = fault(type="disk_full", target="procs", free="1%").faults[0]
+    assert isinstance(disk, DiskFullFault) and disk.free is not None and disk.free.fraction == 0.01
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        (
+            {"faults": [{"type": "crash", "target": "proxies"}]},
+            "needs a container or process target",
+        ),
+        (
+            {"faults": [{"type": "latency", "target": "nope", "latency": "1s"}]},
+            "no target called 'nope'",
+        ),
+        (
+            {"faults": [{"type": "latency", "target": "boxes", "latency": "1s"}]},
+            "give the target's 'port'",
+        ),
+        (
+            {"faults": [{"type": "partition", "target": "procs", "mode": "disconnect"}]},
+            "needs a container target",
+        ),
+        (
+            {"faults": [{"type": "pause", "target": "procs", "at": "10s", "duration": "25s"}]},
+            "would last until 35s",
+        ),
+        (
+            {"faults": [{"type": "pause", "target": "procs", "at": "30s"}]},
+            "not inside the fault phase",
+        ),
+        (
+            {
+                "faults": [
+                    {"type": "pause", "target": "procs"},
+                    {"type": "pause", "target": "procs"},
+                ],
+                "steady_state": [{"name": "e", "of": "error_rate"}, {"name": "e", "of": "latency"}],
+            },
+            "used twice",
+        ),
+        ({"load": None}, "add a 'load:' section"),
+        ({"hypothesis": {"recover_within": "1m"}}, "longer than the recovery phase"),
+        ({"safety": {"max_duration": "1m"}}, "beyond max_duration"),
+        (
+            {"safety": {"abort_when": [{"metric": "errors", "above": "1s"}]}},
+            "must be a percentage",
+        ),
+        ({"safety": {"abort_when": [{"metric": "nope", "above": 1}]}}, "no steady-state metric"),
+        ({"hypothesis": {"comparison": "concurrent"}}, "needs blast_radius.control"),
+        ({"load": {"url": "http://x:${ports.nope}/", "rate": "1/s"}}, "names no port"),
+    ],
+)
+def test_fields_must_fit_together(changes: dict[str, Any], match: str) -> None:
+    with pytest.raises(InconsistentExperiment, match=match):
+        exp(**changes)
+
+
+def test_disk_full_and_clock_skew_need_prepared_targets() -> None:
+    plain = copy.deepcopy(BASE)
+    plain["system"] = {"stack": {"replicas": 2}}
+    plain["faults"] = [
+        {"type": "disk_full", "target": "procs", "leave": "0B"},
+        {"type": "clock_skew", "target": "procs", "skew": "+1m"},
+    ]
+    with pytest.raises(InconsistentExperiment) as info:
+        Experiment.model_validate(plain)
+    messages = [p.message for p in info.value.problems]
+    assert sum("needs a 'tmpfs' on 'backend-" in m for m in messages) == 2
+    assert sum("needs 'faketime: true' on 'backend-" in m for m in messages) == 2
+
+
+def test_explicit_pids_only_for_crash_and_pause() -> None:
+    targets = {"pid": {"kind": "process", "pids": [4242]}}
+    ok = exp(targets=targets, faults=[{"type": "pause", "target": "pid"}])
+    assert ok.targets["pid"].kind == "process"
+    with pytest.raises(InconsistentExperiment, match="only crash and pause"):
+        exp(targets=targets, faults=[{"type": "clock_skew", "target": "pid", "skew": "1m"}])
+
+
+def test_commands_are_argv_lists_never_shell_strings() -> None:
+    system = {"processes": [{"name": "api", "command": "python -m http.server"}]}
+    with pytest.raises(ValidationError, match="not a shell string"):
+        exp(system=system)
+
+
+def test_threshold_units_follow_the_metric() -> None:
+    e = exp(
+        steady_state=[
+            {"name": "lat", "of": "latency"},
+            {"name": "tp", "of": "throughput"},
+            {"name": "errors", "of": "error_rate"},
+        ],
+        safety={
+            "abort_when": [
+                {"metric": "lat", "above": "2s"},
+                {"metric": "tp", "below": "5/s"},
+                {"metric": "errors", "above": "50%", "for": "3s"},
+            ]
+        },
+    )
+    assert [str(c.limit) for c in e.safety.abort_when] == ["2s", "5/s", "50%"]
+
+
+def test_model_round_trips_through_json() -> None:
+    e = exp(blast_radius={"fraction": "50%", "seed": 1, "control": "concurrent"})
+    again = Experiment.model_validate_json(e.model_dump_json(by_alias=True))
+    assert again == e
+
+
+def test_planned_duration_counts_trials() -> None:
+    e = exp(hypothesis={"trials": 3})
+    assert str(e.planned_duration()) == "3m35s"  # 5s + 30s + 3 x (30s + 30s)
