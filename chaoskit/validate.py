@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rich.console import Console
-from rich.markup import escape
+import typer
 
 from .exitcodes import ExitCode
 from .loader import LoadError, Problem, find_files, load_experiment, locate
@@ -44,8 +43,8 @@ def check_file(path: Path, policy: Policy | None, variables: Mapping[str, str]) 
     except LoadError as exc:
         report.problems = exc.problems
         return report
-    if policy is not None:
-        violations = policy.check(report.experiment)
+    violations = policy.check(report.experiment) if policy is not None else []
+    if violations:
         located = locate(path, [(v.path, v.message) for v in violations])
         report.violations = [(p, v.rule) for p, v in zip(located, violations, strict=True)]
     return report
@@ -60,8 +59,6 @@ def validate_paths(
     output: Literal["text", "json"] = "text",
 ) -> ExitCode:
     """Validate every experiment under ``paths``; print the results; return the exit code."""
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     policy: Policy | None = None
     source = "not checked (--no-policy)"
     if use_policy:
@@ -69,8 +66,8 @@ def validate_paths(
             policy, source = find_policy(policy_path)
         except LoadError as exc:
             for problem in exc.problems:
-                err.print(f"[red]policy error[/] {escape(str(problem))}")
-            err.print("The policy file is invalid: fix it, or pass --policy FILE.")
+                typer.echo(f"{typer.style('policy error', fg='red')} {problem}", err=True)
+            typer.echo("The policy file is invalid: fix it, or pass --policy FILE.", err=True)
             return ExitCode.INVALID
 
     files = list(find_files(paths))
@@ -86,12 +83,14 @@ def validate_paths(
         json.dump(_as_json(reports, source, empty), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print(out, reports, source, empty)
+        _print(reports, source, empty)
     ok = reports and all(r.valid for r in reports) and not empty
     return ExitCode.HELD if ok else ExitCode.INVALID
 
 
-def _print(out: Console, reports: list[FileReport], source: str, empty: list[Path]) -> None:
+def _print(reports: list[FileReport], source: str, empty: list[Path]) -> None:
+    """Plain lines, coloured on a terminal (click strips colour otherwise)."""
+    ok, bad = typer.style("✓", fg="green"), typer.style("✗", fg="red")
     for report in reports:
         exp = report.experiment
         if report.valid and exp is not None:
@@ -99,21 +98,18 @@ def _print(out: Console, reports: list[FileReport], source: str, empty: list[Pat
                 f"{exp.name}: {len(exp.faults)} fault(s), {len(exp.steady_state)} metric(s), "
                 f"{exp.hypothesis.trials} trial(s), about {exp.planned_duration()}"
             )
-            out.print(f"[green]✓[/] {escape(report.file)}  [dim]{escape(detail)}[/]")
+            typer.echo(f"{ok} {report.file}  {typer.style(detail, dim=True)}")
             continue
-        out.print(f"[red]✗[/] {escape(report.file)}")
+        typer.echo(f"{bad} {report.file}")
         for problem in report.problems:
-            out.print(f"  {escape(str(problem))}")
+            typer.echo(f"  {problem}")
         for problem, rule in report.violations:
-            out.print(f"  {escape(str(problem))} [yellow]\\[policy: {escape(rule)}][/]")
+            typer.echo(f"  {problem} {typer.style(f'[policy: {rule}]', fg='yellow')}")
     for folder in empty:
-        out.print(
-            f"[red]✗[/] {escape(str(folder))}: no experiment files (.yaml, .yml, .json, .toml)"
-        )
+        typer.echo(f"{bad} {folder}: no experiment files (.yaml, .yml, .json, .toml)")
     valid = sum(r.valid for r in reports)
-    out.print(
-        f"{len(reports)} file(s): {valid} valid, {len(reports) - valid} invalid; policy: "
-        f"{escape(source)}"
+    typer.echo(
+        f"{len(reports)} file(s): {valid} valid, {len(reports) - valid} invalid; policy: {source}"
     )
 
 

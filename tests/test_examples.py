@@ -70,3 +70,11 @@ def test_json_schema_accepts_placeholders_in_typed_fields() -> None:
     doc["load"]["rate"] = "${nope.x}"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, schema)
+
+
+def test_json_schema_carries_field_docs_and_readable_defaults() -> None:
+    schema = json_schema(Experiment)
+    latency = schema["$defs"]["LatencyFault"]["properties"]["latency"]
+    assert latency["description"].startswith("Added delay per chunk")
+    assert schema["$defs"]["Phases"]["properties"]["baseline"]["default"] == "30s"
+    assert schema["$defs"]["AbortCondition"]["properties"]["for"]["default"] == "0s"

@@ -16,7 +16,7 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         populate_by_name=True,
-        use_attribute_docstrings=True,
+        defer_build=True,  # validators are built on first use: faster start for every command
         validate_default=True,
     )
 
