@@ -9,10 +9,11 @@ formatting then parsing always gives the value back.
 from __future__ import annotations
 
 import math
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from functools import total_ordering
 from typing import Any, ClassVar, Self
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -49,7 +50,8 @@ def _plain(value: Decimal) -> str:
 
 
 class _Quantity:
-    """Shared pydantic plumbing: parse strings (and numbers where meaningful), emit text."""
+    """Shared behaviour: parse strings (and numbers where meaningful), emit text, compare by
+    value within one kind, and plug into pydantic."""
 
     _KIND: ClassVar[str]
     _PATTERN: ClassVar[str]
@@ -59,6 +61,37 @@ class _Quantity:
     @classmethod
     def parse(cls, text: str) -> Self:
         raise NotImplementedError
+
+    def _key(self) -> Any:
+        """The exact value quantities of one kind are compared and hashed by."""
+        raise NotImplementedError
+
+    def _compare(self, other: object, op: Callable[[Any, Any], bool]) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented  # type: ignore[no-any-return]  # lets Python try the other side
+        assert isinstance(other, _Quantity)
+        return bool(op(self._key(), other._key()))
+
+    def __eq__(self, other: object) -> bool:
+        return self._compare(other, operator.eq)
+
+    def __lt__(self, other: object) -> bool:
+        return self._compare(other, operator.lt)
+
+    def __le__(self, other: object) -> bool:
+        return self._compare(other, operator.le)
+
+    def __gt__(self, other: object) -> bool:
+        return self._compare(other, operator.gt)
+
+    def __ge__(self, other: object) -> bool:
+        return self._compare(other, operator.ge)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._key()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('{self}')"
 
     @classmethod
     def _coerce(cls, value: object) -> Self:
@@ -120,12 +153,14 @@ _DURATION_TEXT = re.compile(r"[+-]?(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|ms|s|m
 _FORMAT_ORDER = (("d", 86_400_000_000_000), ("h", 3_600_000_000_000), ("m", 60_000_000_000))
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Duration(_Quantity):
     """A span of time, stored as integer nanoseconds; may be negative (clock skew)."""
 
     nanoseconds: int
+
+    def _key(self) -> int:
+        return self.nanoseconds
 
     _KIND: ClassVar[str] = "duration"
     _PATTERN: ClassVar[str] = r"^[+-]?(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|ms|s|m|h|d))+$"
@@ -192,14 +227,6 @@ class Duration(_Quantity):
             parts.append(_plain(Decimal(ns) / 1_000_000_000) + "s")
         return sign + "".join(parts)
 
-    def __repr__(self) -> str:
-        return f"Duration('{self}')"
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Duration):
-            return NotImplemented
-        return self.nanoseconds < other.nanoseconds
-
     def __bool__(self) -> bool:
         return self.nanoseconds != 0
 
@@ -229,12 +256,14 @@ _SIZE_FORMAT = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 10
 _SIZE_FORMAT_DECIMAL = (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000))
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Size(_Quantity):
     """A number of bytes; ``KiB``/``MiB`` are powers of 1024, ``kB``/``MB`` of 1000."""
 
     bytes: int
+
+    def _key(self) -> int:
+        return self.bytes
 
     _KIND: ClassVar[str] = "size"
     _PATTERN: ClassVar[str] = (
@@ -278,24 +307,18 @@ class Size(_Quantity):
                     return f"{self.bytes // size}{unit}"
         return f"{self.bytes}B"
 
-    def __repr__(self) -> str:
-        return f"Size('{self}')"
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Size):
-            return NotImplemented
-        return self.bytes < other.bytes
-
     def __int__(self) -> int:
         return self.bytes
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Bandwidth(_Quantity):
     """Bytes per second, written as a size per second: ``'100kB/s'``, ``'1MiB/s'``."""
 
     bytes_per_second: int
+
+    def _key(self) -> int:
+        return self.bytes_per_second
 
     _KIND: ClassVar[str] = "bandwidth"
     _PATTERN: ClassVar[str] = (
@@ -322,14 +345,6 @@ class Bandwidth(_Quantity):
     def __str__(self) -> str:
         return f"{Size(self.bytes_per_second)}/s"
 
-    def __repr__(self) -> str:
-        return f"Bandwidth('{self}')"
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Bandwidth):
-            return NotImplemented
-        return self.bytes_per_second < other.bytes_per_second
-
 
 # --------------------------------------------------------------------------------------------
 # Rates
@@ -338,13 +353,15 @@ _RATE_UNITS: dict[str, int] = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, 
 _RATE_TEXT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*/\s*([a-z]+)", re.IGNORECASE)
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Rate(_Quantity):
     """Events per unit of time, stored exactly as a count per period in seconds."""
 
     count: Decimal
     period_seconds: int = 1
+
+    def _key(self) -> Decimal:
+        return self.count / self.period_seconds
 
     _KIND: ClassVar[str] = "rate"
     _PATTERN: ClassVar[str] = r"^\s*(\d+(\.\d+)?|\.\d+)\s*/\s*(s|sec|m|min|h|hour)\s*$"
@@ -384,25 +401,6 @@ class Rate(_Quantity):
         unit = {1: "s", 60: "min", 3600: "h"}[self.period_seconds]
         return f"{_plain(self.count)}/{unit}"
 
-    def __repr__(self) -> str:
-        return f"Rate('{self}')"
-
-    def _exact(self) -> Decimal:
-        return self.count / self.period_seconds
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Rate):
-            return NotImplemented
-        return self.count * other.period_seconds == other.count * self.period_seconds
-
-    def __hash__(self) -> int:
-        return hash(self._exact())
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Rate):
-            return NotImplemented
-        return self.count * other.period_seconds < other.count * self.period_seconds
-
 
 # --------------------------------------------------------------------------------------------
 # Percentages
@@ -410,12 +408,14 @@ class Rate(_Quantity):
 _PERCENT_TEXT = re.compile(r"([+-]?(?:\d+(?:\.\d+)?|\.\d+))\s*%")
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Percent(_Quantity):
     """A percentage, stored exactly as written (``20%`` is ``Percent(Decimal('20'))``)."""
 
     percent: Decimal
+
+    def _key(self) -> Decimal:
+        return self.percent
 
     _KIND: ClassVar[str] = "percentage"
     _PATTERN: ClassVar[str] = r"^\s*[+-]?(\d+(\.\d+)?|\.\d+)\s*%\s*$"
@@ -449,19 +449,3 @@ class Percent(_Quantity):
 
     def __str__(self) -> str:
         return f"{_plain(self.percent)}%"
-
-    def __repr__(self) -> str:
-        return f"Percent('{self}')"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Percent):
-            return NotImplemented
-        return self.percent == other.percent
-
-    def __hash__(self) -> int:
-        return hash(self.percent)
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Percent):
-            return NotImplemented
-        return self.percent < other.percent

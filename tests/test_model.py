@@ -59,7 +59,7 @@ def test_base_is_valid() -> None:
             {"type": "partition", "target": "proxies", "mode": "refuse", "direction": "inbound"},
             "needs mode 'hang'",
         ),
-        ({"type": "pause", "target": "procs", "duration": "0s"}, "must be positive"),
+        ({"type": "pause", "target": "procs", "duration": "0s"}, "must be above zero"),
         ({"type": "explode", "target": "procs"}, "does not match any of the expected tags"),
     ],
 )

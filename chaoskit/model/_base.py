@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
-__all__ = ["Glob", "Model", "Name", "Template"]
+from ..units import Duration, Percent
+
+__all__ = [
+    "Fraction",
+    "Glob",
+    "Model",
+    "Name",
+    "NonNegativeDuration",
+    "PositiveDuration",
+    "Template",
+]
 
 
 class Model(BaseModel):
@@ -32,3 +49,31 @@ Glob = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 
 Template = Annotated[str, StringConstraints(min_length=1)]
 """Text that may hold run-time placeholders such as ``${ports.frontend}`` (see variables)."""
+
+
+def _not_negative(value: Duration) -> Duration:
+    if value.nanoseconds < 0:
+        raise ValueError(f"must not be negative, got '{value}'")
+    return value
+
+
+def _positive(value: Duration) -> Duration:
+    if value.nanoseconds <= 0:
+        raise ValueError(f"must be above zero, got '{value}'")
+    return value
+
+
+def _share(value: object) -> object:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return Percent.parse(value).fraction
+    return value
+
+
+NonNegativeDuration = Annotated[Duration, AfterValidator(_not_negative)]
+"""A duration of zero or more (most delays and offsets)."""
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+"""A duration above zero (phases, timeouts, limits)."""
+
+Fraction = Annotated[float, BeforeValidator(_share), Field(gt=0.0, le=1.0)]
+"""A share above 0 and at most 1, written ``0.34`` or ``34%``."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from ..units import Duration, Percent, Rate
-from ._base import Model, Name, Template
+from ._base import Fraction, Model, Name, NonNegativeDuration, PositiveDuration, Template
 from .faults import NETWORK_FAULTS, Fault
 from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
 from .safety import Safety
@@ -46,7 +46,7 @@ class Load(Model):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
-    timeout: Duration = Duration.parse("2s")
+    timeout: PositiveDuration = Duration.parse("2s")
     """A request without an answer after this counts as a ``timeout`` error."""
     max_in_flight: int = Field(default=1000, ge=1, le=100_000)
     """Cap on outstanding requests; requests due beyond it are recorded as errors, not delayed."""
@@ -61,18 +61,11 @@ class Load(Model):
             raise ValueError(f"load 'rate' must be above 0 and at most 50000/s, got '{value}'")
         return value
 
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: Duration) -> Duration:
-        if value.nanoseconds <= 0:
-            raise ValueError(f"'timeout' must be positive, got '{value}'")
-        return value
-
 
 class BlastRadius(Model):
     """How many of the selected targets are hit; the rest form the control group."""
 
-    fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    fraction: Fraction | None = None
     """Share of targets hit, 0 to 1 or as ``34%``."""
     count: Annotated[int, Field(ge=1)] | None = None
     """Exact number of targets hit."""
@@ -80,13 +73,6 @@ class BlastRadius(Model):
     """Seed of the draw; chosen at random and recorded when absent."""
     control: Literal["concurrent", "none"] = "none"
     """``concurrent``: targets not hit are measured at the same time as the control group."""
-
-    @field_validator("fraction", mode="before")
-    @classmethod
-    def _percent(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().endswith("%"):
-            return Percent.parse(value).fraction
-        return value
 
     @model_validator(mode="after")
     def _one(self) -> Self:
@@ -102,24 +88,14 @@ class BlastRadius(Model):
 class Phases(Model):
     """How long each phase of a trial lasts."""
 
-    warmup: Duration = Duration.parse("5s")
+    warmup: NonNegativeDuration = Duration.parse("5s")
     """Traffic flows but nothing is measured (caches, connection pools, JIT)."""
-    baseline: Duration = Duration.parse("30s")
+    baseline: PositiveDuration = Duration.parse("30s")
     """Measured before any fault: the steady state."""
-    fault: Duration = Duration.parse("30s")
+    fault: PositiveDuration = Duration.parse("30s")
     """Faults are applied (at their ``at`` offsets) and the system is observed."""
-    recovery: Duration = Duration.parse("30s")
+    recovery: NonNegativeDuration = Duration.parse("30s")
     """After every fault is reverted: how long to watch the system heal."""
-
-    @model_validator(mode="after")
-    def _signs(self) -> Self:
-        for name in ("warmup", "recovery"):
-            if getattr(self, name).nanoseconds < 0:
-                raise ValueError(f"'{name}' must not be negative")
-        for name in ("baseline", "fault"):
-            if getattr(self, name).nanoseconds <= 0:
-                raise ValueError(f"'{name}' must be positive")
-        return self
 
 
 class Margins(Model):
@@ -141,7 +117,7 @@ class Hypothesis(Model):
     alpha: float = Field(default=0.05, gt=0.0, le=0.2)
     """Error rate of each statistical test."""
     margins: Margins = Field(default_factory=Margins)
-    recover_within: Duration | None = None
+    recover_within: PositiveDuration | None = None
     """The system must be back in its steady state this long after the fault is reverted."""
     trials: int = Field(default=1, ge=1, le=100)
     """How often inject…recover is repeated; time to recovery is summarised across trials."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import signal
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..units import Bandwidth, Duration, Percent, Size
-from ._base import Model, Name
+from ._base import Model, Name, NonNegativeDuration, PositiveDuration
 
 __all__ = [
     "NETWORK_FAULTS",
@@ -57,31 +57,11 @@ class FaultBase(Model):
     """A name for reports and the journal; defaults to ``<type>-<position>``."""
     target: Name
     """The key of an entry under ``targets:``."""
-    at: Duration = Duration(0)
+    at: NonNegativeDuration = Duration(0)
     """When to inject, as an offset from the start of the fault phase."""
-    duration: Duration | None = None
+    duration: PositiveDuration | None = None
     """How long the fault stays; by default until the fault phase ends."""
     description: str = ""
-
-    @field_validator("at")
-    @classmethod
-    def _at_not_negative(cls, value: Duration) -> Duration:
-        if value.nanoseconds < 0:
-            raise ValueError(f"'at' must not be negative, got '{value}'")
-        return value
-
-    @field_validator("duration")
-    @classmethod
-    def _duration_positive(cls, value: Duration | None) -> Duration | None:
-        if value is not None and value.nanoseconds <= 0:
-            raise ValueError(f"'duration' must be positive, got '{value}'")
-        return value
-
-
-def _non_negative(value: Duration, field: str) -> Duration:
-    if value.nanoseconds < 0:
-        raise ValueError(f"'{field}' must not be negative, got '{value}'")
-    return value
 
 
 class _Toxic(FaultBase):
@@ -97,15 +77,10 @@ class LatencyFault(_Toxic):
     """Delay every chunk of data by ``latency`` ± ``jitter``."""
 
     type: Literal["latency"]
-    latency: Duration
+    latency: NonNegativeDuration
     """Added delay per chunk, e.g. ``300ms``."""
-    jitter: Duration = Duration(0)
+    jitter: NonNegativeDuration = Duration(0)
     """Uniform spread around the delay, e.g. ``50ms``."""
-
-    @field_validator("latency", "jitter")
-    @classmethod
-    def _check(cls, value: Duration, info: ValidationInfo) -> Duration:
-        return _non_negative(value, info.field_name or "latency")
 
 
 class BandwidthFault(_Toxic):
@@ -131,36 +106,21 @@ class SlowCloseFault(_Toxic):
     """Delay the close of each connection by ``delay``."""
 
     type: Literal["slow_close"]
-    delay: Duration
-
-    @field_validator("delay")
-    @classmethod
-    def _check(cls, value: Duration) -> Duration:
-        return _non_negative(value, "delay")
+    delay: NonNegativeDuration
 
 
 class TimeoutFault(_Toxic):
     """Stop all data; close the connection after ``timeout`` of silence (0s: never close)."""
 
     type: Literal["timeout"]
-    timeout: Duration = Duration(0)
-
-    @field_validator("timeout")
-    @classmethod
-    def _check(cls, value: Duration) -> Duration:
-        return _non_negative(value, "timeout")
+    timeout: NonNegativeDuration = Duration(0)
 
 
 class ResetPeerFault(_Toxic):
     """Reset connections (TCP RST) after ``timeout``."""
 
     type: Literal["reset_peer"]
-    timeout: Duration = Duration(0)
-
-    @field_validator("timeout")
-    @classmethod
-    def _check(cls, value: Duration) -> Duration:
-        return _non_negative(value, "timeout")
+    timeout: NonNegativeDuration = Duration(0)
 
 
 class SlicerFault(_Toxic):
@@ -171,13 +131,8 @@ class SlicerFault(_Toxic):
     """Mean piece size; must be above zero."""
     size_variation: Size = Size(0)
     """How far a piece may differ from the mean; must be below ``average_size``."""
-    delay: Duration = Duration(0)
+    delay: NonNegativeDuration = Duration(0)
     """Pause between pieces (Toxiproxy's resolution is one microsecond)."""
-
-    @field_validator("delay")
-    @classmethod
-    def _check(cls, value: Duration) -> Duration:
-        return _non_negative(value, "delay")
 
     @model_validator(mode="after")
     def _sizes(self) -> Self:

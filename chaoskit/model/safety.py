@@ -7,7 +7,7 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 
 from ..units import Duration, Percent, Rate, UnitError
-from ._base import Model, Name
+from ._base import Model, Name, NonNegativeDuration, PositiveDuration
 
 __all__ = ["AbortCondition", "KillSwitch", "Safety", "Threshold", "parse_threshold"]
 
@@ -47,7 +47,7 @@ class AbortCondition(Model):
     """A steady-state metric's name."""
     above: Threshold | None = None
     below: Threshold | None = None
-    for_: Duration = Field(default=Duration(0), alias="for")
+    for_: NonNegativeDuration = Field(default=Duration(0), alias="for")
     """How long the breach must last before the valve trips; ``0s`` trips at once."""
     group: str = "experiment"
     """Which traffic to watch: ``experiment``, ``control`` or ``all``."""
@@ -62,13 +62,6 @@ class AbortCondition(Model):
     def _group(cls, value: str) -> str:
         if value not in ("experiment", "control", "all"):
             raise ValueError(f"'group' must be experiment, control or all, got '{value}'")
-        return value
-
-    @field_validator("for_")
-    @classmethod
-    def _for(cls, value: Duration) -> Duration:
-        if value.nanoseconds < 0:
-            raise ValueError(f"'for' must not be negative, got '{value}'")
         return value
 
     @model_validator(mode="after")
@@ -98,13 +91,6 @@ class Safety(Model):
     """When to give up: hard limits watched on every sample, independent of statistics."""
 
     abort_when: list[AbortCondition] = Field(default_factory=list)
-    max_duration: Duration = Duration.parse("15m")
+    max_duration: PositiveDuration = Duration.parse("15m")
     """The whole run, all trials included, is aborted past this."""
     kill_switch: KillSwitch = Field(default_factory=KillSwitch)
-
-    @field_validator("max_duration")
-    @classmethod
-    def _positive(cls, value: Duration) -> Duration:
-        if value.nanoseconds <= 0:
-            raise ValueError(f"'max_duration' must be positive, got '{value}'")
-        return value

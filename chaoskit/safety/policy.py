@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..loader import load_model
 from ..model import Experiment
-from ..model._base import Glob, Model
+from ..model._base import Fraction, Glob, Model, PositiveDuration
 from ..model.faults import FaultType, TargetKind
 from ..model.safety import Threshold, parse_threshold
 from ..units import Duration, Percent, Rate
@@ -51,17 +51,10 @@ _KINDS: tuple[TargetKind, ...] = ("proxy", "process", "container")
 class BlastRadiusCap(Model):
     """The most an experiment may hit."""
 
-    fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    fraction: Fraction = 1.0
     """Largest share of the selected targets, 0 to 1 or as ``50%``."""
     count: Annotated[int, Field(ge=1)] | None = None
     """Largest number of targets."""
-
-    @field_validator("fraction", mode="before")
-    @classmethod
-    def _percent(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().endswith("%"):
-            return Percent.parse(value).fraction
-        return value
 
 
 class ProtectedSelector(Model):
@@ -168,9 +161,9 @@ class Policy(Model):
     allowed_fault_types: list[FaultType] | None = None
     """Fault types allowed here; all when absent."""
     protected: list[ProtectedSelector] = Field(default_factory=list)
-    max_fault_duration: Duration = Duration.parse("10m")
+    max_fault_duration: PositiveDuration = Duration.parse("10m")
     """No single fault may stay applied longer."""
-    max_run_duration: Duration = Duration.parse("1h")
+    max_run_duration: PositiveDuration = Duration.parse("1h")
     """An experiment's ``safety.max_duration`` may be no longer."""
     require_abort: list[RequiredAbort] = Field(default_factory=list)
     windows: list[TimeWindow] = Field(default_factory=list)
