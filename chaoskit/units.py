@@ -153,7 +153,7 @@ _DURATION_TEXT = re.compile(r"[+-]?(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|ms|s|m
 _FORMAT_ORDER = (("d", 86_400_000_000_000), ("h", 3_600_000_000_000), ("m", 60_000_000_000))
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Duration(_Quantity):
     """A span of time, stored as integer nanoseconds; may be negative (clock skew)."""
 
@@ -256,7 +256,7 @@ _SIZE_FORMAT = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 10
 _SIZE_FORMAT_DECIMAL = (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000))
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Size(_Quantity):
     """A number of bytes; ``KiB``/``MiB`` are powers of 1024, ``kB``/``MB`` of 1000."""
 
@@ -311,7 +311,7 @@ class Size(_Quantity):
         return self.bytes
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Bandwidth(_Quantity):
     """Bytes per second, written as a size per second: ``'100kB/s'``, ``'1MiB/s'``."""
 
@@ -353,7 +353,7 @@ _RATE_UNITS: dict[str, int] = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, 
 _RATE_TEXT = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*/\s*([a-z]+)", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Rate(_Quantity):
     """Events per unit of time, stored exactly as a count per period in seconds."""
 
@@ -408,7 +408,7 @@ class Rate(_Quantity):
 _PERCENT_TEXT = re.compile(r"([+-]?(?:\d+(?:\.\d+)?|\.\d+))\s*%")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Percent(_Quantity):
     """A percentage, stored exactly as written (``20%`` is ``Percent(Decimal('20'))``)."""
 

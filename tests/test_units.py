@@ -174,3 +174,11 @@ def test_percent_round_trip(value: Decimal) -> None:
 @given(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False))
 def test_duration_of_seconds_is_within_a_nanosecond(seconds: float) -> None:
     assert abs(Duration.of(seconds).seconds - seconds) <= 1e-9 * max(1.0, abs(seconds))
+
+
+def test_quantities_compare_only_within_their_kind() -> None:
+    assert Duration(1) != Size(1)
+    assert sorted([Rate.parse("1/s"), Rate.parse("30/min")]) == [Rate.parse("0.5/s"), Rate.parse("1/s")]
+    assert repr(Duration.parse("90s")) == "Duration('1m30s')"
+    with pytest.raises(TypeError):
+        _ = Duration(1) < Size(1)  # type: ignore[operator]
