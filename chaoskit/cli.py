@@ -123,6 +123,70 @@ def schema(
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
+stack_app = typer.Typer(
+    help="The reference self-healing stack: a system to point chaoskit at on day one.",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
+
+
+@stack_app.command("up")
+def stack_up(
+    replicas: Annotated[int, typer.Option(help="Backend replicas (1-16).")] = 3,
+    base_port: Annotated[
+        int, typer.Option(help="First of consecutive ports to use; 0 picks free ones.")
+    ] = 0,
+    proxies: Annotated[
+        bool | None,
+        typer.Option(
+            "--proxies/--no-proxies",
+            help="Put Toxiproxy proxies between frontend and backends "
+            "(default: when the embedded proxy is installed).",
+            show_default=False,
+        ),
+    ] = None,
+    ports_file: Annotated[
+        Path | None, typer.Option(help="Write the ports as JSON here once everything answers.")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Where backends keep their data (default: a temp folder).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the supervisor's backoff jitter.")
+    ] = None,
+) -> None:
+    """Run frontend, proxies, backends and supervisor on loopback until Ctrl-C."""
+    import signal
+
+    from .stack.launcher import describe, embedded_proxy_available, plan, run_stack, write_ports
+
+    use_proxies = embedded_proxy_available() if proxies is None else proxies
+    if use_proxies and not embedded_proxy_available():
+        raise typer.BadParameter("the embedded proxy is not installed", param_hint="--proxies")
+    try:
+        stack = plan(replicas, base_port, use_proxies, data_root, seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with run_stack(stack):
+            typer.echo(describe(stack))
+            if ports_file is not None:
+                write_ports(stack, ports_file)
+            typer.echo("stack is up; Ctrl-C stops it", err=True)
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as exc:
+        typer.echo(f"the stack did not come up: {exc}", err=True)
+        raise typer.Exit(ExitCode.INTERNAL) from None
+    typer.echo("stack stopped", err=True)
+
+
 def main() -> None:
     """Entry point of the console script: exit 70 with a short report on a bug."""
     try:

@@ -178,7 +178,10 @@ def test_duration_of_seconds_is_within_a_nanosecond(seconds: float) -> None:
 
 def test_quantities_compare_only_within_their_kind() -> None:
     assert Duration(1) != Size(1)
-    assert sorted([Rate.parse("1/s"), Rate.parse("30/min")]) == [Rate.parse("0.5/s"), Rate.parse("1/s")]
+    assert sorted([Rate.parse("1/s"), Rate.parse("30/min")]) == [
+        Rate.parse("0.5/s"),
+        Rate.parse("1/s"),
+    ]
     assert repr(Duration.parse("90s")) == "Duration('1m30s')"
     with pytest.raises(TypeError):
         _ = Duration(1) < Size(1)  # type: ignore[operator]

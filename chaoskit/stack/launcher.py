@@ -1,0 +1,196 @@
+"""``chaoskit stack up``: the whole reference stack on loopback, as separate processes.
+
+Frontend → Toxiproxy proxies (one per backend) → backends, kept alive by the supervisor.
+Every part is its own process, started with an argv list, so chaoskit can break each one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["StackPlan", "free_ports", "plan", "run_stack"]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` ports free right now on ``host`` (the kernel picks them)."""
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind((host, 0))
+            sockets.append(sock)
+            ports.append(sock.getsockname()[1])
+    finally:
+        for sock in sockets:
+            sock.close()
+    return ports
+
+
+@dataclass
+class StackPlan:
+    """Where every part of the stack listens."""
+
+    replicas: int
+    frontend: int
+    supervisor: int
+    toxiproxy: int | None
+    backends: list[int]
+    proxies: list[int]
+    data_root: Path
+    backoff: tuple[float, float, float] = (0.5, 8.0, 30.0)
+    seed: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        """Backend names, ``backend-1`` … ``backend-N``."""
+        return [f"backend-{i}" for i in range(1, self.replicas + 1)]
+
+    def ports(self) -> dict[str, int]:
+        """Ports by the names experiments use in ``${ports.NAME}``."""
+        found = {"frontend": self.frontend, "supervisor": self.supervisor}
+        if self.toxiproxy is not None:
+            found["toxiproxy"] = self.toxiproxy
+        found.update(zip(self.names(), self.backends, strict=True))
+        return found
+
+    def backend_urls(self) -> dict[str, str]:
+        """What the frontend calls: each backend's proxy, or the backend itself without proxies."""
+        ports = self.proxies if self.toxiproxy is not None else self.backends
+        return {n: f"http://127.0.0.1:{p}" for n, p in zip(self.names(), ports, strict=True)}
+
+
+def embedded_proxy_available() -> bool:
+    """True once chaoskit's own Toxiproxy-compatible server is installed."""
+    return importlib.util.find_spec("chaoskit.proxy") is not None
+
+
+def plan(
+    replicas: int = 3,
+    base_port: int = 0,
+    proxies: bool = True,
+    data_root: Path | None = None,
+    seed: int | None = None,
+) -> StackPlan:
+    """Choose ports: consecutive from ``base_port``, or free ones when it is 0."""
+    if not 1 <= replicas <= 16:
+        raise ValueError(f"replicas must be from 1 to 16, got {replicas}")
+    count = 3 + 2 * replicas
+    if base_port:
+        if not 1024 <= base_port <= 65535 - count:
+            raise ValueError(f"--base-port must leave room for {count} ports above 1024")
+        ports = list(range(base_port, base_port + count))
+    else:
+        ports = free_ports(count)
+    root = data_root or Path(tempfile.mkdtemp(prefix="chaoskit-stack-"))
+    return StackPlan(
+        replicas=replicas,
+        frontend=ports[0],
+        supervisor=ports[1],
+        toxiproxy=ports[2] if proxies else None,
+        backends=ports[3 : 3 + replicas],
+        proxies=ports[3 + replicas :],
+        data_root=root,
+        seed=seed,
+    )
+
+
+def _wait_http(url: str, deadline: float, process: subprocess.Popen[bytes]) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: its process exited with {process.returncode} at start")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=0.5, trust_env=False).status_code < 500:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer in time")
+
+
+@contextlib.contextmanager
+def run_stack(stack: StackPlan, timeout: float = 30.0) -> Iterator[StackPlan]:
+    """Start every part, wait until it answers, yield; stop everything on the way out."""
+    python = sys.executable
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started: list[subprocess.Popen[bytes]] = []
+    deadline = time.monotonic() + timeout
+
+    def start(argv: list[str], ready_url: str) -> None:
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        started.append(process)
+        _wait_http(ready_url, deadline, process)
+
+    try:
+        if stack.toxiproxy is not None:
+            api = f"http://127.0.0.1:{stack.toxiproxy}"
+            start(
+                [python, "-m", "chaoskit", "proxy", "--port", str(stack.toxiproxy)],
+                api + "/version",
+            )
+            routes = [
+                {"name": n, "listen": f"127.0.0.1:{p}", "upstream": f"127.0.0.1:{b}"}
+                for n, p, b in zip(stack.names(), stack.proxies, stack.backends, strict=True)
+            ]
+            httpx.post(
+                api + "/populate", json=routes, timeout=5, trust_env=False
+            ).raise_for_status()
+        low, high, cooldown = stack.backoff
+        supervisor = [
+            python, "-m", "chaoskit.stack.supervisor", "--port", str(stack.supervisor),
+            "--data-root", str(stack.data_root), "--min-backoff", str(low),
+            "--max-backoff", str(high), "--cooldown", str(cooldown),
+            *[arg for port in stack.backends for arg in ("--backend-port", str(port))],
+        ]  # fmt: skip
+        if stack.seed is not None:
+            supervisor += ["--seed", str(stack.seed)]
+        start(supervisor, f"http://127.0.0.1:{stack.supervisor}/health/live")
+        for port in stack.backends:
+            _wait_http(f"http://127.0.0.1:{port}/health/ready", deadline, started[-1])
+        frontend = [python, "-m", "chaoskit.stack.frontend", "--port", str(stack.frontend)]
+        for name, url in stack.backend_urls().items():
+            frontend += ["--backend", f"{name}={url}"]
+        start(frontend, f"http://127.0.0.1:{stack.frontend}/health/live")
+        yield stack
+    finally:
+        for process in reversed(started):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(started):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def describe(stack: StackPlan) -> str:
+    """Where each part listens, for people."""
+    rows = [("frontend", f"http://127.0.0.1:{stack.frontend}/items")]
+    rows.append(("supervisor", f"http://127.0.0.1:{stack.supervisor}/status"))
+    if stack.toxiproxy is not None:
+        rows.append(("toxiproxy API", f"http://127.0.0.1:{stack.toxiproxy}"))
+    for name, backend, proxy in zip(stack.names(), stack.backends, stack.proxies, strict=True):
+        via = f"  (via proxy 127.0.0.1:{proxy})" if stack.toxiproxy is not None else ""
+        rows.append((name, f"http://127.0.0.1:{backend}{via}"))
+    rows.append(("data", str(stack.data_root)))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {where}" for name, where in rows)
+
+
+def write_ports(stack: StackPlan, path: Path) -> None:
+    """Write the ports as JSON (for the runner's ``${ports.NAME}``), atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"ports": stack.ports(), "data_root": str(stack.data_root)}))
+    tmp.replace(path)
