@@ -154,17 +154,29 @@ def stack_up(
     seed: Annotated[
         int | None, typer.Option(help="Seed of the supervisor's backoff jitter.")
     ] = None,
+    mode: Annotated[
+        str, typer.Option(help="process, or container (Docker; the image is built locally).")
+    ] = "process",
 ) -> None:
     """Run frontend, proxies, backends and supervisor on loopback until Ctrl-C."""
     import signal
 
     from .stack.launcher import describe, embedded_proxy_available, plan, run_stack, write_ports
 
+    if mode not in ("process", "container"):
+        raise typer.BadParameter(f"'{mode}' is not process or container", param_hint="--mode")
     use_proxies = embedded_proxy_available() if proxies is None else proxies
     if use_proxies and not embedded_proxy_available():
         raise typer.BadParameter("the embedded proxy is not installed", param_hint="--proxies")
     try:
-        stack = plan(replicas, base_port, use_proxies, data_root, seed)
+        stack = plan(
+            replicas,
+            base_port,
+            use_proxies,
+            data_root,
+            seed,
+            "container" if mode == "container" else "process",
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 

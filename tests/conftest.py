@@ -26,3 +26,21 @@ def write(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # type: ignore[no-untyped-def]
+    """A Docker engine client; with CI=true a missing engine fails the test, else it skips."""
+    import os
+
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and no Docker engine is reachable: {exc}")
+        pytest.skip(f"no Docker engine reachable: {exc}")
+    return client

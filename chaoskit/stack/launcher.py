@@ -17,8 +17,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
@@ -53,7 +54,9 @@ class StackPlan:
     data_root: Path
     backoff: tuple[float, float, float] = (0.5, 8.0, 30.0)
     seed: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    mode: Literal["process", "container"] = "process"
+    tmpfs_size: str = "64m"
+    """Container mode: each backend's data tmpfs."""
 
     def names(self) -> list[str]:
         """Backend names, ``backend-1`` … ``backend-N``."""
@@ -61,7 +64,9 @@ class StackPlan:
 
     def ports(self) -> dict[str, int]:
         """Ports by the names experiments use in ``${ports.NAME}``."""
-        found = {"frontend": self.frontend, "supervisor": self.supervisor}
+        found = {"frontend": self.frontend}
+        if self.mode == "process":
+            found["supervisor"] = self.supervisor
         if self.toxiproxy is not None:
             found["toxiproxy"] = self.toxiproxy
         found.update(zip(self.names(), self.backends, strict=True))
@@ -78,12 +83,13 @@ def embedded_proxy_available() -> bool:
     return importlib.util.find_spec("chaoskit.proxy") is not None
 
 
-def plan(
+def plan(  # noqa: PLR0917 - every knob of `chaoskit stack up`
     replicas: int = 3,
     base_port: int = 0,
     proxies: bool = True,
     data_root: Path | None = None,
     seed: int | None = None,
+    mode: Literal["process", "container"] = "process",
 ) -> StackPlan:
     """Choose ports: consecutive from ``base_port``, or free ones when it is 0."""
     if not 1 <= replicas <= 16:
@@ -100,11 +106,12 @@ def plan(
         replicas=replicas,
         frontend=ports[0],
         supervisor=ports[1],
-        toxiproxy=ports[2] if proxies else None,
+        toxiproxy=ports[2] if proxies and mode == "process" else None,
         backends=ports[3 : 3 + replicas],
         proxies=ports[3 + replicas :],
         data_root=root,
         seed=seed,
+        mode=mode,
     )
 
 
@@ -122,6 +129,14 @@ def _wait_http(url: str, deadline: float, process: subprocess.Popen[bytes]) -> N
 @contextlib.contextmanager
 def run_stack(stack: StackPlan, timeout: float = 30.0) -> Iterator[StackPlan]:
     """Start every part, wait until it answers, yield; stop everything on the way out."""
+    runner = _run_processes if stack.mode == "process" else _run_containers
+    with runner(stack, timeout):
+        yield stack
+
+
+@contextlib.contextmanager
+def _run_processes(stack: StackPlan, timeout: float) -> Iterator[None]:
+    """Process mode: proxies, supervisor (which starts the backends) and frontend."""
     python = sys.executable
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started: list[subprocess.Popen[bytes]] = []
@@ -162,7 +177,7 @@ def run_stack(stack: StackPlan, timeout: float = 30.0) -> Iterator[StackPlan]:
         for name, url in stack.backend_urls().items():
             frontend += ["--backend", f"{name}={url}"]
         start(frontend, f"http://127.0.0.1:{stack.frontend}/health/live")
-        yield stack
+        yield
     finally:
         for process in reversed(started):
             with contextlib.suppress(ProcessLookupError):
@@ -175,16 +190,98 @@ def run_stack(stack: StackPlan, timeout: float = 30.0) -> Iterator[StackPlan]:
                 process.wait()
 
 
+CONTAINER_PORT = 8080
+LABEL = "chaoskit.stack"
+
+
+@contextlib.contextmanager
+def _run_containers(stack: StackPlan, timeout: float) -> Iterator[None]:
+    """Container mode: backends and frontend as containers on their own Docker network.
+
+    The Docker engine's restart policy plays the supervisor; ports are published on 127.0.0.1
+    only; each backend keeps its data on a size-capped tmpfs (for disk_full).
+    """
+    import docker  # noqa: PLC0415 - the Docker SDK is loaded only in container mode
+    import docker.errors  # noqa: PLC0415
+
+    from .image import ensure_image  # noqa: PLC0415
+
+    client = docker.from_env()
+    image = ensure_image(client, log=lambda line: print(line, file=sys.stderr))
+    names = [*stack.names(), "frontend"]
+    for name in names:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(name)
+            raise RuntimeError(
+                f"a container named '{name}' already exists: stop the other stack first "
+                f"(docker rm -f {name})"
+            )
+    labels = {LABEL: str(stack.frontend)}
+    network = client.networks.create(f"chaoskit-stack-{stack.frontend}", labels=labels)
+    created: list[Any] = []
+    deadline = time.monotonic() + timeout
+
+    def run(name: str, command: list[str], port: int, **extra: Any) -> None:
+        container = client.containers.create(
+            image,
+            command=command,
+            name=name,
+            labels=labels,
+            ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+            restart_policy={"Name": "unless-stopped"},
+            **extra,
+        )
+        created.append(container)
+        network.connect(container, aliases=[name])
+        container.start()
+
+    try:
+        for name, port in zip(stack.names(), stack.backends, strict=True):
+            run(
+                name,
+                ["chaoskit.stack.backend", "--name", name, "--host", "0.0.0.0",
+                 "--port", str(CONTAINER_PORT), "--data-dir", "/data"],
+                port,
+                tmpfs={"/data": f"size={stack.tmpfs_size}"},
+            )  # fmt: skip
+        for port in stack.backends:
+            _wait_container(f"http://127.0.0.1:{port}/health/ready", deadline, created)
+        command = ["chaoskit.stack.frontend", "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
+        for name in stack.names():
+            command += ["--backend", f"{name}=http://{name}:{CONTAINER_PORT}"]
+        run("frontend", command, stack.frontend)
+        _wait_container(f"http://127.0.0.1:{stack.frontend}/health/live", deadline, created)
+        yield
+    finally:
+        for container in created:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            network.remove()
+
+
+def _wait_container(url: str, deadline: float, containers: list[Any]) -> None:
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=0.5, trust_env=False).status_code < 500:
+                return
+        time.sleep(0.1)
+    logs = containers[-1].logs(tail=10).decode(errors="replace") if containers else ""
+    raise TimeoutError(f"{url} did not answer in time; last container's log:\n{logs}")
+
+
 def describe(stack: StackPlan) -> str:
     """Where each part listens, for people."""
     rows = [("frontend", f"http://127.0.0.1:{stack.frontend}/items")]
-    rows.append(("supervisor", f"http://127.0.0.1:{stack.supervisor}/status"))
+    if stack.mode == "process":
+        rows.append(("supervisor", f"http://127.0.0.1:{stack.supervisor}/status"))
     if stack.toxiproxy is not None:
         rows.append(("toxiproxy API", f"http://127.0.0.1:{stack.toxiproxy}"))
     for name, backend, proxy in zip(stack.names(), stack.backends, stack.proxies, strict=True):
         via = f"  (via proxy 127.0.0.1:{proxy})" if stack.toxiproxy is not None else ""
         rows.append((name, f"http://127.0.0.1:{backend}{via}"))
-    rows.append(("data", str(stack.data_root)))
+    if stack.mode == "process":
+        rows.append(("data", str(stack.data_root)))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {where}" for name, where in rows)
 
