@@ -123,6 +123,8 @@ class StackSpec(Model):
 
     def port_names(self) -> list[str]:
         """The ``${ports.NAME}`` names the stack provides."""
+        if self.mode == "container":  # Docker's restart policy supervises; no proxies in between
+            return ["frontend", *self.backend_names()]
         return ["frontend", "supervisor", "toxiproxy", *self.backend_names()]
 
 
