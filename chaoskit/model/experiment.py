@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..units import Duration, Percent, Rate
 from ._base import Fraction, Model, Name, NonNegativeDuration, PositiveDuration, Template
-from .faults import NETWORK_FAULTS, Fault
+from .faults import NETWORK_FAULTS, Fault, PartitionFault
 from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
 from .safety import Safety
 from .system import (
@@ -301,9 +301,8 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 ("faults", i, "at"),
                 f"'at' ({start}) is not inside the fault phase ({exp.phases.fault})",
             )
-        needs_port = fault.type in NETWORK_FAULTS or (
-            fault.type == "partition" and getattr(fault, "mode", "") != "disconnect"
-        )
+        disconnect = isinstance(fault, PartitionFault) and fault.mode == "disconnect"
+        needs_port = fault.type in NETWORK_FAULTS or (fault.type == "partition" and not disconnect)
         if (
             needs_port
             and isinstance(target, ProcessTarget | ContainerTarget)
@@ -314,7 +313,6 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 f"the {fault.type} fault goes through a proxy in front of '{fault.target}': give "
                 "the target's 'port' to put it in front of",
             )
-        disconnect = fault.type == "partition" and getattr(fault, "mode", "") == "disconnect"
         if disconnect and target.kind != "container":
             yield ExperimentProblem(
                 ("faults", i, "mode"),
