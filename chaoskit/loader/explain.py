@@ -1,0 +1,180 @@
+"""Pydantic's validation errors as problems people can act on: located, with the document's
+field path, plain wording and a did-you-mean for misspelt keys and tags."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .documents import Document
+from .errors import Path_, Problem
+
+__all__ = ["explain", "sort_problems"]
+
+
+def _doc_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
+    """Map a pydantic error location onto the document, dropping union tags and the like."""
+    path: list[str | int] = []
+    node = data
+    tag_seen = False  # a union's tag comes first, and may equal a field name ('latency')
+    for part in loc:
+        if not tag_seen and isinstance(node, dict) and _is_union_tag(node, part):
+            tag_seen = True
+            continue
+        if _has(node, part):
+            path.append(part)
+            node = node[part]
+            tag_seen = False
+        elif _is_key(node, part):
+            path.append(part)  # a missing or unknown key: point at it by name
+            node = None
+        # anything else is a validator or union tag in the location, not part of the file
+    return tuple(path)
+
+
+def _is_key(node: Any, part: str | int) -> bool:
+    """A location part that names a key absent from ``node`` (not a union tag or validator)."""
+    return (
+        isinstance(node, dict)
+        and isinstance(part, str)
+        and not _is_union_tag(node, part)
+        and not part.startswith(("function-", "json-or-python"))
+    )
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+
+
+def _is_union_tag(node: dict[str, Any], part: str | int) -> bool:
+    return any(node.get(tag) == part for tag in ("type", "of", "kind"))
+
+
+def _schema_keys(schema: dict[str, Any], data: Any, path: Path_) -> list[str]:
+    """The keys the schema allows at ``path``, choosing union branches by the data's tags."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = defs[node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
+    def branches(node: dict[str, Any], value: Any) -> list[dict[str, Any]]:
+        node = resolve(node)
+        options = node.get("oneOf") or node.get("anyOf")
+        if not options:
+            return [node]
+        chosen: list[dict[str, Any]] = []
+        for option in options:
+            for sub in branches(option, value):
+                props = sub.get("properties", {})
+                tags = [t for t in ("type", "of", "kind") if "const" in props.get(t, {})]
+                if (
+                    isinstance(value, dict)
+                    and tags
+                    and value.get(tags[0]) != props[tags[0]]["const"]
+                ):
+                    continue
+                chosen.append(sub)
+        return chosen
+
+    nodes, value = [schema], data
+    for part in path:
+        nxt: list[dict[str, Any]] = []
+        for node in nodes:
+            for branch in branches(node, value):
+                if isinstance(part, int) and "items" in branch:
+                    nxt.append(branch["items"])
+                elif isinstance(part, str) and part in branch.get("properties", {}):
+                    nxt.append(branch["properties"][part])
+                elif isinstance(part, str) and isinstance(branch.get("additionalProperties"), dict):
+                    nxt.append(branch["additionalProperties"])
+        nodes = nxt
+        if isinstance(value, dict):
+            value = value.get(part) if isinstance(part, str) else None
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            value = None
+    keys: set[str] = set()
+    for node in nodes:
+        for branch in branches(node, value):
+            keys.update(branch.get("properties", {}))
+    return sorted(keys)
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _message(error: Any, doc: Document, path: Path_, schema: dict[str, Any]) -> str:
+    kind = error["type"]
+    msg = str(error["msg"])
+    if kind == "extra_forbidden":
+        key = str(path[-1]) if path else "?"
+        allowed = _schema_keys(schema, doc.data, path[:-1])
+        hint = _did_you_mean(key, allowed)
+        listed = f" (allowed here: {', '.join(allowed)})" if allowed and not hint else ""
+        return f"unknown key '{key}'{hint}{listed}"
+    if kind == "missing":
+        return f"required field '{path[-1] if path else '?'}' is missing"
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+        return (
+            f"unknown {ctx.get('discriminator', 'tag').strip(chr(39))} '{ctx.get('tag')}': "
+            f"expected one of {', '.join(expected)}{_did_you_mean(str(ctx.get('tag')), expected)}"
+        )
+    if kind == "union_tag_not_found":
+        tag = str(error.get("ctx", {}).get("discriminator", "type")).strip("'")
+        return f"'{tag}' is missing: it says which kind of entry this is"
+    if kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        what = _PATTERN_WORDS.get(pattern, f"text matching {pattern}")
+        return f"{error.get('input')!r} is not valid here: expected {what}"
+    if msg.startswith("Input should be"):
+        return f"{msg.replace('Input should be', 'expected', 1)}, got {error.get('input')!r}"
+    if msg.startswith(("Value error, ", "Assertion failed, ")):
+        msg = msg.split(", ", 1)[1]
+    text = str(error.get("input"))
+    if "${ports." in text or "${run." in text:
+        msg += (
+            " (run-time values such as ${ports...} and ${run...} can only be used in text "
+            "fields such as URLs, commands and environment values)"
+        )
+    return msg
+
+
+_PATTERN_WORDS = {
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$": (
+        "a name of letters, digits, '_', '.' and '-' (no spaces), starting with a letter or "
+        "digit, at most 63 characters"
+    ),
+    r"^[A-Za-z_][A-Za-z0-9_]*$": (
+        "an identifier: letters, digits and '_', not starting with a digit"
+    ),
+    r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$": "'module.path:function'",
+    r"^/": "an absolute path",
+}
+
+
+def explain(
+    doc: Document, exc: ValidationError, model: type[BaseModel], prefix: Path_ = ()
+) -> list[Problem]:
+    schema = model.model_json_schema()  # for did-you-mean; only computed when there are errors
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = _doc_path(doc.data, (*prefix, *error["loc"]))
+        line, col = doc.where(path)
+        problems.append(Problem(doc.file, line, col, path, _message(error, doc, path, schema)))
+    return problems
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.line, p.column))
