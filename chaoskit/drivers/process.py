@@ -1,0 +1,87 @@
+"""Faults on local processes: crash (any signal) and pause (SIGSTOP, then SIGCONT).
+
+A process is identified by its pid *and* its start time (from ``/proc``), so a revert never
+signals an unrelated process that happens to reuse the pid after the target died.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from ..model import Fault
+from ..model.faults import CrashFault, PauseFault
+from .base import AppliedFault, DriverError, Target
+
+__all__ = ["ProcessDriver", "process_target", "start_ticks"]
+
+
+def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """When ``pid`` started, in clock ticks since boot; None if there is no such process."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 of stat(5), counted from field 3
+
+
+def process_target(
+    pid: int, name: str | None = None, labels: dict[str, str] | None = None
+) -> Target:
+    """A target for the running process ``pid``; raises :class:`DriverError` if it is not there."""
+    ticks = start_ticks(pid)
+    if ticks is None:
+        raise DriverError(f"no process with pid {pid}")
+    return Target("process", name or f"pid-{pid}", labels or {}, {"pid": pid, "start": ticks})
+
+
+def _alive(target: Target) -> bool:
+    """The very process the target names is still running (not a reuse of its pid)."""
+    ref = target.ref
+    return start_ticks(int(ref["pid"])) == int(ref["start"])
+
+
+def _signal(target: Target, signum: signal.Signals) -> bool:
+    """Send ``signum`` if the target is still the same process; False if it has gone."""
+    if not _alive(target):
+        return False
+    try:
+        os.kill(int(target.ref["pid"]), signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError as exc:
+        raise DriverError(f"not allowed to signal {target.name} (pid {target.ref['pid']})") from exc
+    return True
+
+
+class ProcessDriver:
+    """Crash and pause for local processes."""
+
+    name = "process"
+
+    def plan(self, fault: Fault, target: Target) -> AppliedFault:
+        """The record of ``fault`` on ``target``; refuses faults and targets it cannot handle."""
+        if target.kind != "process":
+            raise DriverError(f"the process driver cannot act on a {target.kind} target")
+        if not _alive(target):
+            raise DriverError(f"{target.name} (pid {target.ref.get('pid')}) is not running")
+        if isinstance(fault, CrashFault):
+            return AppliedFault(self.name, "crash", target, {"signal": fault.signal}, {})
+        if isinstance(fault, PauseFault):
+            return AppliedFault(self.name, "pause", target, {}, {"signal": "SIGCONT"})
+        raise DriverError(f"the process driver cannot apply a {fault.type} fault")
+
+    async def apply(self, record: AppliedFault) -> None:
+        """Send the crash signal, or SIGSTOP for a pause."""
+        crash = record.fault == "crash"
+        signum = signal.Signals[record.params["signal"]] if crash else signal.SIGSTOP
+        if not _signal(record.target, signum):
+            raise DriverError(f"{record.target.name} exited before the {record.fault} was applied")
+
+    async def revert(self, record: AppliedFault) -> None:
+        """Resume a paused process; a crash has nothing to take back (healing is the test)."""
+        if "signal" in record.undo:
+            _signal(record.target, signal.Signals[record.undo["signal"]])

@@ -1,0 +1,114 @@
+"""Selectors to concrete targets, and the blast radius: which targets are hit, which are the
+control group, drawn with a seeded generator whose seed is recorded."""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from ..drivers.base import Target
+from ..model import BlastRadius
+from ..model import Target as TargetSpec
+from ..safety.policy import Policy, Violation
+
+__all__ = ["Draw", "TargetError", "check_draw", "draw", "select"]
+
+
+class TargetError(Exception):
+    """A selector that matches nothing, or a draw that cannot be made; nothing was touched."""
+
+
+def select(key: str, spec: TargetSpec, available: Iterable[Target]) -> list[Target]:
+    """The targets of ``available`` that ``spec`` selects (kind, any name pattern, all labels)."""
+    patterns = spec.patterns()
+    chosen = [
+        t
+        for t in available
+        if t.kind == spec.kind
+        and (not patterns or any(fnmatchcase(t.name, p) for p in patterns))
+        and all(t.labels.get(k) == v for k, v in spec.labels.items())
+    ]
+    if not chosen:
+        wanted = ", ".join(patterns) or ", ".join(f"{k}={v}" for k, v in spec.labels.items())
+        names = sorted(t.name for t in available if t.kind == spec.kind)
+        known = ", ".join(names) if names else f"no {spec.kind} targets at all"
+        raise TargetError(f"target '{key}' ({spec.kind} {wanted}) matches nothing; found: {known}")
+    return sorted(chosen, key=lambda t: t.name)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The outcome of the blast-radius draw, for the result file."""
+
+    experiment: list[Target]
+    control: list[Target]
+    seed: int
+
+    def to_json(self) -> dict[str, object]:
+        """Names and the seed: enough to repeat the draw."""
+        return {
+            "seed": self.seed,
+            "experiment": [t.name for t in self.experiment],
+            "control": [t.name for t in self.control],
+        }
+
+
+def draw(candidates: list[Target], radius: BlastRadius) -> Draw:
+    """Pick the experiment group; the rest is the control group (when it is ``concurrent``)."""
+    if not candidates:
+        raise TargetError("no targets to draw from")
+    total = len(candidates)
+    if radius.count is not None:
+        size = radius.count
+    else:
+        size = max(1, math.ceil((radius.fraction or 1.0) * total - 1e-9))
+    if size > total:
+        raise TargetError(f"blast_radius.count is {size}, but only {total} target(s) matched")
+    if radius.control == "concurrent" and size >= total:
+        raise TargetError(
+            f"a concurrent control group needs a target left over, but all {total} would be hit: "
+            "lower blast_radius.count or fraction"
+        )
+    seed = radius.seed if radius.seed is not None else secrets.randbits(32)
+    ordered = sorted(candidates, key=lambda t: t.name)
+    hit = random.Random(seed).sample(ordered, size)
+    chosen = {t.name for t in hit}
+    rest = [t for t in ordered if t.name not in chosen]
+    control = rest if radius.control == "concurrent" else []
+    return Draw(sorted(hit, key=lambda t: t.name), control, seed)
+
+
+def check_draw(policy: Policy, key: str, drawn: Draw, total: int) -> list[Violation]:
+    """Policy rules on the concrete draw: protected targets and the blast-radius caps."""
+    found = []
+    for target in drawn.experiment:
+        entry = policy.protection(target.kind, target.name, target.labels)
+        if entry is not None:
+            why = f" ({entry.reason})" if entry.reason else ""
+            found.append(
+                Violation(("targets", key), "protected", f"'{target.name}' is protected{why}")
+            )
+    cap = policy.max_blast_radius
+    if cap.count is not None and len(drawn.experiment) > cap.count:
+        found.append(
+            Violation(
+                ("blast_radius",),
+                "max_blast_radius.count",
+                f"{len(drawn.experiment)} targets would be hit, more than the {cap.count} allowed",
+            )
+        )
+    share = len(drawn.experiment) / total
+    if total > 1 and share > cap.fraction + 1e-9:
+        found.append(
+            Violation(
+                ("blast_radius",),
+                "max_blast_radius.fraction",
+                f"{len(drawn.experiment)} of {total} targets ({share:.0%}) would be hit, more "
+                f"than the {cap.fraction:.0%} allowed",
+            )
+        )
+    return found

@@ -1,0 +1,125 @@
+"""Crash and pause on real local processes; reverts from the journal record alone, in a fresh
+process, twice, and after the target died."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chaoskit.drivers.base import AppliedFault, DriverError
+from chaoskit.drivers.process import ProcessDriver, process_target, start_ticks
+from chaoskit.model import Experiment
+
+# A child that prints a counter every 10 ms: progress is visible from outside.
+TICKER = (
+    "import sys, time\nwhile True:\n    print(time.monotonic(), flush=True)\n    time.sleep(0.01)\n"
+)
+
+
+def fault(kind: str, **fields: object):  # type: ignore[no-untyped-def]
+    doc = {
+        "name": "t",
+        "targets": {"p": {"kind": "process", "pids": [4242]}},
+        "steady_state": [
+            {"name": "x", "of": "probe", "probe": {"type": "command", "command": ["true"]}}
+        ],
+        "faults": [{"type": kind, "target": "p", **fields}],
+    }
+    return Experiment.model_validate(doc).faults[0]
+
+
+@pytest.fixture
+def ticker(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen([sys.executable, "-c", TICKER], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.readline()  # started
+    yield process
+    process.kill()
+    process.wait()
+    process.stdout.close()
+
+
+def ticking(process: subprocess.Popen[str], within: float) -> bool:
+    """Does the child print within ``within`` seconds? (reads its pipe with a timeout)"""
+    import selectors
+
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if sel.select(timeout=deadline - time.monotonic()):
+                return bool(process.stdout.readline())
+    return False
+
+
+def drain(process: subprocess.Popen[str]) -> None:
+    while ticking(process, 0.001):
+        pass
+
+
+def revert_in_fresh_process(record: AppliedFault) -> None:
+    code = (
+        "import asyncio, json, sys\n"
+        "from chaoskit.drivers.base import AppliedFault\n"
+        "from chaoskit.drivers.process import ProcessDriver\n"
+        "record = AppliedFault.from_json(json.loads(sys.argv[1]))\n"
+        "asyncio.run(ProcessDriver().revert(record))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, json.dumps(record.to_json())], check=True)
+
+
+def test_pause_stops_progress_and_a_fresh_process_resumes_it(ticker: subprocess.Popen[str]) -> None:
+    driver = ProcessDriver()
+    record = driver.plan(fault("pause"), process_target(ticker.pid, "ticker"))
+    journal = json.dumps(record.to_json())  # what the runner writes before applying
+    asyncio.run(driver.apply(record))
+    drain(ticker)
+    assert not ticking(ticker, 0.3)
+    revert_in_fresh_process(AppliedFault.from_json(json.loads(journal)))
+    assert ticking(ticker, 1.0)
+    asyncio.run(driver.revert(record))  # twice is harmless
+    assert ticking(ticker, 1.0)
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM", "SIGSEGV"])
+def test_crash_sends_the_signal(ticker: subprocess.Popen[str], sig: str) -> None:
+    driver = ProcessDriver()
+    record = driver.plan(fault("crash", signal=sig), process_target(ticker.pid))
+    asyncio.run(driver.apply(record))
+    assert ticker.wait(5) == -getattr(__import__("signal"), sig)
+    asyncio.run(driver.revert(record))  # nothing to take back, and no error on a dead target
+
+
+def test_revert_after_the_target_died_does_nothing(ticker: subprocess.Popen[str]) -> None:
+    driver = ProcessDriver()
+    record = driver.plan(fault("pause"), process_target(ticker.pid))
+    asyncio.run(driver.apply(record))
+    ticker.kill()
+    ticker.wait()
+    asyncio.run(driver.revert(record))
+    revert_in_fresh_process(record)
+
+
+def test_a_reused_pid_is_never_signalled(ticker: subprocess.Popen[str]) -> None:
+    driver = ProcessDriver()
+    target = process_target(ticker.pid)
+    planned = driver.plan(fault("pause"), target).to_json()
+    reused = {"pid": ticker.pid, "start": target.ref["start"] + 1}  # same pid, other process
+    forged = AppliedFault.from_json({**planned, "target": {**target.to_json(), "ref": reused}})
+    with pytest.raises(DriverError, match="exited before"):
+        asyncio.run(driver.apply(forged))
+    assert ticking(ticker, 1.0)
+
+
+def test_bad_targets_are_clear_errors() -> None:
+    with pytest.raises(DriverError, match="no process with pid"):
+        process_target(2**22 + 12345)
+    assert start_ticks(2**22 + 12345) is None
