@@ -15,13 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from waiting import get_json, wait_until
 
 from chaoskit.stack.backend import BackendConfig, check_token, issue_token
 from chaoskit.stack.backoff import RestartBackoff
 from chaoskit.stack.launcher import free_ports, plan, run_stack
 from chaoskit.stack.supervisor import Replica, Supervisor
-
-from .conftest import get_json, wait_until
 
 
 def test_sigkilled_backend_is_restarted_after_its_backoff(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Helpers for the stack's integration tests: real processes on loopback ports."""
+"""Waiting for real processes and containers to reach a state, without bare sleeps."""
 
 from __future__ import annotations
 

@@ -1,0 +1,186 @@
+"""Faults on containers through the Docker engine (``DOCKER_HOST`` honoured): crash (kill, stop,
+restart), pause, and network partitions that put aliases and addresses back on reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from ..model import Fault
+from ..model.faults import CrashFault, PartitionFault, PauseFault
+from .base import AppliedFault, DriverError, Target
+
+__all__ = ["DockerDriver", "container_targets"]
+
+
+def _client() -> Any:
+    where = os.environ.get("DOCKER_HOST", "the local socket")
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as exc:
+        raise DriverError(f"no Docker engine reachable at {where}: {exc}") from None
+    try:
+        client.ping()
+    except docker.errors.DockerException as exc:
+        client.close()
+        raise DriverError(f"no Docker engine reachable at {where}: {exc}") from None
+    return client
+
+
+def container_targets(client: Any) -> list[Target]:
+    """Every container, as targets named by container name, with its labels."""
+    return [
+        Target("container", c.name, dict(c.labels), {"id": c.id})
+        for c in client.containers.list(all=True)
+    ]
+
+
+class DockerDriver:
+    """Crash, pause and partition for containers."""
+
+    name = "docker"
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._given = client
+        self._owned = client is None
+
+    def close(self) -> None:
+        """Close the engine connection if this driver opened it."""
+        if self._owned and self._given is not None:
+            self._given.close()
+            self._given = None
+
+    def __enter__(self) -> DockerDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def client(self) -> Any:
+        """The engine client, connected on first use (so planning errors come first)."""
+        if self._given is None:
+            self._given = _client()
+        return self._given
+
+    def _container(self, target: Target) -> Any | None:
+        try:
+            return self.client.containers.get(target.ref["id"])
+        except docker.errors.NotFound:
+            return None
+
+    def plan(self, fault: Fault, target: Target) -> AppliedFault:
+        """The record of ``fault`` on ``target``, with what revert will need; touches nothing."""
+        if target.kind != "container":
+            raise DriverError(f"the docker driver cannot act on a {target.kind} target")
+        container = self._container(target)
+        if container is None:
+            raise DriverError(f"container {target.name} ({target.ref['id'][:12]}) does not exist")
+        if isinstance(fault, CrashFault):
+            crash = {"action": fault.action, "signal": fault.signal}
+            return AppliedFault(self.name, "crash", target, crash, {"ensure_running": True})
+        if isinstance(fault, PauseFault):
+            return AppliedFault(self.name, "pause", target, {}, {"unpause": True})
+        if isinstance(fault, PartitionFault) and fault.mode == "disconnect":
+            networks = _networks(container, fault.network)
+            cut = {"networks": sorted(networks)}
+            return AppliedFault(self.name, "partition", target, cut, {"connect": networks})
+        raise DriverError(f"the docker driver cannot apply a {fault.type} fault")
+
+    async def apply(self, record: AppliedFault) -> None:
+        """Apply the planned fault (Docker SDK calls run in a worker thread)."""
+        await asyncio.to_thread(self._apply, record)
+
+    async def revert(self, record: AppliedFault) -> None:
+        """Take the fault back; idempotent, and a no-op once the container is gone."""
+        await asyncio.to_thread(self._revert, record)
+
+    def _apply(self, record: AppliedFault) -> None:
+        container = self._container(record.target)
+        if container is None:
+            raise DriverError(f"container {record.target.name} disappeared before the fault")
+        try:
+            if record.fault == "crash":
+                _crash(container, record.params["action"], record.params["signal"])
+            elif record.fault == "pause":
+                container.pause()
+            elif record.fault == "partition":
+                for name in record.params["networks"]:
+                    self.client.networks.get(name).disconnect(container)
+        except docker.errors.APIError as exc:
+            raise DriverError(f"{record.fault} on {record.target.name}: {exc.explanation}") from exc
+
+    def _revert(self, record: AppliedFault) -> None:
+        container = self._container(record.target)
+        if container is None:
+            return
+        undo = record.undo
+        with contextlib.suppress(docker.errors.NotFound):
+            container.reload()
+            if undo.get("unpause") and container.status == "paused":
+                container.unpause()
+            for name, settings in undo.get("connect", {}).items():
+                container.reload()
+                if name not in container.attrs["NetworkSettings"]["Networks"]:
+                    _connect(self.client.networks.get(name), container, settings)
+            if undo.get("ensure_running") and container.status in ("exited", "created"):
+                container.start()
+
+
+def _networks(container: Any, only: str | None) -> dict[str, dict[str, Any]]:
+    """The container's networks with what reconnecting needs: aliases and addresses."""
+    attached = container.attrs["NetworkSettings"]["Networks"]
+    if only is not None and only not in attached:
+        raise DriverError(f"container {container.name} is not on network {only}")
+    found = {}
+    for name, settings in attached.items():
+        if only is not None and name != only:
+            continue
+        aliases = [a for a in settings.get("Aliases") or [] if not container.id.startswith(a)]
+        found[name] = {
+            "aliases": aliases,
+            "ipv4": (settings.get("IPAMConfig") or {}).get("IPv4Address") or None,
+        }
+    return found
+
+
+def _connect(network: Any, container: Any, settings: dict[str, Any]) -> None:
+    connect = partial(network.connect, container, aliases=settings["aliases"] or None)
+    if settings.get("ipv4"):
+        connect(ipv4_address=settings["ipv4"])
+    else:
+        connect()
+
+
+def _crash(container: Any, action: str, signame: str) -> None:
+    if action == "stop":
+        container.stop(timeout=10)
+    elif action == "restart":
+        container.restart(timeout=10)
+    else:
+        pid = _local_pid(container)
+        if pid is not None:
+            # From the host, the crash looks like one: Docker's restart policy applies.
+            # (``docker kill`` counts as a manual stop, after which it would not.)
+            os.kill(pid, signal.Signals[signame])
+        else:
+            container.kill(signal=signame)
+
+
+def _local_pid(container: Any) -> int | None:
+    """The container's main process on this machine, if the engine is local: the pid's cgroup
+    must name the container, so a remote engine's pid never signals a local process."""
+    pid = int(container.attrs["State"].get("Pid") or 0)
+    try:
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text() if pid else ""
+    except OSError:
+        return None
+    return pid if container.id in cgroup else None
