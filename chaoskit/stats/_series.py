@@ -1,0 +1,51 @@
+"""Cleaning inputs, and the variance of a mean under autocorrelation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Floats", "as_floats", "mean_variance"]
+
+Floats = NDArray[np.float64]
+
+
+def as_floats(values: Sequence[Any] | NDArray[Any], name: str) -> tuple[Floats, int]:
+    """A 1-D float array without NaN, and how many NaN were dropped; ValueError on bad input."""
+    if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+        raise ValueError(f"{name} must be a sequence of numbers, got {type(values).__name__}")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must hold numbers only") from None
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    keep = ~np.isnan(array)
+    return array[keep], int(array.size - keep.sum())
+
+
+def mean_variance(x: Floats) -> tuple[float, float]:
+    """The variance of ``mean(x)`` for a time-ordered series, and its effective sample size.
+
+    Long-run variance by Geyer's initial monotone sequence over the autocovariances (so spikes
+    on top of slow drift are covered, not only lag-1 correlation), then a small-sample bias
+    correction: short series underestimate it by about two autocorrelation times in ``n``.
+    """
+    n = x.size
+    centred = x - x.mean()
+    spectrum = np.fft.rfft(centred, n=2 * n)
+    acov = np.fft.irfft(spectrum * np.conj(spectrum))[:n] / n
+    gamma0 = float(acov[0])
+    if gamma0 <= 0.0:
+        return 0.0, float(n)
+    pairs = acov[0 : n - 1 : 2] + acov[1:n:2]
+    positive = np.flatnonzero(pairs <= 0)
+    pairs = pairs[: positive[0]] if positive.size else pairs
+    monotone = np.minimum.accumulate(pairs) if pairs.size else pairs
+    long_run = max(-gamma0 + 2.0 * float(monotone.sum()), gamma0 / n)
+    n_eff = min(float(n), n * gamma0 / long_run)
+    correction = 1.0 / max(1.0 - 2.0 / n_eff, 0.25) if n_eff > 2 else 4.0
+    return long_run / n * correction, n_eff

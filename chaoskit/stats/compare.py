@@ -1,0 +1,216 @@
+"""One metric, control against treatment: HELD only when equivalence is shown (TOST),
+DEVIATED when a harmful change is real, INCONCLUSIVE with the reason otherwise."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+from ._series import Floats, as_floats, mean_variance
+from ._types import Effect, Judgement, Verdict
+
+__all__ = ["DEFAULT_MARGINS", "compare"]
+
+Kind = Literal["latency", "error_rate", "throughput"]
+Direction = Literal["increase", "decrease", "both"]
+Data = Sequence[Any] | NDArray[Any]
+
+DEFAULT_MARGINS = {"latency": 1.10, "latency_tail": 1.25, "throughput": 0.95}
+"""Latency: ratio of medians/means 1.10, of p95/p99 1.25; throughput: ratio 0.95. Error rate:
+an absolute increase of max(0.0005, half the control's rate)."""
+MIN_SAMPLES = 10
+HARMFUL = {"latency": "increase", "error_rate": "increase", "throughput": "decrease"}
+
+
+def compare(
+    control: Data,
+    treatment: Data,
+    *,
+    kind: Kind,
+    margin: float | None = None,
+    alpha: float = 0.05,
+    direction: Direction | None = None,
+    quantile: float | None = None,
+) -> Judgement:
+    """Judge ``treatment`` against ``control`` for one metric.
+
+    - ``latency``: per-request seconds in time order; compared on log scale, so effects and
+      margins are ratios (default 1.10, or 1.25 with ``quantile`` 0.95/0.99).
+    - ``error_rate``: per-request outcomes (True = error) in time order; margin an absolute
+      increase (default max(0.0005, half the control's rate)).
+    - ``throughput``: counts per second; margin the lowest acceptable ratio (default 0.95).
+
+    ``direction`` is the harmful one (default: increase, increase, decrease).
+    """
+    if kind not in HARMFUL:
+        raise ValueError(f"kind must be latency, error_rate or throughput, got {kind!r}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be between 0 and 0.5, got {alpha}")
+    harmful: Direction = direction or HARMFUL[kind]  # type: ignore[assignment]
+    if harmful not in ("increase", "decrease", "both"):
+        raise ValueError(f"direction must be increase, decrease or both, got {direction!r}")
+    if quantile is not None and not 0 < quantile < 1:
+        raise ValueError(f"quantile must be between 0 and 1, got {quantile}")
+    x, dropped_x = as_floats(control, "control")
+    y, dropped_y = as_floats(treatment, "treatment")
+    dropped = dropped_x + dropped_y
+    note = f" ({dropped} NaN value(s) dropped)" if dropped else ""
+    n = (int(x.size), int(y.size))
+    if kind == "latency":
+        tail = quantile is not None and quantile > 0.5
+        chosen = (
+            margin if margin is not None else DEFAULT_MARGINS["latency_tail" if tail else "latency"]
+        )
+        return _latency(x, y, _Case(kind, chosen, alpha, harmful, n, note), quantile)
+    if kind == "error_rate":
+        default = max(0.0005, 0.5 * float(x.mean())) if x.size else 0.0005
+        chosen = margin if margin is not None else default
+        return _error_rate(x, y, _Case(kind, chosen, alpha, harmful, n, note))
+    chosen = margin if margin is not None else DEFAULT_MARGINS["throughput"]
+    return _throughput(x, y, _Case(kind, chosen, alpha, harmful, n, note))
+
+
+@dataclass(frozen=True)
+class _Case:
+    """What every branch of a comparison shares: the kind, margin, alpha and sizes."""
+
+    kind: str
+    margin: float
+    alpha: float
+    direction: str
+    n: tuple[int, int]
+    note: str
+
+    def inconclusive(self, reason: str) -> Judgement:
+        return Judgement(
+            Verdict.INCONCLUSIVE, math.nan, math.nan, None, self.margin, self.n,
+            reason + self.note, self.kind, self.direction,
+        )  # fmt: skip
+
+    def decide(  # noqa: PLR0917 - one call site per kind, each naming the same seven
+        self, diff: float, variance: float, df: float, bound: float,
+        n_eff: tuple[float, float], to_effect: Callable[[float], float], scale: str,
+    ) -> Judgement:  # fmt: skip
+        """TOST against ``bound`` (on the working scale) and a one-sided test against 0."""
+        se = math.sqrt(variance)
+        if se == 0.0:
+            return self.inconclusive("no variation in either window: cannot judge")
+        t = stats.t(df)
+        z = diff / se
+        if self.direction == "increase":
+            p_dev = float(t.sf(z))
+            p_eq = float(t.cdf((diff - bound) / se))
+        elif self.direction == "decrease":
+            p_dev = float(t.cdf(z))
+            p_eq = float(t.sf((diff + bound) / se))
+        else:
+            p_dev = float(min(1.0, 2 * t.sf(abs(z))))
+            p_eq = float(max(t.cdf((diff - bound) / se), t.sf((diff + bound) / se)))
+        half = float(t.ppf(1 - self.alpha)) * se
+        effect = Effect(to_effect(diff), to_effect(diff - half), to_effect(diff + half), scale)
+        interval = f"{scale} {effect.estimate:.4g} [{effect.low:.4g}, {effect.high:.4g}]"
+        if p_eq < self.alpha:
+            verdict, reason = Verdict.HELD, f"inside the margin {self.margin:.4g}: {interval}"
+        elif p_dev < self.alpha:
+            verdict = Verdict.DEVIATED
+            reason = (
+                f"harmful change (p = {p_dev:.3g}) not shown to stay inside {self.margin:.4g}: "
+                f"{interval}"
+            )
+        else:
+            verdict = Verdict.INCONCLUSIVE
+            reason = (
+                f"interval wider than the margin {self.margin:.4g}: {interval}; more samples needed"
+            )
+        return Judgement(
+            verdict, p_dev, p_eq, effect, self.margin, self.n, reason + self.note, self.kind,
+            self.direction, n_eff,
+        )  # fmt: skip
+
+
+def _welch_df(vx: float, nx: float, vy: float, ny: float) -> float:
+    denominator = vx**2 / max(nx - 1, 1) + vy**2 / max(ny - 1, 1)
+    return (vx + vy) ** 2 / denominator if denominator > 0 else max(nx + ny - 2, 1)
+
+
+def _latency(x: Floats, y: Floats, case: _Case, quantile: float | None) -> Judgement:
+    if case.margin <= 1.0:
+        raise ValueError(f"a latency margin is a ratio above 1 (e.g. 1.1), got {case.margin}")
+    if min(case.n) < MIN_SAMPLES:
+        return case.inconclusive(f"too few samples {case.n}; need {MIN_SAMPLES} per window")
+    if (x <= 0).any() or (y <= 0).any():
+        raise ValueError("latencies must be positive seconds")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return case.inconclusive("constant latency in a window: a broken measurement")
+    lx, ly = np.log(x), np.log(y)
+    bound = math.log(case.margin)
+    if quantile is not None and quantile > 0.5:
+        return _latency_quantile(lx, ly, quantile, case, bound)
+    vx, ex = mean_variance(lx)
+    vy, ey = mean_variance(ly)
+    diff = float(ly.mean() - lx.mean())
+    df = _welch_df(vx, ex, vy, ey)
+    return case.decide(diff, vx + vy, df, bound, (ex, ey), math.exp, "ratio")
+
+
+def _latency_quantile(lx: Floats, ly: Floats, q: float, case: _Case, bound: float) -> Judgement:
+    """Quantiles per block of consecutive requests, then a t-test on the block quantiles."""
+    tail_points = min(case.n) * (1 - q)
+    if tail_points < 8:
+        need = math.ceil(8 / (1 - q))
+        return case.inconclusive(f"too few samples for the {q:g} quantile: need {need} per window")
+    blocks = int(min(20, max(4, tail_points // 4)))
+    bx = np.array([np.quantile(b, q) for b in np.array_split(lx, blocks)])
+    by = np.array([np.quantile(b, q) for b in np.array_split(ly, blocks)])
+    vx, vy = float(bx.var(ddof=1)) / blocks, float(by.var(ddof=1)) / blocks
+    diff = float(by.mean() - bx.mean())
+    df = _welch_df(vx, blocks, vy, blocks)
+    return case.decide(diff, vx + vy, df, bound, (float(blocks),) * 2, math.exp, "ratio")
+
+
+def _error_rate(x: Floats, y: Floats, case: _Case) -> Judgement:
+    if not np.isin(x, (0.0, 1.0)).all() or not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("error-rate windows hold outcomes: True/1 for an error, False/0 for none")
+    if min(case.n) < MIN_SAMPLES:
+        return case.inconclusive(f"too few requests {case.n}; need {MIN_SAMPLES} per window")
+    if float(x.mean()) == 1.0 or float(y.mean()) == 1.0:
+        return case.inconclusive("every request failed in a window: no steady state")
+    if not 0 < case.margin < 1:
+        raise ValueError(f"an error-rate margin is a share between 0 and 1, got {case.margin}")
+    vx, ex = mean_variance(x)
+    vy, ey = mean_variance(y)
+    # A binomial floor (with half an error added) keeps windows with no errors honest.
+    vx, vy = max(vx, _binomial_variance(x)), max(vy, _binomial_variance(y))
+    diff = float(y.mean() - x.mean())
+    df = _welch_df(vx, ex, vy, ey)
+    return case.decide(diff, vx + vy, df, case.margin, (ex, ey), float, "difference")
+
+
+def _binomial_variance(x: Floats) -> float:
+    p = (float(x.sum()) + 0.5) / (x.size + 1)
+    return p * (1 - p) / x.size
+
+
+def _throughput(x: Floats, y: Floats, case: _Case) -> Judgement:
+    if not 0 < case.margin < 1:
+        raise ValueError(f"a throughput margin is the lowest acceptable ratio, got {case.margin}")
+    if min(case.n) < 3:
+        return case.inconclusive(f"too few seconds {case.n}; need 3 per window")
+    if (x < 0).any() or (y < 0).any():
+        raise ValueError("throughput windows hold counts per second: no negative values")
+    mx, my = float(x.mean()), float(y.mean())
+    if mx == 0 or my == 0:
+        return case.inconclusive("no requests at all in a window: no steady state")
+    vx, ex = mean_variance(x)
+    vy, ey = mean_variance(y)
+    vx, vy = max(vx, mx / x.size), max(vy, my / y.size)  # at least Poisson noise
+    lvx, lvy = vx / mx**2, vy / my**2  # delta method: the variance of each mean's log
+    df = _welch_df(lvx, ex, lvy, ey)
+    bound = -math.log(case.margin)
+    return case.decide(math.log(my / mx), lvx + lvy, df, bound, (ex, ey), math.exp, "ratio")
