@@ -44,3 +44,19 @@ def docker_client():  # type: ignore[no-untyped-def]
             pytest.fail(f"CI=true and no Docker engine is reachable: {exc}")
         pytest.skip(f"no Docker engine reachable: {exc}")
     return client
+
+
+@pytest.fixture(scope="session")
+def stack_image(docker_client):  # type: ignore[no-untyped-def]
+    """The locally built stack image (also the drivers' test image); a machine that cannot
+    build it (no debootstrap, not root) skips, unless CI=true, where that is a failure."""
+    import os
+
+    from chaoskit.stack.image import ImageError, ensure_image
+
+    try:
+        return ensure_image(docker_client)
+    except ImageError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the stack image cannot be built: {exc}")
+        pytest.skip(f"the stack image cannot be built here: {exc}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from waiting import wait_until
 from chaoskit.drivers.base import AppliedFault, DriverError, Target
 from chaoskit.drivers.docker import DockerDriver, container_targets
 from chaoskit.model import Experiment
-from chaoskit.stack.image import ImageError, ensure_image
 from chaoskit.stack.launcher import free_ports
 
 pytestmark = [
@@ -46,18 +44,8 @@ def fault(kind: str, **fields: object):  # type: ignore[no-untyped-def]
     return Experiment.model_validate(doc).faults[0]
 
 
-@pytest.fixture(scope="module")
-def image(docker_client: Any) -> str:
-    try:
-        return ensure_image(docker_client)
-    except ImageError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the test image cannot be built: {exc}")
-        pytest.skip(f"the test image cannot be built here: {exc}")
-
-
 @pytest.fixture
-def pair(docker_client: Any, image: str) -> Iterator[Pair]:
+def pair(docker_client: Any, stack_image: str) -> Iterator[Pair]:
     """Two backend containers on a private network: 'api' (the target) and 'peer'."""
     tag = uuid.uuid4().hex[:8]
     network = docker_client.networks.create(f"chaoskit-test-{tag}", labels={"chaoskit.test": tag})
@@ -66,7 +54,7 @@ def pair(docker_client: Any, image: str) -> Iterator[Pair]:
     try:
         for name in ("api", "peer"):
             container = docker_client.containers.create(
-                image,
+                stack_image,
                 ["chaoskit.stack.backend", "--name", name, "--host", "0.0.0.0", "--port", "8080",
                  "--data-dir", "/data"],
                 name=f"{name}-{tag}",

@@ -39,17 +39,6 @@ def test_apt_mirror_is_read_from_both_source_formats(tmp_path: Path) -> None:
         apt_mirror(tmp_path / "missing")
 
 
-@pytest.fixture(scope="module")
-def stack_image(docker_client: Any) -> str:
-    """The stack image; a machine that cannot build it (no debootstrap) skips, unless CI=true."""
-    try:
-        return ensure_image(docker_client)
-    except ImageError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the stack image cannot be built: {exc}")
-        pytest.skip(f"the stack image cannot be built here: {exc}")
-
-
 def test_image_is_built_once_and_reused(docker_client: Any, stack_image: str) -> None:
     tag = stack_image
     built = docker_client.images.get(tag).id
