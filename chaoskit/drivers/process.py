@@ -1,4 +1,5 @@
-"""Faults on local processes: crash (any signal) and pause (SIGSTOP, then SIGCONT).
+"""Faults on local processes: crash (any signal), pause (SIGSTOP, then SIGCONT), and disk full
+(a balloon file in the tmpfs of a process started in a sandbox, reached through /proc).
 
 A process is identified by its pid *and* its start time (from ``/proc``), so a revert never
 signals an unrelated process that happens to reuse the pid after the target died.
@@ -11,7 +12,7 @@ import signal
 from pathlib import Path
 
 from ..model import Fault
-from ..model.faults import CrashFault, PauseFault
+from ..model.faults import CrashFault, DiskFullFault, PauseFault
 from .base import AppliedFault, DriverError, Target
 
 __all__ = ["ProcessDriver", "process_target", "start_ticks"]
@@ -29,13 +30,20 @@ def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
 
 
 def process_target(
-    pid: int, name: str | None = None, labels: dict[str, str] | None = None
+    pid: int,
+    name: str | None = None,
+    labels: dict[str, str] | None = None,
+    tmpfs: str | None = None,
 ) -> Target:
-    """A target for the running process ``pid``; raises :class:`DriverError` if it is not there."""
+    """A target for the running process ``pid`` (with the tmpfs its sandbox mounted, if any);
+    raises :class:`DriverError` if there is no such process."""
     ticks = start_ticks(pid)
     if ticks is None:
         raise DriverError(f"no process with pid {pid}")
-    return Target("process", name or f"pid-{pid}", labels or {}, {"pid": pid, "start": ticks})
+    ref: dict[str, object] = {"pid": pid, "start": ticks}
+    if tmpfs:
+        ref["tmpfs"] = tmpfs
+    return Target("process", name or f"pid-{pid}", labels or {}, ref)
 
 
 def _alive(target: Target) -> bool:
@@ -72,16 +80,66 @@ class ProcessDriver:
             return AppliedFault(self.name, "crash", target, {"signal": fault.signal}, {})
         if isinstance(fault, PauseFault):
             return AppliedFault(self.name, "pause", target, {}, {"signal": "SIGCONT"})
+        if isinstance(fault, DiskFullFault):
+            path = fault.path or target.ref.get("tmpfs")
+            if not path:
+                raise DriverError(
+                    f"disk_full needs a tmpfs: {target.name} was not started in a sandbox "
+                    "with one (system.processes[].tmpfs)"
+                )
+            leave = {"leave": fault.leave.bytes} if fault.leave else {}
+            free = {"free_percent": float(fault.free.percent)} if fault.free else {}
+            balloon = f"{path.rstrip('/')}/{BALLOON}"
+            params = {"path": path, **leave, **free}
+            return AppliedFault(self.name, "disk_full", target, params, {"remove": balloon})
         raise DriverError(f"the process driver cannot apply a {fault.type} fault")
 
     async def apply(self, record: AppliedFault) -> None:
-        """Send the crash signal, or SIGSTOP for a pause."""
+        """Send the crash signal, SIGSTOP for a pause, or inflate the balloon."""
+        if record.fault == "disk_full":
+            _inflate(record)
+            return
         crash = record.fault == "crash"
         signum = signal.Signals[record.params["signal"]] if crash else signal.SIGSTOP
         if not _signal(record.target, signum):
             raise DriverError(f"{record.target.name} exited before the {record.fault} was applied")
 
     async def revert(self, record: AppliedFault) -> None:
-        """Resume a paused process; a crash has nothing to take back (healing is the test)."""
+        """Resume a paused process, remove a balloon; a crash has nothing to take back."""
         if "signal" in record.undo:
             _signal(record.target, signal.Signals[record.undo["signal"]])
+        if "remove" in record.undo and _alive(record.target):
+            _inside(record.target, record.undo["remove"]).unlink(missing_ok=True)
+
+
+BALLOON = ".chaoskit-balloon"
+"""The file that fills a tmpfs; its name says who made it."""
+
+
+def _inside(target: Target, path: str) -> Path:
+    """``path`` as the target process sees it (its mount namespace, through /proc)."""
+    return Path(f"/proc/{int(target.ref['pid'])}/root") / path.lstrip("/")
+
+
+def _inflate(record: AppliedFault) -> None:
+    """Fill the tmpfs until only ``leave`` bytes or ``free_percent`` remain."""
+    if not _alive(record.target):
+        raise DriverError(f"{record.target.name} exited before the disk_full was applied")
+    mount = _inside(record.target, record.params["path"])
+    stat = os.statvfs(mount)
+    total, free = stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize
+    keep = record.params.get("leave", total * record.params.get("free_percent", 0.0) / 100)
+    size = int(free - keep)
+    balloon = _inside(record.target, record.undo["remove"])
+    if size <= 0:
+        return
+    fd = os.open(balloon, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        os.close(fd)
+        balloon.unlink(missing_ok=True)
+        raise DriverError(
+            f"could not fill {record.params['path']} of {record.target.name}: {exc}"
+        ) from exc
+    os.close(fd)

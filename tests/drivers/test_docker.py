@@ -16,11 +16,12 @@ from typing import Any
 import docker.errors
 import httpx
 import pytest
+from pydantic import TypeAdapter
 from waiting import wait_until
 
 from chaoskit.drivers.base import AppliedFault, DriverError, Target
 from chaoskit.drivers.docker import DockerDriver, container_targets
-from chaoskit.model import Experiment
+from chaoskit.model import Fault
 from chaoskit.stack.launcher import free_ports
 
 pytestmark = [
@@ -32,16 +33,9 @@ pytestmark = [
 Pair = tuple[Any, Any, int]  # the target container, its peer, the target's published port
 
 
-def fault(kind: str, **fields: object):  # type: ignore[no-untyped-def]
-    doc = {
-        "name": "t",
-        "targets": {"c": {"kind": "container", "select": "x"}},
-        "steady_state": [
-            {"name": "x", "of": "probe", "probe": {"type": "command", "command": ["true"]}}
-        ],
-        "faults": [{"type": kind, "target": "c", **fields}],
-    }
-    return Experiment.model_validate(doc).faults[0]
+def fault(kind: str, **fields: object) -> Fault:
+    """One fault, validated on its own (the experiment-level checks are tested elsewhere)."""
+    return TypeAdapter(Fault).validate_python({"type": kind, "target": "t", **fields})
 
 
 @pytest.fixture

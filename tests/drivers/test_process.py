@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from pydantic import TypeAdapter
+from waiting import wait_until
 
+from chaoskit.drivers import sandbox
 from chaoskit.drivers.base import AppliedFault, DriverError
 from chaoskit.drivers.process import ProcessDriver, process_target, start_ticks
-from chaoskit.model import Experiment
+from chaoskit.model import Fault
+from chaoskit.stack.launcher import free_ports
+from chaoskit.units import Size
 
 # A child that prints a counter every 10 ms: progress is visible from outside.
 TICKER = (
@@ -23,16 +30,9 @@ TICKER = (
 )
 
 
-def fault(kind: str, **fields: object):  # type: ignore[no-untyped-def]
-    doc = {
-        "name": "t",
-        "targets": {"p": {"kind": "process", "pids": [4242]}},
-        "steady_state": [
-            {"name": "x", "of": "probe", "probe": {"type": "command", "command": ["true"]}}
-        ],
-        "faults": [{"type": kind, "target": "p", **fields}],
-    }
-    return Experiment.model_validate(doc).faults[0]
+def fault(kind: str, **fields: object) -> Fault:
+    """One fault, validated on its own (the experiment-level checks are tested elsewhere)."""
+    return TypeAdapter(Fault).validate_python({"type": kind, "target": "t", **fields})
 
 
 @pytest.fixture
@@ -123,3 +123,55 @@ def test_bad_targets_are_clear_errors() -> None:
     with pytest.raises(DriverError, match="no process with pid"):
         process_target(2**22 + 12345)
     assert start_ticks(2**22 + 12345) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace needs root")
+def test_disk_full_fills_the_sandbox_tmpfs_and_the_revert_empties_it(tmp_path: Path) -> None:
+    [port] = free_ports(1)
+    data = str(tmp_path / "data")
+    argv = sandbox.command(
+        [sys.executable, "-m", "chaoskit.stack.backend", "--name", "b", "--port", str(port),
+         "--data-dir", data],
+        data,
+        Size.parse("1MiB"),
+    )  # fmt: skip
+    backend = subprocess.Popen(argv)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _ready(url), 15, "the sandboxed backend")
+        assert _post(url) == 201
+        assert not any((tmp_path / "data").iterdir())  # the tmpfs is not visible on the host
+        driver = ProcessDriver()
+        record = driver.plan(
+            fault("disk_full", leave="0B"), process_target(backend.pid, tmpfs=data)
+        )
+        asyncio.run(driver.apply(record))
+        assert _post(url) == 507
+        assert httpx.get(f"{url}/items", trust_env=False).status_code == 200
+        revert_in_fresh_process(record)
+        assert _post(url) == 201
+        asyncio.run(driver.revert(record))  # twice is harmless
+        half = driver.plan(fault("disk_full", free="50%"), process_target(backend.pid, tmpfs=data))
+        asyncio.run(driver.apply(half))
+        stat = os.statvfs(f"/proc/{backend.pid}/root{data}")
+        assert 0.45 <= stat.f_bavail / stat.f_blocks <= 0.55
+        asyncio.run(driver.revert(half))
+    finally:
+        backend.terminate()
+        backend.wait(10)
+
+
+def test_disk_full_needs_a_sandboxed_process(ticker: subprocess.Popen[str]) -> None:
+    with pytest.raises(DriverError, match="was not started in a sandbox"):
+        ProcessDriver().plan(fault("disk_full", leave="0B"), process_target(ticker.pid))
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health/ready", timeout=0.5, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _post(url: str) -> int:
+    return httpx.post(f"{url}/items", json={"name": "x"}, timeout=3, trust_env=False).status_code
