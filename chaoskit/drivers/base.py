@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, Self
 
 from ..model import Fault
+from ..model.faults import DiskFullFault
 
-__all__ = ["AppliedFault", "DriverError", "FaultDriver", "Target", "TargetKind"]
+__all__ = ["AppliedFault", "DriverError", "FaultDriver", "Target", "TargetKind", "disk_params"]
 
 TargetKind = Literal["proxy", "process", "container"]
 JSON = dict[str, Any]
@@ -101,3 +102,13 @@ class FaultDriver(Protocol):
     async def revert(self, record: AppliedFault) -> None:
         """Take the fault back; idempotent, safe after the target has gone."""
         ...
+
+
+def disk_params(fault: DiskFullFault, path: str) -> JSON:
+    """What a disk_full record carries: the tmpfs, and bytes or percent to leave free."""
+    params: JSON = {"path": path}
+    if fault.leave is not None:
+        params["leave"] = fault.leave.bytes
+    if fault.free is not None:
+        params["free_percent"] = float(fault.free.percent)
+    return params

@@ -1,5 +1,6 @@
 """Faults on containers through the Docker engine (``DOCKER_HOST`` honoured): crash (kill, stop,
-restart), pause, and network partitions that put aliases and addresses back on reconnect."""
+restart), pause, network partitions that put aliases and addresses back on reconnect, and a
+full disk (a balloon in the container's tmpfs; needs the engine on this machine)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import docker
 import docker.errors
 
 from ..model import Fault
-from ..model.faults import CrashFault, PartitionFault, PauseFault
-from .base import AppliedFault, DriverError, Target
+from ..model.faults import CrashFault, DiskFullFault, PartitionFault, PauseFault
+from .balloon import deflate, inflate
+from .base import AppliedFault, DriverError, Target, disk_params
 
 __all__ = ["DockerDriver", "container_targets"]
 
@@ -93,6 +95,16 @@ class DockerDriver:
             networks = _networks(container, fault.network)
             cut = {"networks": sorted(networks)}
             return AppliedFault(self.name, "partition", target, cut, {"connect": networks})
+        if isinstance(fault, DiskFullFault):
+            mounts = sorted(container.attrs["HostConfig"].get("Tmpfs") or {})
+            path = fault.path or (mounts[0] if len(mounts) == 1 else None)
+            if path is None or path not in mounts:
+                raise DriverError(
+                    f"disk_full needs a tmpfs on {target.name}; it has "
+                    f"{', '.join(mounts) or 'none'} (give 'path' when there are several)"
+                )
+            params = disk_params(fault, path)
+            return AppliedFault(self.name, "disk_full", target, params, {"deflate": path})
         raise DriverError(f"the docker driver cannot apply a {fault.type} fault")
 
     async def apply(self, record: AppliedFault) -> None:
@@ -115,6 +127,15 @@ class DockerDriver:
             elif record.fault == "partition":
                 for name in record.params["networks"]:
                     self.client.networks.get(name).disconnect(container)
+            elif record.fault == "disk_full":
+                pid = _local_pid(container)
+                if pid is None:
+                    raise DriverError(
+                        f"disk_full on {record.target.name} needs the Docker engine on this "
+                        "machine (its processes are reached through /proc)"
+                    )
+                p = record.params
+                inflate(pid, p["path"], p.get("leave"), p.get("free_percent"))
         except docker.errors.APIError as exc:
             raise DriverError(f"{record.fault} on {record.target.name}: {exc.explanation}") from exc
 
@@ -133,6 +154,8 @@ class DockerDriver:
                     _connect(self.client.networks.get(name), container, settings)
             if undo.get("ensure_running") and container.status in ("exited", "created"):
                 container.start()
+            if "deflate" in undo and (pid := _local_pid(container)) is not None:
+                deflate(pid, undo["deflate"])
 
 
 def _networks(container: Any, only: str | None) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..model import Fault
 from ..model.faults import CrashFault, DiskFullFault, PauseFault
-from .base import AppliedFault, DriverError, Target
+from .balloon import deflate, inflate
+from .base import AppliedFault, DriverError, Target, disk_params
 
 __all__ = ["ProcessDriver", "process_target", "start_ticks"]
 
@@ -87,17 +88,18 @@ class ProcessDriver:
                     f"disk_full needs a tmpfs: {target.name} was not started in a sandbox "
                     "with one (system.processes[].tmpfs)"
                 )
-            leave = {"leave": fault.leave.bytes} if fault.leave else {}
-            free = {"free_percent": float(fault.free.percent)} if fault.free else {}
-            balloon = f"{path.rstrip('/')}/{BALLOON}"
-            params = {"path": path, **leave, **free}
-            return AppliedFault(self.name, "disk_full", target, params, {"remove": balloon})
+            return AppliedFault(
+                self.name, "disk_full", target, disk_params(fault, path), {"deflate": path}
+            )
         raise DriverError(f"the process driver cannot apply a {fault.type} fault")
 
     async def apply(self, record: AppliedFault) -> None:
         """Send the crash signal, SIGSTOP for a pause, or inflate the balloon."""
         if record.fault == "disk_full":
-            _inflate(record)
+            if not _alive(record.target):
+                raise DriverError(f"{record.target.name} exited before the disk_full was applied")
+            p = record.params
+            inflate(int(record.target.ref["pid"]), p["path"], p.get("leave"), p.get("free_percent"))
             return
         crash = record.fault == "crash"
         signum = signal.Signals[record.params["signal"]] if crash else signal.SIGSTOP
@@ -108,38 +110,5 @@ class ProcessDriver:
         """Resume a paused process, remove a balloon; a crash has nothing to take back."""
         if "signal" in record.undo:
             _signal(record.target, signal.Signals[record.undo["signal"]])
-        if "remove" in record.undo and _alive(record.target):
-            _inside(record.target, record.undo["remove"]).unlink(missing_ok=True)
-
-
-BALLOON = ".chaoskit-balloon"
-"""The file that fills a tmpfs; its name says who made it."""
-
-
-def _inside(target: Target, path: str) -> Path:
-    """``path`` as the target process sees it (its mount namespace, through /proc)."""
-    return Path(f"/proc/{int(target.ref['pid'])}/root") / path.lstrip("/")
-
-
-def _inflate(record: AppliedFault) -> None:
-    """Fill the tmpfs until only ``leave`` bytes or ``free_percent`` remain."""
-    if not _alive(record.target):
-        raise DriverError(f"{record.target.name} exited before the disk_full was applied")
-    mount = _inside(record.target, record.params["path"])
-    stat = os.statvfs(mount)
-    total, free = stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize
-    keep = record.params.get("leave", total * record.params.get("free_percent", 0.0) / 100)
-    size = int(free - keep)
-    balloon = _inside(record.target, record.undo["remove"])
-    if size <= 0:
-        return
-    fd = os.open(balloon, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as exc:
-        os.close(fd)
-        balloon.unlink(missing_ok=True)
-        raise DriverError(
-            f"could not fill {record.params['path']} of {record.target.name}: {exc}"
-        ) from exc
-    os.close(fd)
+        if "deflate" in record.undo and _alive(record.target):
+            deflate(int(record.target.ref["pid"]), record.undo["deflate"])

@@ -55,6 +55,7 @@ def pair(docker_client: Any, stack_image: str) -> Iterator[Pair]:
                 labels={"chaoskit.test": tag},
                 ports={"8080/tcp": ("127.0.0.1", port)} if name == "api" else {},
                 restart_policy={"Name": "unless-stopped"},
+                tmpfs={"/data": "size=1m"},
             )  # fmt: skip
             made.append(container)
             network.connect(container, aliases=[name])
@@ -187,3 +188,22 @@ def test_signal_names_reach_the_container_process(pair: Pair, driver: DockerDriv
     record = driver.plan(fault("crash", signal="SIGTERM"), target(api))
     assert record.params == {"action": "kill", "signal": "SIGTERM"}
     assert signal.Signals[record.params["signal"]] is signal.SIGTERM
+
+
+def _post(port: int) -> int:
+    url = f"http://127.0.0.1:{port}/items"
+    return httpx.post(url, json={"name": "x"}, timeout=3, trust_env=False).status_code
+
+
+def test_disk_full_fails_writes_then_the_revert_frees_the_tmpfs(
+    pair: Pair, driver: DockerDriver
+) -> None:
+    api, _, port = pair
+    assert _post(port) == 201
+    record = driver.plan(fault("disk_full", leave="0B"), target(api))
+    assert record.params["path"] == "/data"
+    asyncio.run(driver.apply(record))
+    assert _post(port) == 507
+    revert_in_fresh_process(record)
+    assert _post(port) == 201
+    asyncio.run(driver.revert(record))
