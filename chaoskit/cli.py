@@ -157,6 +157,13 @@ def stack_up(
     mode: Annotated[
         str, typer.Option(help="process, or container (Docker; the image is built locally).")
     ] = "process",
+    tmpfs: Annotated[
+        str | None,
+        typer.Option(
+            help="Give each backend a tmpfs of this size for its data, e.g. 64MiB "
+            "(process mode: needs root)."
+        ),
+    ] = None,
 ) -> None:
     """Run frontend, proxies, backends and supervisor on loopback until Ctrl-C."""
     import signal
@@ -179,6 +186,13 @@ def stack_up(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if tmpfs is not None:
+        from .units import Size, UnitError
+
+        try:
+            stack.tmpfs = Size.parse(tmpfs).bytes
+        except UnitError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--tmpfs") from None
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -55,8 +55,8 @@ class StackPlan:
     backoff: tuple[float, float, float] = (0.5, 8.0, 30.0)
     seed: int | None = None
     mode: Literal["process", "container"] = "process"
-    tmpfs_size: str = "64m"
-    """Container mode: each backend's data tmpfs."""
+    tmpfs: int | None = None
+    """Bytes of tmpfs for each backend's data (for disk_full); container mode: 64 MiB if unset."""
 
     def names(self) -> list[str]:
         """Backend names, ``backend-1`` … ``backend-N``."""
@@ -170,6 +170,8 @@ def _run_processes(stack: StackPlan, timeout: float) -> Iterator[None]:
         ]  # fmt: skip
         if stack.seed is not None:
             supervisor += ["--seed", str(stack.seed)]
+        if stack.tmpfs is not None:
+            supervisor += ["--tmpfs", str(stack.tmpfs)]
         start(supervisor, f"http://127.0.0.1:{stack.supervisor}/health/live")
         for port in stack.backends:
             _wait_http(f"http://127.0.0.1:{port}/health/ready", deadline, started[-1])
@@ -242,7 +244,7 @@ def _run_containers(stack: StackPlan, timeout: float) -> Iterator[None]:
                 ["chaoskit.stack.backend", "--name", name, "--host", "0.0.0.0",
                  "--port", str(CONTAINER_PORT), "--data-dir", "/data"],
                 port,
-                tmpfs={"/data": f"size={stack.tmpfs_size}"},
+                tmpfs={"/data": f"size={stack.tmpfs or 64 * 1024 * 1024}"},
             )  # fmt: skip
         for port in stack.backends:
             _wait_container(f"http://127.0.0.1:{port}/health/ready", deadline, created)

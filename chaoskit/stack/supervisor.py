@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from ..drivers import sandbox
+from ..units import Size
 from .backoff import RestartBackoff
 
 __all__ = ["Replica", "RestartEvent", "Supervisor", "main"]
@@ -231,17 +233,21 @@ def backend_replicas(
     data_root: Path,
     backoff: tuple[float, float, float],
     seed: int | None,
-    extra: Sequence[str] = (),
+    tmpfs: int | None = None,
 ) -> list[Replica]:
-    """Replicas ``backend-1`` … ``backend-N`` of the demo's backend service."""
+    """Replicas ``backend-1`` … ``backend-N`` of the demo's backend service; with ``tmpfs``
+    (bytes) each runs in a sandbox with a tmpfs of that size as its data folder."""
     rng = random.Random(seed)
     replicas = []
     for i, port in enumerate(ports, start=1):
         name = f"backend-{i}"
+        data = str(data_root / name)
         argv = [
             sys.executable, "-m", "chaoskit.stack.backend",
-            "--name", name, "--port", str(port), "--data-dir", str(data_root / name), *extra,
+            "--name", name, "--port", str(port), "--data-dir", data,
         ]  # fmt: skip
+        if tmpfs is not None:
+            argv = sandbox.command(argv, data, Size(tmpfs))
         low, high, cooldown = backoff
         replicas.append(
             Replica(
@@ -267,14 +273,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check-interval", type=float, default=0.5)
     parser.add_argument("--unhealthy-after", type=int, default=3)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("backend_args", nargs="*", help="extra arguments for every backend")
+    parser.add_argument("--tmpfs", type=int, default=None, help="bytes of tmpfs per backend")
     args = parser.parse_args(argv)
     replicas = backend_replicas(
         args.backend_port,
         args.data_root,
         (args.min_backoff, args.max_backoff, args.cooldown),
         args.seed,
-        args.backend_args,
+        args.tmpfs,
     )
     supervisor = Supervisor(replicas, args.check_interval, args.unhealthy_after)
     asyncio.run(serve(supervisor, args.host, args.port))

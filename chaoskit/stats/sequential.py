@@ -35,7 +35,7 @@ class SequentialDecision:
     """Always-valid p-value (non-increasing over looks)."""
     low: float
     high: float
-    """Confidence sequence for the log latency ratio (NaN for the error-rate test)."""
+    """Confidence sequence: the log latency ratio (mSPRT) or the error rate ratio (mixture)."""
     n: tuple[int, int]
 
 
@@ -110,6 +110,13 @@ class LatencyMSPRT:
 
 
 RATIOS = tuple(float(r) for r in np.round(np.geomspace(1.1, 5.0, 12), 3))
+GRID = tuple(float(r) for r in np.round(np.geomspace(0.1, 20.0, 61), 4))
+"""Rate ratios the confidence sequence is read on."""
+
+
+def _log_mean_exp(values: NDArray[np.float64]) -> float:
+    top = float(values.max())
+    return top + float(np.log(np.mean(np.exp(values - top))))
 
 
 @dataclass
@@ -117,41 +124,58 @@ class ErrorRateMixture:
     """Are errors more frequent in the experiment group than in the concurrent control?
 
     Under "no difference", each error falls in the experiment group with probability q, its
-    share of the requests. The mixture over rate ratios θ of the likelihood ratios is a
+    share of the requests. The mixture over rate ratios θ (1.1…5) of the likelihood ratios is a
     martingale under that hypothesis, so rejecting when it reaches 1/α is valid at every look.
+    The confidence sequence for the ratio inverts the same construction at every ratio of a grid
+    (each against the mixture of the others): the ratios not rejected so far.
     """
 
     alpha: float = 0.05
     ratios: tuple[float, ...] = RATIOS
-    _log_lr: NDArray[np.float64] = field(init=False)
-    _errors: list[int] = field(default_factory=lambda: [0, 0])
+    _log_lik: NDArray[np.float64] = field(init=False)
+    _grid_log_lik: NDArray[np.float64] = field(init=False)
+    _excluded: NDArray[np.bool_] = field(init=False)
     _requests: list[int] = field(default_factory=lambda: [0, 0])
     _p: float = 1.0
 
     def __post_init__(self) -> None:
         if any(r <= 1 for r in self.ratios):
             raise ValueError("rate ratios of the alternative must be above 1")
-        self._log_lr = np.zeros(len(self.ratios))
+        self._log_lik = np.zeros(len(self.ratios))
+        self._grid_log_lik = np.zeros(len(GRID))
+        self._excluded = np.zeros(len(GRID), dtype=bool)
 
     def update(self, control_batch: Data, treatment_batch: Data) -> SequentialDecision:
         """Add a batch of outcomes (True = error) per group; the decision so far."""
         x, _ = as_floats(control_batch, "control_batch")
         y, _ = as_floats(treatment_batch, "treatment_batch")
         ec, et = int(x.sum()), int(y.sum())
-        self._errors[0] += ec
-        self._errors[1] += et
         self._requests[0] += int(x.size)
         self._requests[1] += int(y.size)
         if x.size and y.size and ec + et:
             q = y.size / (x.size + y.size)
-            theta = np.asarray(self.ratios)
-            q1 = theta * q / (theta * q + (1 - q))
-            self._log_lr += et * np.log(q1 / q) + ec * np.log((1 - q1) / (1 - q))
-        mixture = float(np.log(np.mean(np.exp(self._log_lr - self._log_lr.max())))) + float(
-            self._log_lr.max()
-        )
+            self._log_lik += _batch_log_lr(np.asarray(self.ratios), q, et, ec)
+            self._grid_log_lik += _batch_log_lr(np.asarray(GRID), q, et, ec)
+        mixture = _log_mean_exp(self._log_lik)
         self._p = min(self._p, math.exp(-mixture) if mixture > 0 else 1.0)
-        # No confidence sequence for the ratio yet: the mixture gives a test, not an interval.
+        threshold = math.log(1 / self.alpha)
+        # Each ratio against the mixture of all the others, for every ratio at once.
+        ll = self._grid_log_lik
+        top = float(ll.max())
+        weights = np.exp(ll - top)
+        rest = np.maximum(weights.sum() - weights, np.finfo(float).tiny) / (ll.size - 1)
+        self._excluded |= np.log(rest) + top - ll >= threshold
+        kept = np.flatnonzero(~self._excluded)
+        low = GRID[kept[0]] if kept.size else math.nan
+        high = GRID[kept[-1]] if kept.size else math.nan
         verdict = Verdict.DEVIATED if self._p <= self.alpha else None
         requests = (self._requests[0], self._requests[1])
-        return SequentialDecision(verdict, self._p, math.nan, math.nan, requests)
+        return SequentialDecision(verdict, self._p, low, high, requests)
+
+
+def _batch_log_lr(theta: NDArray[np.float64], q: float, et: int, ec: int) -> NDArray[np.float64]:
+    """Log-likelihood ratio, against θ = 1, of ``et`` of ``et + ec`` errors in the experiment
+    group when it takes a share ``q`` of the requests and its rate is θ times the control's."""
+    q1 = theta * q / (theta * q + (1 - q))
+    result: NDArray[np.float64] = et * np.log(q1 / q) + ec * np.log((1 - q1) / (1 - q))
+    return result

@@ -167,3 +167,16 @@ def test_tokens_are_checked_against_the_wall_clock(tmp_path: Path) -> None:
     assert check_token(behind, token) == "not_yet_valid"
     assert check_token(honest, issue_token(ahead)[0]) == "not_yet_valid"
     assert check_token(honest, token[:-1] + ("0" if token[-1] != "0" else "1")) == "bad_signature"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace needs root")
+def test_backends_can_keep_their_data_on_a_private_tmpfs(tmp_path: Path) -> None:
+    stack = plan(replicas=1, proxies=False, data_root=tmp_path)
+    stack.tmpfs = 1024 * 1024
+    with run_stack(stack):
+        status = get_json(f"http://127.0.0.1:{stack.supervisor}/status")
+        pid = status["replicas"][0]["pid"]  # type: ignore[index]
+        inside = os.statvfs(f"/proc/{pid}/root{tmp_path}/backend-1")
+        assert inside.f_blocks * inside.f_frsize == 1024 * 1024
+        assert _post(f"http://127.0.0.1:{stack.frontend}/items") == 201
+        assert not any((tmp_path / "backend-1").iterdir())  # the host sees none of it

@@ -127,3 +127,17 @@ def test_error_mixture_under_continuous_monitoring_and_with_a_real_increase() ->
         )
         detected.append(verdict is Verdict.DEVIATED)
     assert np.mean(detected) >= 0.95
+
+
+def test_error_rate_confidence_sequence_covers_the_true_ratio_at_every_look() -> None:
+    rng = np.random.default_rng(35)
+    misses, runs = 0, 300
+    for _ in range(runs):
+        test = ErrorRateMixture()
+        for _ in range(50):
+            d = test.update(rng.random(50) < 0.02, rng.random(50) < 0.04)  # true ratio 2
+            if not d.low <= 2.0 <= d.high:
+                misses += 1
+                break
+    assert misses / runs <= 0.05
+    assert d.low > 1.0 or d.high < 4.0  # it narrows as errors accumulate
