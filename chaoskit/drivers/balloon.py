@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .base import DriverError
 
-__all__ = ["BALLOON", "deflate", "inflate", "inside"]
+__all__ = ["BALLOON", "deflate", "inflate", "inside", "is_tmpfs"]
 
 BALLOON = ".chaoskit-balloon"
 """The file that fills a tmpfs; its name says who made it."""
@@ -19,8 +19,28 @@ def inside(pid: int, path: str) -> Path:
     return Path(f"/proc/{pid}/root") / path.lstrip("/")
 
 
+def is_tmpfs(pid: int, mount: str) -> bool:
+    """Is ``mount`` a tmpfs mount point in process ``pid``'s mount namespace?"""
+    try:
+        table = Path(f"/proc/{pid}/mountinfo").read_text()
+    except OSError:
+        return False
+    wanted = "/" + mount.strip("/")
+    for line in table.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) > 4 and parts[4] == wanted and rest.split()[:1] == ["tmpfs"]:
+            return True
+    return False
+
+
 def inflate(pid: int, mount: str, leave: int | None, free_percent: float | None) -> None:
-    """Fill ``mount`` until ``leave`` bytes, or ``free_percent`` of it, remain free."""
+    """Fill ``mount`` until ``leave`` bytes, or ``free_percent`` of it, remain free.
+
+    Refuses anything but a tmpfs mount point: a balloon never lands on a real disk.
+    """
+    if not is_tmpfs(pid, mount):
+        raise DriverError(f"refusing to fill {mount}: it is not a tmpfs mount of process {pid}")
     where = inside(pid, mount)
     stat = os.statvfs(where)
     total, free = stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize

@@ -67,7 +67,7 @@ def _signal(target: Target, signum: signal.Signals) -> bool:
 
 
 class ProcessDriver:
-    """Crash and pause for local processes."""
+    """Crash, pause and disk full for local processes."""
 
     name = "process"
 

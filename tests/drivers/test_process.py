@@ -166,6 +166,15 @@ def test_disk_full_needs_a_sandboxed_process(ticker: subprocess.Popen[str]) -> N
         ProcessDriver().plan(fault("disk_full", leave="0B"), process_target(ticker.pid))
 
 
+def test_disk_full_never_fills_a_real_disk(ticker: subprocess.Popen[str], tmp_path: Path) -> None:
+    driver = ProcessDriver()
+    target = process_target(ticker.pid, tmpfs=str(tmp_path))  # a claimed tmpfs that is not one
+    record = driver.plan(fault("disk_full", leave="0B", path=str(tmp_path)), target)
+    with pytest.raises(DriverError, match="not a tmpfs mount"):
+        asyncio.run(driver.apply(record))
+    assert not any(tmp_path.iterdir())
+
+
 def _ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/health/ready", timeout=0.5, trust_env=False).status_code == 200
