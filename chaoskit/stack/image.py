@@ -4,8 +4,9 @@ Two layers, each reused when it already exists:
 
 1. ``chaoskit/debian:bookworm``: a minimal Debian root made by ``debootstrap`` from the mirror
    this machine's apt already uses, with python3 and libfaketime, loaded by ``docker import``.
-2. ``chaoskit/stack:<version>-<digest>``: that base plus a virtualenv with chaoskit (no extras)
-   and the stack's few dependencies, installed from wheels downloaded on the host.
+2. ``chaoskit/stack:<version>-<digest>`` (also tagged ``latest``, the name experiment files
+   use): that base plus a virtualenv with chaoskit (no extras) and the stack's few
+   dependencies, installed from wheels downloaded on the host.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def ensure_image(client: Any, log: Log = lambda _: None) -> str:
 
     tag = stack_image_tag()
     try:
-        client.images.get(tag)
+        client.images.get(tag).tag(STACK_REPOSITORY, "latest")  # what experiment files name
         return tag
     except docker.errors.ImageNotFound:
         pass
@@ -161,6 +162,7 @@ def ensure_image(client: Any, log: Log = lambda _: None) -> str:
     except docker.errors.BuildError as exc:
         lines = [str(c.get("stream", c.get("error", ""))).rstrip() for c in exc.build_log]
         raise ImageError("docker build failed:\n" + "\n".join(lines[-15:])) from None
+    client.images.get(tag).tag(STACK_REPOSITORY, "latest")
     _prune_older(client, tag, log)
     return tag
 
@@ -171,7 +173,7 @@ def _prune_older(client: Any, keep: str, log: Log) -> None:
 
     for image in client.images.list(name=STACK_REPOSITORY):
         for old in image.tags:
-            if old != keep:
+            if old not in (keep, f"{STACK_REPOSITORY}:latest"):
                 try:
                     client.images.remove(old)
                     log(f"removed old image {old}")

@@ -46,6 +46,7 @@ def test_image_is_built_once_and_reused(docker_client: Any, stack_image: str) ->
     logs: list[str] = []
     assert ensure_image(docker_client, log=logs.append) == tag
     assert docker_client.images.get(tag).id == built and logs == []  # reused: nothing rebuilt
+    assert docker_client.images.get("chaoskit/stack:latest").id == built
 
 
 def test_container_stack_heals_a_crashed_backend(docker_client: Any, stack_image: str) -> None:
