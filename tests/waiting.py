@@ -1,4 +1,5 @@
-"""Waiting for real processes and containers to reach a state, without bare sleeps."""
+"""Waiting for real processes and containers to reach a state (no bare sleeps), and the two
+HTTP questions the integration tests keep asking them."""
 
 from __future__ import annotations
 
@@ -22,3 +23,16 @@ def wait_until(
 
 def get_json(url: str) -> object:
     return httpx.get(url, timeout=2, trust_env=False).json()
+
+
+def answers(url: str, timeout: float = 0.5) -> bool:
+    """Does ``url`` answer 200 within ``timeout`` seconds?"""
+    try:
+        return httpx.get(url, timeout=timeout, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def post_item(base: str) -> int:
+    """The status of writing one item through ``base``/items (201 written, 507 disk full)."""
+    return httpx.post(f"{base}/items", json={"name": "x"}, timeout=3, trust_env=False).status_code

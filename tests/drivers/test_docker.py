@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import docker.errors
-import httpx
 import pytest
 from pydantic import TypeAdapter
-from waiting import wait_until
+from waiting import answers, post_item, wait_until
 
 from chaoskit.drivers.base import AppliedFault, DriverError, Target
 from chaoskit.drivers.docker import DockerDriver, container_targets
@@ -61,7 +60,7 @@ def pair(docker_client: Any, stack_image: str) -> Iterator[Pair]:
             network.connect(container, aliases=[name])
             container.start()
         url = f"http://127.0.0.1:{port}/health/live"
-        wait_until(lambda: _answers(url), 30, "the api container to answer")
+        wait_until(lambda: answers(url), 30, "the api container to answer")
         wait_until(lambda: peer_reaches(made[1]), 30, "the peer to reach api by alias")
         yield made[0], made[1], port
     finally:
@@ -69,13 +68,6 @@ def pair(docker_client: Any, stack_image: str) -> Iterator[Pair]:
             with contextlib.suppress(docker.errors.NotFound):  # a test may remove its own
                 container.remove(force=True)
         network.remove()
-
-
-def _answers(url: str, timeout: float = 0.5) -> bool:
-    try:
-        return httpx.get(url, timeout=timeout, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def peer_reaches(peer: Any) -> bool:
@@ -116,9 +108,9 @@ def test_pause_hangs_requests_until_reverted(pair: Pair, driver: DockerDriver) -
     record = driver.plan(fault("pause"), target(api))
     asyncio.run(driver.apply(record))
     url = f"http://127.0.0.1:{port}/health/live"
-    assert not _answers(url, timeout=1.0)
+    assert not answers(url, timeout=1.0)
     revert_in_fresh_process(record)
-    assert _answers(url, timeout=2.0)
+    assert answers(url, timeout=2.0)
     asyncio.run(driver.revert(record))  # twice is harmless
 
 
@@ -131,7 +123,7 @@ def test_kill_crashes_and_the_restart_policy_brings_it_back(
 
     def restarted() -> bool:
         api.reload()
-        return api.attrs["RestartCount"] >= 1 and _answers(f"http://127.0.0.1:{port}/health/live")
+        return api.attrs["RestartCount"] >= 1 and answers(f"http://127.0.0.1:{port}/health/live")
 
     wait_until(restarted, 30, "the restart policy to bring the container back")
     asyncio.run(driver.revert(record))
@@ -144,7 +136,7 @@ def test_stop_is_reverted_by_a_start(pair: Pair, driver: DockerDriver) -> None:
     api.reload()
     assert api.status == "exited"
     revert_in_fresh_process(record)
-    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health/live"), 30, "the api to start")
+    wait_until(lambda: answers(f"http://127.0.0.1:{port}/health/live"), 30, "the api to start")
 
 
 def test_disconnect_cuts_the_peer_off_and_reconnects_under_the_same_alias(
@@ -190,20 +182,15 @@ def test_signal_names_reach_the_container_process(pair: Pair, driver: DockerDriv
     assert signal.Signals[record.params["signal"]] is signal.SIGTERM
 
 
-def _post(port: int) -> int:
-    url = f"http://127.0.0.1:{port}/items"
-    return httpx.post(url, json={"name": "x"}, timeout=3, trust_env=False).status_code
-
-
 def test_disk_full_fails_writes_then_the_revert_frees_the_tmpfs(
     pair: Pair, driver: DockerDriver
 ) -> None:
     api, _, port = pair
-    assert _post(port) == 201
+    assert post_item(f"http://127.0.0.1:{port}") == 201
     record = driver.plan(fault("disk_full", leave="0B"), target(api))
     assert record.params["path"] == "/data"
     asyncio.run(driver.apply(record))
-    assert _post(port) == 507
+    assert post_item(f"http://127.0.0.1:{port}") == 507
     revert_in_fresh_process(record)
-    assert _post(port) == 201
+    assert post_item(f"http://127.0.0.1:{port}") == 201
     asyncio.run(driver.revert(record))

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import TypeAdapter
-from waiting import wait_until
+from waiting import answers, post_item, wait_until
 
 from chaoskit.drivers import sandbox
 from chaoskit.drivers.base import AppliedFault, DriverError
@@ -138,18 +138,18 @@ def test_disk_full_fills_the_sandbox_tmpfs_and_the_revert_empties_it(tmp_path: P
     backend = subprocess.Popen(argv)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(url), 15, "the sandboxed backend")
-        assert _post(url) == 201
+        wait_until(lambda: answers(f"{url}/health/ready"), 15, "the sandboxed backend")
+        assert post_item(url) == 201
         assert not any((tmp_path / "data").iterdir())  # the tmpfs is not visible on the host
         driver = ProcessDriver()
         record = driver.plan(
             fault("disk_full", leave="0B"), process_target(backend.pid, tmpfs=data)
         )
         asyncio.run(driver.apply(record))
-        assert _post(url) == 507
+        assert post_item(url) == 507
         assert httpx.get(f"{url}/items", trust_env=False).status_code == 200
         revert_in_fresh_process(record)
-        assert _post(url) == 201
+        assert post_item(url) == 201
         asyncio.run(driver.revert(record))  # twice is harmless
         half = driver.plan(fault("disk_full", free="50%"), process_target(backend.pid, tmpfs=data))
         asyncio.run(driver.apply(half))
@@ -173,14 +173,3 @@ def test_disk_full_never_fills_a_real_disk(ticker: subprocess.Popen[str], tmp_pa
     with pytest.raises(DriverError, match="not a tmpfs mount"):
         asyncio.run(driver.apply(record))
     assert not any(tmp_path.iterdir())
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=0.5, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _post(url: str) -> int:
-    return httpx.post(f"{url}/items", json={"name": "x"}, timeout=3, trust_env=False).status_code

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from waiting import get_json, wait_until
+from waiting import answers, get_json, post_item, wait_until
 
 from chaoskit.stack.backend import BackendConfig, check_token, issue_token
 from chaoskit.stack.backoff import RestartBackoff
@@ -105,10 +105,6 @@ def test_frontend_keeps_answering_and_its_breaker_opens_then_closes(tmp_path: Pa
         assert 'frontend_breaker_opened{backend="backend-2"}' in metrics
 
 
-def _post(url: str) -> int:
-    return httpx.post(url, json={"name": "x"}, timeout=3, trust_env=False).status_code
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 def test_full_disk_fails_writes_with_507_keeps_reads_and_recovers(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -120,15 +116,15 @@ def test_full_disk_fails_writes_with_507_keeps_reads_and_recovers(tmp_path: Path
     backend = subprocess.Popen(argv)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(url), 10, "the backend to start")
-        assert _post(f"{url}/items") == 201
+        wait_until(lambda: answers(f"{url}/health/ready"), 10, "the backend to start")
+        assert post_item(url) == 201
         balloon = data / "balloon"
         _fill(balloon)
-        assert _post(f"{url}/items") == 507
+        assert post_item(url) == 507
         listing = httpx.get(f"{url}/items", trust_env=False)
         assert listing.status_code == 200 and len(listing.json()["items"]) == 1
         balloon.unlink()
-        assert _post(f"{url}/items") == 201
+        assert post_item(url) == 201
         assert (
             "backend_write_failures_total 1.0" in httpx.get(f"{url}/metrics", trust_env=False).text
         )
@@ -147,13 +143,6 @@ def _fill(path: Path) -> None:
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
                 return
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=0.5, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_tokens_are_checked_against_the_wall_clock(tmp_path: Path) -> None:
@@ -178,5 +167,5 @@ def test_backends_can_keep_their_data_on_a_private_tmpfs(tmp_path: Path) -> None
         pid = status["replicas"][0]["pid"]  # type: ignore[index]
         inside = os.statvfs(f"/proc/{pid}/root{tmp_path}/backend-1")
         assert inside.f_blocks * inside.f_frsize == 1024 * 1024
-        assert _post(f"http://127.0.0.1:{stack.frontend}/items") == 201
+        assert post_item(f"http://127.0.0.1:{stack.frontend}") == 201
         assert not any((tmp_path / "backend-1").iterdir())  # the host sees none of it
