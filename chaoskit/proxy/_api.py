@@ -1,0 +1,214 @@
+"""The Toxiproxy 2.12 HTTP API over a :class:`ProxyCollection`, byte for byte (aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ._collection import PopulateError, ProxyCollection
+from ._errors import ApiError
+from ._json import DecodeError, encode, parse_body
+from ._metrics import CONTENT_TYPE_LATEST, Metrics
+
+__all__ = ["VERSION", "build_app"]
+
+VERSION = "2.12.0"
+"""The Toxiproxy version whose API this server speaks."""
+_HANDLER_TIMEOUT = 25.0
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+_MAX_LEASE_MS = 24 * 3600 * 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=encode(value).encode(), headers={"Content-Type": _JSON})
+
+
+def _text_error(status: int, text: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=text.encode(),
+        headers={"Content-Type": _TEXT, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _api_error(error: ApiError) -> web.Response:
+    body = encode({"error": error.message, "status": error.status}) + "\n"
+    return _text_error(error.status, body)
+
+
+def _empty(status: int) -> web.Response:
+    return web.Response(status=status)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Browser block, handler timeout, Go's 404/405 bodies, API errors, the request id."""
+    if request.headers.get("User-Agent", "").startswith("Mozilla/"):
+        return _text_error(403, "User agent not allowed\n")
+    routed = request.match_info.http_exception is None
+    try:
+        async with asyncio.timeout(_HANDLER_TIMEOUT):
+            response = await handler(request)
+    except web.HTTPMethodNotAllowed:
+        return _empty(405)
+    except web.HTTPNotFound:
+        return _text_error(404, "404 page not found\n")
+    except ApiError as error:
+        response = _api_error(error)
+    except TimeoutError:
+        response = _text_error(
+            503, "<html><head><title>Timeout</title></head><body><h1>Timeout</h1></body></html>"
+        )
+    if routed:
+        response.headers["X-Toxiproxy-Request-Id"] = secrets.token_hex(10)
+    return response
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return parse_body(await request.read())
+    except DecodeError as error:
+        raise ApiError.bad_body(str(error)) from None
+
+
+def build_app(collection: ProxyCollection, metrics: Metrics | None = None) -> web.Application:
+    """The application serving ``collection``; ``/metrics`` only when ``metrics`` is given."""
+
+    async def version(_request: web.Request) -> web.Response:
+        return web.Response(
+            body=f'{{"version": "{VERSION}"}}\n'.encode(),
+            headers={"Content-Type": "application/json;charset=utf-8"},
+        )
+
+    async def list_proxies(_request: web.Request) -> web.Response:
+        return _json({proxy.name: proxy.to_json() for proxy in collection})
+
+    async def create_proxy(request: web.Request) -> web.Response:
+        return _json(collection.create(await _body(request)).to_json(), 201)
+
+    async def get_proxy(request: web.Request) -> web.Response:
+        return _json(collection.get(request.match_info["proxy"]).to_json())
+
+    async def update_proxy(request: web.Request) -> web.Response:
+        name = request.match_info["proxy"]
+        collection.get(name)
+        return _json(collection.update(name, await _body(request)).to_json())
+
+    async def delete_proxy(request: web.Request) -> web.Response:
+        collection.delete(request.match_info["proxy"])
+        return _empty(204)
+
+    async def list_toxics(request: web.Request) -> web.Response:
+        proxy = collection.get(request.match_info["proxy"])
+        return _json([toxic.to_json() for toxic in proxy.toxics()])
+
+    async def add_toxic(request: web.Request) -> web.Response:
+        name = request.match_info["proxy"]
+        collection.get(name)
+        return _json(collection.add_toxic(name, await _body(request)).to_json())
+
+    async def get_toxic(request: web.Request) -> web.Response:
+        spec = collection.toxic(request.match_info["proxy"], request.match_info["toxic"])
+        return _json(spec.to_json())
+
+    async def update_toxic(request: web.Request) -> web.Response:
+        name, toxic = request.match_info["proxy"], request.match_info["toxic"]
+        collection.toxic(name, toxic)
+        return _json(collection.update_toxic(name, toxic, await _body(request)).to_json())
+
+    async def remove_toxic(request: web.Request) -> web.Response:
+        collection.remove_toxic(request.match_info["proxy"], request.match_info["toxic"])
+        return _empty(204)
+
+    async def populate(request: web.Request) -> web.Response:
+        try:
+            body = parse_body(await request.read())
+            proxies = collection.populate(body)
+        except DecodeError as error:
+            failure: ApiError = ApiError.bad_body(str(error))
+            created: list[Any] = []
+        except PopulateError as error:
+            failure, created = error, error.created
+        except ApiError as error:
+            failure, created = error, []
+        else:
+            return _json({"proxies": [p.to_json() for p in proxies] or None}, 201)
+        shown = [proxy.to_json() for proxy in created] or None
+        return _json(
+            {"error": failure.message, "status": failure.status, "proxies": shown}, failure.status
+        )
+
+    async def reset(_request: web.Request) -> web.Response:
+        collection.reset()
+        return _empty(204)
+
+    async def lease(request: web.Request) -> web.Response:
+        name = request.match_info["proxy"]
+        collection.get(name)
+        body = await _body(request)
+        ttl = body.get("ttl_ms") if isinstance(body, dict) else None
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= _MAX_LEASE_MS:
+            raise ApiError(
+                400,
+                f"a lease needs ttl_ms, a whole number of milliseconds from 1 to {_MAX_LEASE_MS}; "
+                "renew it before it runs out or the proxy's toxics are removed",
+            )
+        collection.lease(name, ttl / 1000)
+        return await show_lease(request)
+
+    async def show_lease(request: web.Request) -> web.Response:
+        name = request.match_info["proxy"]
+        held = collection.leased(name)
+        if held is None:
+            raise ApiError(404, "lease not found")
+        remaining = max(held.expires_at - asyncio.get_running_loop().time(), 0.0)
+        return _json(
+            {
+                "proxy": name,
+                "ttl_ms": round(held.ttl * 1000),
+                "expires_in_ms": round(remaining * 1000),
+            }
+        )
+
+    async def release(request: web.Request) -> web.Response:
+        if not collection.release(request.match_info["proxy"]):
+            raise ApiError(404, "lease not found")
+        return _empty(204)
+
+    app = web.Application(middlewares=[_guard])
+    app.router.add_get("/version", version, allow_head=False)
+    app.router.add_get("/proxies", list_proxies, allow_head=False)
+    app.router.add_post("/proxies", create_proxy)
+    app.router.add_post("/populate", populate)
+    app.router.add_post("/reset", reset)
+    proxy = "/proxies/{proxy}"
+    app.router.add_get(proxy, get_proxy, allow_head=False)
+    app.router.add_post(proxy, update_proxy)
+    app.router.add_patch(proxy, update_proxy)
+    app.router.add_delete(proxy, delete_proxy)
+    app.router.add_get(f"{proxy}/toxics", list_toxics, allow_head=False)
+    app.router.add_post(f"{proxy}/toxics", add_toxic)
+    toxic = f"{proxy}/toxics/{{toxic}}"
+    app.router.add_get(toxic, get_toxic, allow_head=False)
+    app.router.add_post(toxic, update_toxic)
+    app.router.add_patch(toxic, update_toxic)
+    app.router.add_delete(toxic, remove_toxic)
+    app.router.add_post(f"{proxy}/lease", lease)
+    app.router.add_get(f"{proxy}/lease", show_lease, allow_head=False)
+    app.router.add_delete(f"{proxy}/lease", release)
+    if metrics is not None:
+
+        async def render(_request: web.Request) -> web.Response:
+            return web.Response(
+                body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        app.router.add_route("*", "/metrics", render)
+    return app
