@@ -86,7 +86,7 @@ def test_listen_addresses_resolve_like_go(
 
 
 def test_create_errors_in_order(api: httpx.Client, upstream: Upstream) -> None:
-    assert error_of(api.post("/proxies", content=b"{nope")) [0] == 400
+    assert error_of(api.post("/proxies", content=b"{nope"))[0] == 400
     assert error_of(api.post("/proxies", content=b""))[1] == "bad request body: EOF"
     assert error_of(api.post("/proxies", json={})) == (400, "missing required field: name")
     assert error_of(api.post("/proxies", json={"name": "a"})) == (
@@ -100,7 +100,9 @@ def test_create_errors_in_order(api: httpx.Client, upstream: Upstream) -> None:
         409,
         "proxy already exists",
     )
-    assert error_of(api.post("/proxies", json={"name": "b", "listen": "nope", "upstream": "x:1"})) == (
+    assert error_of(
+        api.post("/proxies", json={"name": "b", "listen": "nope", "upstream": "x:1"})
+    ) == (
         500,
         "listen tcp: address nope: missing port in address",
     )
@@ -264,9 +266,10 @@ def test_toxic_update_is_partial(api: httpx.Client, upstream: Upstream) -> None:
         "downstream",
     )
     assert updated["toxicity"] == 0.5
-    assert api.post("/proxies/p/toxics/latency_downstream", json={"toxicity": 1}).json()[
-        "toxicity"
-    ] == 1
+    assert (
+        api.post("/proxies/p/toxics/latency_downstream", json={"toxicity": 1}).json()["toxicity"]
+        == 1
+    )
     bad = api.patch("/proxies/p/toxics/latency_downstream", json={"attributes": {"latency": -3}})
     assert error_of(bad)[0] == 400
     assert api.get("/proxies/p/toxics/latency_downstream").json()["attributes"]["latency"] == 300
@@ -338,9 +341,7 @@ def test_populate_keeps_identical_replaces_changed(api: httpx.Client, upstream: 
     assert server_side.recv(5) == b"still"
 
 
-def test_populate_partial_result_on_mid_list_failure(
-    api: httpx.Client, upstream: Upstream
-) -> None:
+def test_populate_partial_result_on_mid_list_failure(api: httpx.Client, upstream: Upstream) -> None:
     taken = socket.create_server(("127.0.0.1", 0))
     with taken:
         busy = f"127.0.0.1:{taken.getsockname()[1]}"
@@ -403,13 +404,13 @@ def test_metrics_count_bytes_when_links_end(upstream: Upstream) -> None:
             text = ""
             for _ in range(100):  # the counters are added once the link has ended
                 text = api.post("/metrics").text
-                if "toxiproxy_proxy_received_bytes_total{direction=\"upstream\"" in text:
+                if 'toxiproxy_proxy_received_bytes_total{direction="upstream"' in text:
                     break
             assert 'direction="upstream",listener="127.0.0.1:' in text
             line = next(
                 row
                 for row in text.splitlines()
-                if row.startswith("toxiproxy_proxy_sent_bytes_total{direction=\"upstream\"")
+                if row.startswith('toxiproxy_proxy_sent_bytes_total{direction="upstream"')
             )
             assert line.endswith(" 5.0")
     finally:
