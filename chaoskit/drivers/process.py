@@ -35,15 +35,19 @@ def process_target(
     name: str | None = None,
     labels: dict[str, str] | None = None,
     tmpfs: str | None = None,
+    faketime: str | None = None,
 ) -> Target:
-    """A target for the running process ``pid`` (with the tmpfs its sandbox mounted, if any);
-    raises :class:`DriverError` if there is no such process."""
+    """A target for the running process ``pid`` (with the tmpfs its sandbox mounted and the
+    skew file it reads under libfaketime, if any); raises :class:`DriverError` if there is no
+    such process."""
     ticks = start_ticks(pid)
     if ticks is None:
         raise DriverError(f"no process with pid {pid}")
     ref: dict[str, object] = {"pid": pid, "start": ticks}
     if tmpfs:
         ref["tmpfs"] = tmpfs
+    if faketime:
+        ref["faketime"] = faketime
     return Target("process", name or f"pid-{pid}", labels or {}, ref)
 
 
