@@ -14,7 +14,6 @@ import pytest
 
 from chaoskit.proxy import ProxyServer, run_in_thread
 
-
 _opened: list[socket.socket] = []
 
 

@@ -8,7 +8,6 @@ import socket
 
 import httpx
 import pytest
-
 from waiting import wait_until
 
 from .conftest import Upstream, add_toxic, connect, create_proxy

@@ -41,9 +41,8 @@ def test_the_whole_client_surface(toxiproxy: Toxiproxy, echo: Echo) -> None:
     assert proxy.destroy_toxic("latency_downstream")
     assert round_trip(client) < 0.08
 
-    with proxy.down():
-        with pytest.raises(ConnectionRefusedError):
-            connect(port)
+    with proxy.down(), pytest.raises(ConnectionRefusedError):
+        connect(port)
     again = connect(port)
     again.sendall(b"up")
     assert recv_exactly(again, 2) == b"up"

@@ -118,6 +118,7 @@ def test_bad_config_is_logged_and_the_server_starts(tmp_path: Path) -> None:
 def test_user_errors_are_clear_and_start_nothing(tmp_path: Path) -> None:
     missing = subprocess.run(
         [*COMMAND, "--config", str(tmp_path / "none.json")],
+        check=False,
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "300"},
@@ -128,6 +129,7 @@ def test_user_errors_are_clear_and_start_nothing(tmp_path: Path) -> None:
     with busy:
         taken = subprocess.run(
             [*COMMAND, "--port", str(busy.getsockname()[1])],
+            check=False,
             capture_output=True,
             text=True,
             timeout=20,
