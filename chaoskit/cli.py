@@ -164,6 +164,13 @@ def stack_up(
             "(process mode: needs root)."
         ),
     ] = None,
+    faketime: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run each backend under libfaketime, reading its clock skew from "
+            "FOLDER/backend-N (for clock_skew)."
+        ),
+    ] = None,
 ) -> None:
     """Run frontend, proxies, backends and supervisor on loopback until Ctrl-C."""
     import signal
@@ -193,6 +200,15 @@ def stack_up(
             stack.tmpfs = Size.parse(tmpfs).bytes
         except UnitError as exc:
             raise typer.BadParameter(str(exc), param_hint="--tmpfs") from None
+    if faketime is not None:
+        from .drivers.base import DriverError
+        from .drivers.clock import find_libfaketime
+
+        try:
+            find_libfaketime()
+        except DriverError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--faketime") from None
+        stack.faketime = faketime.resolve()
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -57,6 +57,12 @@ class StackPlan:
     mode: Literal["process", "container"] = "process"
     tmpfs: int | None = None
     """Bytes of tmpfs for each backend's data (for disk_full); container mode: 64 MiB if unset."""
+    faketime: Path | None = None
+    """A folder of libfaketime skew files, one a backend (for clock_skew); None: real time."""
+
+    def skew_file(self, name: str) -> Path | None:
+        """The skew file backend ``name`` reads, when the stack runs under libfaketime."""
+        return None if self.faketime is None else self.faketime / name
 
     def names(self) -> list[str]:
         """Backend names, ``backend-1`` … ``backend-N``."""
@@ -172,6 +178,8 @@ def _run_processes(stack: StackPlan, timeout: float) -> Iterator[None]:
             supervisor += ["--seed", str(stack.seed)]
         if stack.tmpfs is not None:
             supervisor += ["--tmpfs", str(stack.tmpfs)]
+        if stack.faketime is not None:
+            supervisor += ["--faketime", str(stack.faketime)]
         start(supervisor, f"http://127.0.0.1:{stack.supervisor}/health/live")
         for port in stack.backends:
             _wait_http(f"http://127.0.0.1:{port}/health/ready", deadline, started[-1])
@@ -206,6 +214,7 @@ def _run_containers(stack: StackPlan, timeout: float) -> Iterator[None]:
     import docker  # noqa: PLC0415 - the Docker SDK is loaded only in container mode
     import docker.errors  # noqa: PLC0415
 
+    from ..drivers.clock import container_faketime  # noqa: PLC0415
     from .image import ensure_image  # noqa: PLC0415
 
     client = docker.from_env()
@@ -239,12 +248,17 @@ def _run_containers(stack: StackPlan, timeout: float) -> Iterator[None]:
 
     try:
         for name, port in zip(stack.names(), stack.backends, strict=True):
+            faked: dict[str, Any] = {}
+            if stack.faketime is not None:
+                env, volumes, _ = container_faketime(stack.faketime, name)
+                faked = {"environment": env, "volumes": volumes}
             run(
                 name,
                 ["chaoskit.stack.backend", "--name", name, "--host", "0.0.0.0",
                  "--port", str(CONTAINER_PORT), "--data-dir", "/data"],
                 port,
                 tmpfs={"/data": f"size={stack.tmpfs or 64 * 1024 * 1024}"},
+                **faked,
             )  # fmt: skip
         for port in stack.backends:
             _wait_container(f"http://127.0.0.1:{port}/health/ready", deadline, created)

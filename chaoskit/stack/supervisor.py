@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from ..drivers import sandbox
+from ..drivers import clock, sandbox
 from ..units import Size
 from .backoff import RestartBackoff
 
@@ -50,6 +51,8 @@ class Replica:
     restarts: int = 0
     state: str = "starting"
     history: list[RestartEvent] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """Added to the supervisor's environment (libfaketime's, for clock_skew)."""
 
 
 class Supervisor:
@@ -81,7 +84,9 @@ class Supervisor:
 
     async def _start(self, replica: Replica) -> None:
         replica.process = await asyncio.create_subprocess_exec(
-            *replica.argv, stdin=asyncio.subprocess.DEVNULL
+            *replica.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            env={**os.environ, **replica.env} if replica.env else None,
         )
         replica.state = "running"
         replica.ready = False
@@ -233,10 +238,13 @@ def backend_replicas(
     data_root: Path,
     backoff: tuple[float, float, float],
     seed: int | None,
+    *,
     tmpfs: int | None = None,
+    faketime: Path | None = None,
 ) -> list[Replica]:
     """Replicas ``backend-1`` … ``backend-N`` of the demo's backend service; with ``tmpfs``
-    (bytes) each runs in a sandbox with a tmpfs of that size as its data folder."""
+    (bytes) each runs in a sandbox with a tmpfs of that size as its data folder; with
+    ``faketime`` (a folder) each runs under libfaketime reading ``faketime/<name>``."""
     rng = random.Random(seed)
     replicas = []
     for i, port in enumerate(ports, start=1):
@@ -255,6 +263,7 @@ def backend_replicas(
                 argv,
                 f"http://127.0.0.1:{port}",
                 RestartBackoff(low, high, cooldown, rng=random.Random(rng.random())),
+                env=clock.process_faketime(faketime / name) if faketime is not None else {},
             )
         )
     return replicas
@@ -274,13 +283,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unhealthy-after", type=int, default=3)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--tmpfs", type=int, default=None, help="bytes of tmpfs per backend")
+    parser.add_argument(
+        "--faketime",
+        type=Path,
+        default=None,
+        help="folder of libfaketime skew files, one a backend",
+    )
     args = parser.parse_args(argv)
     replicas = backend_replicas(
         args.backend_port,
         args.data_root,
         (args.min_backoff, args.max_backoff, args.cooldown),
         args.seed,
-        args.tmpfs,
+        tmpfs=args.tmpfs,
+        faketime=args.faketime,
     )
     supervisor = Supervisor(replicas, args.check_interval, args.unhealthy_after)
     asyncio.run(serve(supervisor, args.host, args.port))

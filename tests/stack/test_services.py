@@ -169,3 +169,41 @@ def test_backends_can_keep_their_data_on_a_private_tmpfs(tmp_path: Path) -> None
         assert inside.f_blocks * inside.f_frsize == 1024 * 1024
         assert post_item(f"http://127.0.0.1:{stack.frontend}") == 201
         assert not any((tmp_path / "backend-1").iterdir())  # the host sees none of it
+
+
+def test_backends_under_libfaketime_follow_their_skew_file(tmp_path: Path) -> None:
+    """``faketime``: each backend reads its own skew file; skewing one moves only its clock
+    (its HTTP Date header), and its restarted successor still reads the same file."""
+    import asyncio as _asyncio
+    import email.utils
+
+    from pydantic import TypeAdapter
+
+    from chaoskit.drivers.clock import ClockDriver
+    from chaoskit.drivers.process import process_target
+    from chaoskit.model import Fault
+
+    stack = plan(replicas=2, proxies=False, data_root=tmp_path / "data")
+    stack.faketime = tmp_path / "skew"
+
+    def offset(port: int) -> float:
+        date = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=2).headers["date"]
+        return email.utils.parsedate_to_datetime(date).timestamp() - time.time()
+
+    with run_stack(stack):
+        status = get_json(f"http://127.0.0.1:{stack.supervisor}/status")
+        pid = status["replicas"][0]["pid"]  # type: ignore[index]
+        skew_file = stack.skew_file("backend-1")
+        assert skew_file is not None
+        target = process_target(pid, "backend-1", faketime=str(skew_file))
+        fault = TypeAdapter(Fault).validate_python(
+            {"type": "clock_skew", "target": "t", "skew": "+3h"}
+        )
+        driver = ClockDriver()
+        record = driver.plan(fault, target)
+        _asyncio.run(driver.apply(record))
+        first, second = stack.backends
+        assert abs(offset(first) - 3 * 3600) < 3
+        assert abs(offset(second)) < 3
+        _asyncio.run(driver.revert(record))
+        assert abs(offset(first)) < 3
