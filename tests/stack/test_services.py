@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def test_a_backend_that_crashes_on_start_is_restarted_with_growing_waits() -> No
             "doomed",
             [sys.executable, "-c", "import sys; sys.exit(3)"],
             "http://127.0.0.1:9",
-            RestartBackoff(0.05, 1.0, cooldown=60.0),
-        )
+            RestartBackoff(0.05, 1.0, cooldown=60.0, rng=random.Random(5)),
+        )  # seeded: whether the jitter has climbed by the fifth wait is itself random
         supervisor = Supervisor([replica], check_interval=0.05)
         task = asyncio.create_task(supervisor.run())
         while len(replica.history) < 8:
