@@ -230,6 +230,66 @@ def stack_up(
 
 
 @app.command()
+def rollback(
+    journals: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Journals (or run folders holding journal.jsonl). "
+            "None: every stale journal under --reports.",
+            show_default=False,
+        ),
+    ] = None,
+    reports: Annotated[Path, typer.Option(help="Where runs write their folders.")] = Path(
+        "reports"
+    ),
+) -> None:
+    """Revert every fault a run's journal says is still applied, and say what was done.
+
+    Exit 0 when nothing is left applied, 1 when some fault could not be reverted (each is
+    named), 2 when a path is not a journal.
+    """
+    import asyncio
+
+    from .runner.journal import JournalError, find_stale, read_journal
+    from .runner.rollback import rollback as replay
+
+    if journals:
+        paths = [p / "journal.jsonl" if p.is_dir() else p for p in journals]
+    else:
+        paths = [state.path for state in find_stale(reports)]
+        if not paths:
+            typer.echo(f"no stale journal under {reports}/: nothing to roll back")
+            return
+    failed = 0
+    for path in paths:
+        try:
+            state = read_journal(path)
+            if state.owner_alive and state.pending:
+                typer.echo(
+                    f"{path}: run {state.run} is still going (pid {state.pid}); "
+                    "it reverts its own faults — stop it first (Ctrl-C) if it must end now",
+                    err=True,
+                )
+                failed += 1
+                continue
+            state, outcomes = asyncio.run(replay(path))
+        except JournalError as exc:
+            typer.echo(f"chaoskit rollback: {exc}", err=True)
+            raise typer.Exit(ExitCode.INVALID) from None
+        if not outcomes:
+            typer.echo(f"{path}: run {state.run}: nothing left applied")
+            continue
+        typer.echo(f"{path}: run {state.run}: reverting {len(outcomes)} fault(s)")
+        for outcome in outcomes:
+            record = outcome.record
+            result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
+            typer.echo(f"  {record.fault} on {record.target.kind} {record.target.name}: {result}")
+            failed += not outcome.ok
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def proxy(
     host: Annotated[
         str,

@@ -1,0 +1,122 @@
+"""Reverting what a journal says is still applied: by the runner on every exit path, by the
+watchdog when the runner dies, and by hand with ``chaoskit rollback``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..drivers.base import AppliedFault, DriverError, FaultDriver
+from .journal import Journal, JournalState, read_journal
+
+__all__ = ["Drivers", "Outcome", "revert_all", "rollback"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one fault's revert."""
+
+    record: AppliedFault
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the fault is no longer applied."""
+        return self.error is None
+
+
+class Drivers:
+    """One instance of each driver, made on first use, closed together."""
+
+    def __init__(self, toxiproxy_url: str | None = None) -> None:
+        self._made: dict[str, Any] = {}
+        self._toxiproxy_url = toxiproxy_url
+
+    def get(self, name: str) -> FaultDriver:
+        """The driver called ``name`` (as recorded in an :class:`AppliedFault`)."""
+        if name not in self._made:
+            self._made[name] = self._make(name)
+        driver: FaultDriver = self._made[name]
+        return driver
+
+    def _make(self, name: str) -> Any:
+        # Imported here: each backend's library loads only when a fault of its kind is present.
+        if name == "process":
+            from ..drivers.process import ProcessDriver  # noqa: PLC0415
+
+            return ProcessDriver()
+        if name == "docker":
+            from ..drivers.docker import DockerDriver  # noqa: PLC0415
+
+            return DockerDriver()
+        if name == "clock":
+            from ..drivers.clock import ClockDriver  # noqa: PLC0415
+
+            return ClockDriver()
+        raise DriverError(f"no driver called '{name}'")
+
+    async def aclose(self) -> None:
+        """Close every driver that holds a connection."""
+        for driver in self._made.values():
+            closer = getattr(driver, "aclose", None)
+            if closer is not None:
+                await closer()
+            elif hasattr(driver, "close"):
+                driver.close()
+        self._made.clear()
+
+
+async def _revert(drivers: Drivers, record: AppliedFault) -> Outcome:
+    try:
+        await drivers.get(record.driver).revert(record)
+    except Exception as error:  # any failure is reported; the other reverts still run
+        return Outcome(
+            record,
+            f"{type(error).__name__}: {error}"
+            if not isinstance(error, DriverError)
+            else str(error),
+        )
+    return Outcome(record)
+
+
+async def revert_all(
+    records: list[AppliedFault], drivers: Drivers, journal: Journal | None = None
+) -> list[Outcome]:
+    """Revert every record at once (newest first in the result), journaling each outcome."""
+    ordered = list(reversed(records))
+    outcomes = await asyncio.gather(*(_revert(drivers, record) for record in ordered))
+    if journal is not None:
+        for outcome in outcomes:
+            journal.reverted(outcome.record, outcome.error)
+    return list(outcomes)
+
+
+@contextlib.contextmanager
+def _appending(path: Path) -> Iterator[Journal]:
+    journal = Journal.append_to(path)
+    try:
+        yield journal
+    finally:
+        journal.release()
+
+
+async def rollback(
+    path: Path, drivers: Drivers | None = None
+) -> tuple[JournalState, list[Outcome]]:
+    """Revert every fault the journal at ``path`` says may still be applied; record each."""
+    state = read_journal(path)
+    if not state.pending:
+        return state, []
+    owned = drivers is None
+    drivers = drivers or Drivers()
+    try:
+        with _appending(path) as journal:
+            outcomes = await revert_all(state.pending, drivers, journal)
+    finally:
+        if owned:
+            await drivers.aclose()
+    return state, outcomes

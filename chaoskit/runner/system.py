@@ -1,0 +1,397 @@
+"""Bringing the system under test up before a run and down after it: the reference stack (as a
+``chaoskit stack up`` process, never imported), local processes and containers — each with the
+targets faults may hit, and everything torn down on every exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..drivers import sandbox
+from ..drivers.base import Target
+from ..drivers.clock import container_faketime, process_faketime
+from ..drivers.process import process_target
+from ..model import System
+from ..model.system import ContainerSpec, ProcessSpec, ReadyCheck, StackSpec
+from ..model.variables import render
+
+__all__ = ["BringUpError", "RunningSystem", "bring_up", "free_ports"]
+
+_STACK_LABEL = "chaoskit.stack"
+_GRACE = 5.0
+
+
+class BringUpError(Exception):
+    """The system under test could not be brought up; the message says which part and why."""
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (bound and released together)."""
+    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+    try:
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class RunningSystem:
+    """What is up: ports by name, and a way to list the targets as they are now."""
+
+    ports: dict[str, int] = field(default_factory=dict)
+    toxiproxy_url: str | None = None
+    """The Toxiproxy API the stack's proxies live on (process-mode stack)."""
+    _sources: list[Callable[[], list[Target]]] = field(default_factory=list)
+
+    def targets(self) -> list[Target]:
+        """Every target, resolved now (a restarted process has a new pid)."""
+        return [target for source in self._sources for target in source()]
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+async def _ready(
+    check: ReadyCheck, render_: Callable[[str], str], alive: Callable[[], str | None], what: str
+) -> None:
+    """Wait until ``check`` passes; fail early if the thing died (``alive`` says why)."""
+    deadline = time.monotonic() + check.timeout.seconds
+    async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
+        while True:
+            problem = alive()
+            if problem is not None:
+                raise BringUpError(f"{what} {problem}")
+            if check.http is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(render_(check.http))).is_success:
+                        return
+            else:
+                assert check.tcp is not None
+                host, _, port = render_(check.tcp).rpartition(":")
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection(host, int(port))
+                    writer.close()
+                    return
+            if time.monotonic() > deadline:
+                target = check.http or check.tcp
+                raise BringUpError(f"{what} was not ready within {check.timeout} ({target})")
+            await asyncio.sleep(0.1)
+
+
+class _Bringer:
+    """Starts the parts in order and remembers how to stop each one."""
+
+    def __init__(self, system: System, run_id: str, run_dir: Path) -> None:
+        self.system = system
+        self.run = {"id": run_id, "dir": str(run_dir)}
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.up = RunningSystem()
+        self.stops: list[Callable[[], None]] = []
+
+    def render(self, text: str) -> str:
+        return render(text, self.up.ports, self.run)
+
+    def _log(self, name: str) -> Path:
+        path = self.run_dir / "logs" / f"{name}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- the reference stack ------------------------------------------------------------------
+
+    async def stack(self, spec: StackSpec) -> None:
+        ports_file = self.run_dir / "stack-ports.json"
+        argv = [
+            sys.executable, "-m", "chaoskit", "stack", "up", "--replicas", str(spec.replicas),
+            "--mode", spec.mode, "--ports-file", str(ports_file),
+            "--data-root", str(self.run_dir / "stack-data"),
+        ]  # fmt: skip
+        if spec.tmpfs is not None:
+            argv += ["--tmpfs", str(spec.tmpfs.bytes)]
+        faketime = self.run_dir / "faketime" if spec.faketime else None
+        if faketime is not None:
+            argv += ["--faketime", str(faketime)]
+        log = self._log("stack")
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True
+            )
+        self.stops.append(lambda: _terminate(process, 30.0))
+        deadline = time.monotonic() + (120.0 if spec.mode == "container" else 30.0)
+        while not ports_file.exists():
+            if process.poll() is not None:
+                raise BringUpError(
+                    f"the reference stack exited with {process.returncode}:\n{_tail(log)}"
+                )
+            if time.monotonic() > deadline:
+                raise BringUpError(f"the reference stack did not come up in time:\n{_tail(log)}")
+            await asyncio.sleep(0.1)
+        described = json.loads(ports_file.read_text())
+        ports: dict[str, int] = described["ports"]
+        self.up.ports.update(ports)
+        data_root = Path(described["data_root"])
+        names = spec.backend_names()
+        if spec.mode == "process":
+            api = f"http://127.0.0.1:{ports['toxiproxy']}"
+            self.up.toxiproxy_url = api
+            supervisor = f"http://127.0.0.1:{ports['supervisor']}/status"
+
+            def backends() -> list[Target]:
+                status = httpx.get(supervisor, timeout=2, trust_env=False).json()
+                found = []
+                for replica in status["replicas"]:
+                    if replica["pid"] is None:
+                        continue
+                    with contextlib.suppress(Exception):
+                        found.append(
+                            process_target(
+                                replica["pid"],
+                                replica["name"],
+                                {"role": "backend"},
+                                tmpfs=str(data_root / replica["name"]) if spec.tmpfs else None,
+                                faketime=str(faketime / replica["name"]) if faketime else None,
+                            )
+                        )
+                return found
+
+            def proxies() -> list[Target]:
+                listed = httpx.get(f"{api}/proxies", timeout=2, trust_env=False).json()
+                return [Target("proxy", name, {}, {"url": api, "proxy": name}) for name in listed]
+
+            self.up._sources += [backends, proxies]
+        else:
+
+            def containers() -> list[Target]:
+                import docker  # noqa: PLC0415 - only with a container-mode stack
+
+                client = docker.from_env()
+                try:
+                    listed = client.containers.list(
+                        all=True, filters={"label": f"{_STACK_LABEL}={ports['frontend']}"}
+                    )
+                    found = []
+                    for container in listed:
+                        ref: dict[str, Any] = {"id": container.id, "tmpfs": "/data"}
+                        if faketime is not None and container.name in names:
+                            ref["faketime"] = str(faketime / container.name)
+                        role = "backend" if container.name in names else "frontend"
+                        found.append(Target("container", container.name, {"role": role}, ref))
+                    return found
+                finally:
+                    client.close()
+
+            self.up._sources.append(containers)
+
+    # -- local processes ----------------------------------------------------------------------
+
+    async def process(self, spec: ProcessSpec) -> None:
+        argv = [self.render(arg) for arg in spec.command]
+        env = {**os.environ, **{k: self.render(v) for k, v in spec.env.items()}}
+        skew = self.run_dir / "faketime" / spec.name if spec.faketime else None
+        if skew is not None:
+            env.update(process_faketime(skew))
+        if spec.tmpfs is not None:
+            argv = sandbox.command(argv, spec.tmpfs.path, spec.tmpfs.size)
+        log = self._log(spec.name)
+        try:
+            with log.open("ab") as output:
+                process = subprocess.Popen(
+                    argv,
+                    env=env,
+                    cwd=self.render(spec.cwd) if spec.cwd else None,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    start_new_session=True,
+                )
+        except OSError as error:
+            raise BringUpError(
+                f"process {spec.name}: cannot start {argv[0]}: {error.strerror}"
+            ) from None
+        self.stops.append(lambda: _terminate(process, _GRACE))
+
+        def alive() -> str | None:
+            code = process.poll()
+            if code is None:
+                return None
+            return f"exited with {code} before it was ready; its last output:\n{_tail(log)}"
+
+        if spec.ready is not None:
+            await _ready(spec.ready, self.render, alive, f"process {spec.name}")
+        tmpfs = spec.tmpfs.path if spec.tmpfs else None
+
+        def target() -> list[Target]:
+            if process.poll() is not None:
+                return []
+            return [
+                process_target(
+                    process.pid, spec.name, dict(spec.labels), tmpfs, str(skew) if skew else None
+                )
+            ]
+
+        self.up._sources.append(target)
+
+    # -- containers ---------------------------------------------------------------------------
+
+    async def containers(self, specs: list[ContainerSpec]) -> None:
+        import docker  # noqa: PLC0415 - the Docker SDK loads only when containers are asked for
+        import docker.errors  # noqa: PLC0415
+
+        try:
+            client = docker.from_env()
+            client.ping()
+        except docker.errors.DockerException as error:
+            raise BringUpError(f"system.containers needs a Docker engine: {error}") from None
+        self.stops.append(client.close)
+        wanted = {cport for spec in specs for cport in spec.ports}
+        for name, port in zip(sorted(wanted), free_ports(len(wanted)), strict=True):
+            self.up.ports[name] = port
+        for spec in specs:
+            with contextlib.suppress(docker.errors.NotFound):
+                client.containers.get(spec.name)
+                raise BringUpError(
+                    f"a container named '{spec.name}' already exists: remove it "
+                    f"(docker rm -f {spec.name}) or rename it in system.containers"
+                )
+        for spec in specs:
+            await self._container(client, spec)
+
+    async def _container(self, client: Any, spec: ContainerSpec) -> None:
+        import docker.errors  # noqa: PLC0415
+
+        env = {k: self.render(v) for k, v in spec.env.items()}
+        extra: dict[str, Any] = {}
+        skew: Path | None = None
+        if spec.faketime:
+            faked, volumes, skew = container_faketime(self.run_dir / "faketime", spec.name)
+            env.update(faked)
+            extra["volumes"] = volumes
+        if spec.tmpfs is not None:
+            extra["tmpfs"] = {spec.tmpfs.path: f"size={spec.tmpfs.size.bytes}"}
+        if spec.restart != "no":
+            extra["restart_policy"] = {"Name": spec.restart}
+        try:
+            container = client.containers.create(
+                spec.image,
+                [self.render(a) for a in spec.command] if spec.command else None,
+                name=spec.name,
+                environment=env,
+                labels={**spec.labels, "chaoskit.run": self.run_id},
+                ports={
+                    f"{cport}/tcp": ("127.0.0.1", self.up.ports[name])
+                    for name, cport in spec.ports.items()
+                },
+                **extra,
+            )
+        except docker.errors.ImageNotFound:
+            raise BringUpError(
+                f"container {spec.name}: no image '{spec.image}' on this engine; build it locally "
+                "(chaoskit never pulls from a registry)"
+            ) from None
+        except docker.errors.APIError as error:
+            raise BringUpError(f"container {spec.name}: {error.explanation or error}") from None
+
+        def remove() -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+
+        self.stops.append(remove)
+        for network_name in spec.networks:
+            try:
+                network = client.networks.get(network_name)
+            except docker.errors.NotFound:
+                network = client.networks.create(network_name, labels={"chaoskit.run": self.run_id})
+                self.stops.append(_network_remover(network))
+            network.connect(container, aliases=list(spec.aliases) or None)
+        container.start()
+
+        def alive() -> str | None:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                logs = container.logs(tail=12).decode(errors="replace")
+                code = container.attrs["State"].get("ExitCode")
+                return f"exited with {code} before it was ready; its last output:\n{logs}"
+            return None
+
+        if spec.ready is not None:
+            await _ready(spec.ready, self.render, alive, f"container {spec.name}")
+        ref: dict[str, Any] = {"id": container.id}
+        if skew is not None:
+            ref["faketime"] = str(skew)
+        if spec.tmpfs is not None:
+            ref["tmpfs"] = spec.tmpfs.path
+        target = Target("container", spec.name, dict(spec.labels), ref)
+        self.up._sources.append(lambda: [target])
+
+    def tear_down(self) -> list[str]:
+        """Stop everything started, newest first; return what could not be stopped."""
+        problems = []
+        while self.stops:
+            stop = self.stops.pop()
+            try:
+                stop()
+            except Exception as error:  # keep stopping the rest; report each
+                problems.append(str(error))
+        return problems
+
+
+def _network_remover(network: Any) -> Callable[[], None]:
+    def remove() -> None:
+        import docker.errors  # noqa: PLC0415
+
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            network.remove()
+
+    return remove
+
+
+def _terminate(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the process's group, then SIGKILL it if it has not gone within ``grace``."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.asynccontextmanager
+async def bring_up(system: System, run_id: str, run_dir: Path) -> AsyncIterator[RunningSystem]:
+    """Start the stack, then free ports, processes and containers; stop them all on exit."""
+    bringer = _Bringer(system, run_id, run_dir)
+    try:
+        if system.stack is not None:
+            await bringer.stack(system.stack)
+        own = [name for name in system.ports if name not in bringer.up.ports]
+        bringer.up.ports.update(zip(own, free_ports(len(own)), strict=True))
+        if system.containers:
+            await bringer.containers(system.containers)
+        for spec in system.processes:
+            await bringer.process(spec)
+        yield bringer.up
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, bringer.tear_down)

@@ -1,0 +1,130 @@
+"""The dead-man's switch: a separate process that reverts whatever the journal says is still
+applied once the runner stops renewing its lease — because it died (its end of the pipe
+closes at once, even on SIGKILL) or hung (no renewal within ``timeout``; the hung runner is
+killed first, so it cannot wake up and carry on).
+
+The runner starts it with :func:`start`, renews with :meth:`Watchdog.renew` from its event
+loop (so a blocked loop counts as hung) and ends it with :meth:`Watchdog.finish`. It runs in a
+session of its own, so the Ctrl-C that stops the runner does not stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..drivers.process import start_ticks
+from .journal import read_journal
+from .rollback import rollback
+
+__all__ = ["Watchdog", "main", "start"]
+
+_FINISHED = b"q"
+
+
+class Watchdog:
+    """The runner's handle on its watchdog process."""
+
+    def __init__(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        self.process = process
+        self.timeout = timeout
+        assert process.stdin is not None
+        self._pipe = process.stdin.fileno()
+        os.set_blocking(self._pipe, False)
+
+    def renew(self) -> None:
+        """Renew the lease (cheap; call it every ``timeout / 4`` or so)."""
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(self._pipe, b".")
+
+    async def keep_renewing(self) -> None:
+        """Renew from the event loop until cancelled: a blocked loop stops the renewals."""
+        while True:
+            self.renew()
+            await asyncio.sleep(self.timeout / 4)
+
+    def finish(self, timeout: float = 30.0) -> int:
+        """Tell it the run ended; it reverts anything still journaled, then exits."""
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(self._pipe, _FINISHED)
+        assert self.process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()
+        return self.process.wait(timeout)
+
+
+def start(journal: Path, timeout: float = 1.0, log: Path | None = None) -> Watchdog:
+    """Start the watchdog for this process's run, journaled at ``journal``."""
+    pid = os.getpid()
+    argv = [
+        sys.executable, "-m", "chaoskit.runner.watchdog", "--journal", str(journal),
+        "--runner-pid", str(pid), "--runner-start", str(start_ticks(pid)),
+        "--timeout", str(timeout),
+    ]  # fmt: skip
+    output = open(log or journal.with_name("watchdog.log"), "ab")  # noqa: SIM115 - the child owns it
+    try:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=output, stderr=output, start_new_session=True
+        )
+    finally:
+        output.close()
+    return Watchdog(process, timeout)
+
+
+def _wait_for_runner(timeout: float) -> str:
+    """Read renewals until the runner finishes, dies or stops renewing; say which."""
+    while True:
+        ready, _, _ = select.select([0], [], [], timeout)
+        if not ready:
+            return "hung"
+        data = os.read(0, 4096)
+        if not data:
+            return "gone"
+        if _FINISHED in data:
+            return "finished"
+
+
+def _kill_runner(pid: int, started: int) -> None:
+    if start_ticks(pid) == started:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Watch one runner; on its end, revert what its journal says is applied."""
+    parser = argparse.ArgumentParser(prog="chaoskit.runner.watchdog", description=__doc__)
+    parser.add_argument("--journal", type=Path, required=True)
+    parser.add_argument("--runner-pid", type=int, required=True)
+    parser.add_argument("--runner-start", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    how = _wait_for_runner(args.timeout)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    if how == "hung":
+        _kill_runner(args.runner_pid, args.runner_start)
+    state = read_journal(args.journal)
+    if not state.pending:
+        print(f"{stamp} runner {how}; nothing left applied", flush=True)
+        return 0
+    print(f"{stamp} runner {how}; reverting {len(state.pending)} fault(s)", flush=True)
+    _, outcomes = asyncio.run(rollback(args.journal))
+    failed = 0
+    for outcome in outcomes:
+        record = outcome.record
+        result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
+        print(f"  {record.fault} on {record.target.name}: {result}", flush=True)
+        failed += not outcome.ok
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
