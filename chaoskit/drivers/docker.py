@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -152,8 +154,10 @@ class DockerDriver:
                 container.reload()
                 if name not in container.attrs["NetworkSettings"]["Networks"]:
                     _connect(self.client.networks.get(name), container, settings)
-            if undo.get("ensure_running") and container.status in ("exited", "created"):
-                container.start()
+            if undo.get("ensure_running"):
+                _await_exit(container, record)
+                if container.status in ("exited", "created"):
+                    container.start()
             if "deflate" in undo and (pid := _local_pid(container)) is not None:
                 deflate(pid, undo["deflate"])
 
@@ -196,6 +200,61 @@ def _crash(container: Any, action: str, signame: str) -> None:
             os.kill(pid, signal.Signals[signame])
         else:
             container.kill(signal=signame)
+
+
+def _await_exit(container: Any, record: AppliedFault, timeout: float = 10.0) -> None:
+    """Before deciding whether a crashed container needs starting, let the crash finish.
+
+    A kill is a signal from the host: the process dies a moment later, and the engine notices
+    some 200-300 ms after that, saying "running" meanwhile. So, unless the container has been
+    (re)started since the fault was planned: give a SIGKILLed process up to ``timeout`` to die
+    and any other signal a second (a process that survives it is left alone), then wait for
+    the engine to catch up. Only a local engine's pids can be read; a remote one is trusted.
+    """
+    if not _engine_is_local(container) or container.status != "running":
+        return
+    if _started_at(container) > record.planned_at:
+        return  # restarted since: the crash is over
+    fatal = record.params.get("signal") == "SIGKILL"
+    deadline = time.monotonic() + (timeout if fatal else 1.0)
+    pid = int(container.attrs["State"].get("Pid") or 0)
+    while pid and not _zombie(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if pid and not _zombie(pid):
+        return  # it survived the signal
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status not in ("running", "restarting"):
+            return
+        if container.status == "running" and _started_at(container) > record.planned_at:
+            return  # the restart policy brought it back
+        time.sleep(0.02)
+
+
+def _started_at(container: Any) -> float:
+    """When the engine last started the container (seconds since the epoch)."""
+    text = str(container.attrs["State"].get("StartedAt") or "")
+    try:
+        whole, _, fraction = text.rstrip("Z").partition(".")
+        stamp = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
+    return stamp + float(f"0.{fraction or 0}")
+
+
+def _zombie(pid: int) -> bool:
+    """Dead, or dead and not yet reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
+def _engine_is_local(container: Any) -> bool:
+    """Does the engine run on this machine (a unix socket, not a TCP or SSH host)?"""
+    return str(container.client.api.base_url).startswith("http+docker://local")
 
 
 def _local_pid(container: Any) -> int | None:

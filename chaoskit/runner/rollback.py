@@ -57,6 +57,10 @@ class Drivers:
             from ..drivers.clock import ClockDriver  # noqa: PLC0415
 
             return ClockDriver()
+        if name == "toxiproxy":
+            from ..drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
+
+            return ToxiproxyDriver(self._toxiproxy_url)
         raise DriverError(f"no driver called '{name}'")
 
     async def aclose(self) -> None:

@@ -129,6 +129,37 @@ def test_kill_crashes_and_the_restart_policy_brings_it_back(
     asyncio.run(driver.revert(record))
 
 
+def test_a_kill_reverted_at_once_still_restarts_the_container(
+    docker_client: Any, stack_image: str, driver: DockerDriver
+) -> None:
+    """The engine sees a host-side kill ~250 ms late; a revert in that window must wait for it
+    rather than find the container "running" and leave it dead (no restart policy here)."""
+    [port] = free_ports(1)
+    tag = uuid.uuid4().hex[:8]
+    api = docker_client.containers.run(
+        stack_image,
+        ["chaoskit.stack.backend", "--name", "api", "--host", "0.0.0.0", "--port", "8080",
+         "--data-dir", "/data"],
+        name=f"api-{tag}",
+        labels={"chaoskit.test": tag},
+        ports={"8080/tcp": ("127.0.0.1", port)},
+        tmpfs={"/data": "size=1m"},
+        detach=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/health/live"
+        wait_until(lambda: answers(url), 30, "the api container to answer")
+        for _ in range(3):
+            record = driver.plan(fault("crash", signal="SIGKILL"), target(api))
+            asyncio.run(driver.apply(record))
+            asyncio.run(driver.revert(record))
+            api.reload()
+            assert api.status == "running"
+            wait_until(lambda: answers(url), 30, "the api to answer again")
+    finally:
+        api.remove(force=True)
+
+
 def test_stop_is_reverted_by_a_start(pair: Pair, driver: DockerDriver) -> None:
     api, _, port = pair
     record = driver.plan(fault("crash", action="stop"), target(api))
