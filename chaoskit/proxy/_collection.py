@@ -102,7 +102,10 @@ class ProxyCollection:
             raise ApiError.missing("upstream")
         if fields.name in self._proxies:
             raise ApiError(*PROXY_EXISTS)
-        toxics = self._initial_toxics(fields)
+        return self._install(fields, self._initial_toxics(fields), "created")
+
+    def _install(self, fields: ProxyFields, toxics: list[ToxicSpec], verb: str) -> Proxy:
+        """A new proxy with its initial toxics in place before it listens (if enabled)."""
         proxy = self._new(fields)
         for spec in toxics:
             proxy.add_toxic(spec)
@@ -110,7 +113,7 @@ class ProxyCollection:
             self._start(proxy)
         self._proxies[proxy.name] = proxy
         self.on_change(
-            f"created proxy {proxy.name} listen={proxy.listen} upstream={proxy.upstream} "
+            f"{verb} proxy {proxy.name} listen={proxy.listen} upstream={proxy.upstream} "
             f"enabled={proxy.enabled} toxics={len(toxics)}"
         )
         return proxy
@@ -181,18 +184,8 @@ class ProxyCollection:
             existing.stop()
             del self._proxies[existing.name]
             self._drop_lease(existing.name)
-        proxy = self._new(fields)
-        for spec in toxics:
-            proxy.add_toxic(spec)
-        if fields.enabled is not False:
-            self._start(proxy)
-        self._proxies[proxy.name] = proxy
         verb = "replaced" if existing is not None else "created"
-        self.on_change(
-            f"{verb} proxy {proxy.name} listen={proxy.listen} upstream={proxy.upstream} "
-            f"enabled={proxy.enabled} toxics={len(toxics)} (populate)"
-        )
-        return proxy
+        return self._install(fields, toxics, f"{verb} (populate)")
 
     def reset(self) -> None:
         """POST /reset: every proxy enabled on its address, every toxic removed."""
