@@ -1,0 +1,28 @@
+"""Load and probes: open-loop HTTP traffic at a fixed rate, and probes read on an interval.
+
+Both produce timestamped samples in memory for the runner, the safety valve and the
+statistics. Of chaoskit, only ``units`` and ``model`` are imported here.
+"""
+
+from ._errors import LoadConfigError, ProbeConfigError, ProbeFailure
+from ._generator import GroupOf, LoadGenerator, classify
+from ._probes import ProbeReader, read_probe, reader_for
+from ._samples import ErrorClass, RequestSamples, Samples
+from ._sampling import ProbeSampler, ProbeSeries
+
+__all__ = [
+    "ErrorClass",
+    "GroupOf",
+    "LoadConfigError",
+    "LoadGenerator",
+    "ProbeConfigError",
+    "ProbeFailure",
+    "ProbeReader",
+    "ProbeSampler",
+    "ProbeSeries",
+    "RequestSamples",
+    "Samples",
+    "classify",
+    "read_probe",
+    "reader_for",
+]

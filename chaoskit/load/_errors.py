@@ -1,0 +1,32 @@
+"""Errors of the load layer: inputs it cannot work with, and probe readings that failed."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["LoadConfigError", "ProbeConfigError", "ProbeFailure", "refuse_placeholders"]
+
+
+class LoadConfigError(ValueError):
+    """A load section the generator cannot run as given; the message says what to change."""
+
+
+class ProbeConfigError(ValueError):
+    """A probe that can never give a reading as written (bad import, unknown program, ...)."""
+
+
+class ProbeFailure(Exception):
+    """One reading of a probe failed; the message is what the sample records as its error."""
+
+
+_PLACEHOLDER = re.compile(r"(?<!\$)\$\{[^}]*\}")
+
+
+def refuse_placeholders(text: str, where: str, error: type[ValueError]) -> None:
+    """Raise ``error`` when ``text`` still holds a ``${...}`` run-time placeholder."""
+    found = _PLACEHOLDER.search(text)
+    if found:
+        raise error(
+            f"{where} still holds the placeholder '{found.group(0)}': fill run-time "
+            "placeholders first (chaoskit.model.variables.render)"
+        )

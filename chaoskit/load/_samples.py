@@ -1,0 +1,265 @@
+"""Per-request samples in column arrays, kept in due order: one row per scheduled request."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["ErrorClass", "RequestSamples", "Samples"]
+
+
+class ErrorClass(IntEnum):
+    """How a request ended; ``NONE`` is a response with a status below 400."""
+
+    NONE = 0
+    TIMEOUT = 1
+    """No complete answer within ``load.timeout``."""
+    CONNECT = 2
+    """The connection could not be opened (refused, unreachable, name not resolved)."""
+    RESET = 3
+    """The connection broke after it was opened (reset, closed before the answer ended)."""
+    HTTP_4XX = 4
+    HTTP_5XX = 5
+    OVERLOAD = 6
+    """Not sent: ``max_in_flight`` requests were already outstanding at its due time."""
+    PROTOCOL = 7
+    """The answer was not valid HTTP."""
+    OTHER = 8
+
+    @property
+    def label(self) -> str | None:
+        """The name used in dumps and reports; None for no error."""
+        return None if self is ErrorClass.NONE else self.name.lower()
+
+
+_PENDING: Final = -1
+"""Error code of a row whose request has not finished (excluded from every query)."""
+
+_ALWAYS_ERRORS: Final = [int(ErrorClass.OVERLOAD), int(ErrorClass.PROTOCOL), int(ErrorClass.OTHER)]
+_METRIC_WORDS = {
+    "timeout": (ErrorClass.TIMEOUT,),
+    "connect": (ErrorClass.CONNECT, ErrorClass.RESET),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Samples:
+    """The finished requests of one time window, in due order (arrays are copies).
+
+    Times are monotonic seconds (``time.monotonic()``), ``wall`` is Unix time of the same
+    instant, ``latency`` runs from the due time to the end of the answer (NaN when not sent),
+    ``status`` is 0 without an answer, ``group`` indexes ``group_names`` (-1: untagged).
+    """
+
+    start: float
+    end: float
+    due: NDArray[np.float64]
+    wall: NDArray[np.float64]
+    latency: NDArray[np.float64]
+    send_lag: NDArray[np.float32]
+    """How late the request left the generator after its due time (a generator health figure;
+    it is already part of ``latency``)."""
+    status: NDArray[np.int16]
+    error: NDArray[np.int8]
+    group: NDArray[np.int16]
+    group_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.due.size)
+
+    @property
+    def ok(self) -> NDArray[np.bool_]:
+        """Requests answered with a status below 400."""
+        answered: NDArray[np.bool_] = self.error == ErrorClass.NONE
+        return answered
+
+    def errors(self, kinds: Iterable[str] = ("5xx", "timeout", "connect")) -> NDArray[np.bool_]:
+        """Per request, whether it counts as an error under ``kinds``.
+
+        ``kinds`` uses ``ErrorRateMetric.errors`` words: status classes (``5xx``), codes
+        (``429``), ``timeout``, ``connect`` (refused or reset). Requests without a usable answer
+        for any other reason (``overload``: not sent, ``protocol``, ``other``) always count.
+        """
+        mask: NDArray[np.bool_] = np.isin(self.error, _ALWAYS_ERRORS)
+        for kind in kinds:
+            if kind in _METRIC_WORDS:
+                mask |= np.isin(self.error, [int(c) for c in _METRIC_WORDS[kind]])
+            elif len(kind) == 3 and kind[0] in "12345" and kind[1:] == "xx":
+                low = int(kind[0]) * 100
+                mask |= (self.status >= low) & (self.status < low + 100)
+            elif len(kind) == 3 and kind.isdigit():
+                mask |= self.status == int(kind)
+            else:
+                raise ValueError(
+                    f"unknown error kind '{kind}': use a status class such as '5xx', a code "
+                    "such as '429', 'timeout' or 'connect'"
+                )
+        return mask
+
+    def latencies(self, *, answered_only: bool = True) -> NDArray[np.float64]:
+        """Latency in seconds per request in due order; by default only those with an answer."""
+        if answered_only:
+            return self.latency[self.status > 0]
+        return self.latency[~np.isnan(self.latency)]
+
+    def count(self, error: ErrorClass) -> int:
+        """How many requests ended with ``error``."""
+        return int(np.count_nonzero(self.error == error))
+
+    def throughput(self, bucket: float = 1.0) -> NDArray[np.float64]:
+        """Successful answers per second in consecutive ``bucket``-second slices of the window,
+        counted when each answer ended (a stall shows as a dip followed by a burst)."""
+        if bucket <= 0:
+            raise ValueError(f"bucket must be above 0 seconds, got {bucket}")
+        slices = max(1, math.ceil((self.end - self.start) / bucket - 1e-9))
+        ended = (self.due + self.latency)[self.ok]
+        counts, _ = np.histogram(
+            ended, bins=slices, range=(self.start, self.start + slices * bucket)
+        )
+        return counts.astype(np.float64) / bucket
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-able columns (NaN as null, error and group as names or null)."""
+        labels = [c.label for c in ErrorClass]
+        return {
+            "start": self.start,
+            "end": self.end,
+            "due": self.due.tolist(),
+            "wall": self.wall.tolist(),
+            "latency": [None if math.isnan(v) else v for v in self.latency.tolist()],
+            "send_lag": [round(v, 6) for v in self.send_lag.tolist()],
+            "status": [v or None for v in self.status.tolist()],
+            "error": [labels[v] for v in self.error.tolist()],
+            "group": [self.group_names[v] if v >= 0 else None for v in self.group.tolist()],
+        }
+
+
+class RequestSamples:
+    """Every request one load generator scheduled, as growable column arrays.
+
+    Row ``i`` is request ``i``, so rows are in due order and a time window is a slice. Rows of
+    requests still in flight are left out of every query.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._size = 0
+        self._capacity = max(16, capacity)
+        self._due = np.empty(self._capacity, np.float64)
+        self._wall = np.empty(self._capacity, np.float64)
+        self._latency = np.empty(self._capacity, np.float64)
+        self._lag = np.empty(self._capacity, np.float32)
+        self._status = np.empty(self._capacity, np.int16)
+        self._error = np.empty(self._capacity, np.int8)
+        self._group = np.empty(self._capacity, np.int16)
+        self._group_codes: dict[str, int] = {}
+        self._pending = 0
+        self.first_errors: dict[str, str] = {}
+        """The first message seen for each error class, to show what went wrong."""
+
+    def __len__(self) -> int:
+        """Finished requests (in flight ones are not counted)."""
+        return self._size - self._pending
+
+    @property
+    def pending(self) -> int:
+        """Requests scheduled but not finished yet."""
+        return self._pending
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """Group tags seen so far, in order of first appearance."""
+        return tuple(self._group_codes)
+
+    def reserve(self, due: float, wall: float) -> int:
+        """Add a row for a request due at ``due`` (monotonic) / ``wall``; its row number."""
+        if self._size and due < self._due[self._size - 1]:
+            raise ValueError("rows must be reserved in due order")
+        if self._size == self._capacity:
+            self._grow()
+        row = self._size
+        self._due[row] = due
+        self._wall[row] = wall
+        self._latency[row] = math.nan
+        self._lag[row] = 0.0
+        self._status[row] = 0
+        self._error[row] = _PENDING
+        self._group[row] = -1
+        self._size += 1
+        self._pending += 1
+        return row
+
+    def finish(
+        self,
+        row: int,
+        *,
+        latency: float,
+        status: int = 0,
+        error: ErrorClass = ErrorClass.NONE,
+        group: str | None = None,
+        send_lag: float = 0.0,
+        message: str | None = None,
+    ) -> None:
+        """Record how the request of ``row`` ended."""
+        if self._error[row] != _PENDING:
+            raise ValueError(f"row {row} is already finished")
+        self._latency[row] = latency
+        self._lag[row] = send_lag
+        self._status[row] = status
+        self._error[row] = error
+        if group is not None:
+            code = self._group_codes.get(group)
+            if code is None:
+                code = self._group_codes[group] = len(self._group_codes)
+            self._group[row] = code
+        if message is not None and error.label is not None:
+            self.first_errors.setdefault(error.label, message)
+        self._pending -= 1
+
+    def window(
+        self,
+        start: float | None = None,
+        end: float | None = None,
+        *,
+        group: str | Collection[str] | None = None,
+    ) -> Samples:
+        """Finished requests due in ``[start, end)`` (monotonic seconds; open ends allowed),
+        of one group tag or several (default: every request, tagged or not)."""
+        due = self._due[: self._size]
+        lo = 0 if start is None else int(np.searchsorted(due, start, side="left"))
+        hi = self._size if end is None else int(np.searchsorted(due, end, side="left"))
+        keep = self._error[lo:hi] != _PENDING
+        if group is not None:
+            tags = [group] if isinstance(group, str) else list(group)
+            codes = [self._group_codes.get(tag, -2) for tag in tags]
+            keep &= np.isin(self._group[lo:hi], codes)
+        first = float(due[lo]) if lo < self._size else 0.0
+        return Samples(
+            start=first if start is None else start,
+            end=(float(due[hi - 1]) if hi > lo else first) if end is None else end,
+            due=self._due[lo:hi][keep],
+            wall=self._wall[lo:hi][keep],
+            latency=self._latency[lo:hi][keep],
+            send_lag=self._lag[lo:hi][keep],
+            status=self._status[lo:hi][keep],
+            error=self._error[lo:hi][keep],
+            group=self._group[lo:hi][keep],
+            group_names=self.group_names,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Every finished request as plain JSON-able columns, plus the first error messages."""
+        return {**self.window().to_json(), "first_errors": dict(self.first_errors)}
+
+    def _grow(self) -> None:
+        self._capacity *= 2
+        for name in ("_due", "_wall", "_latency", "_lag", "_status", "_error", "_group"):
+            old: NDArray[Any] = getattr(self, name)
+            new = np.empty(self._capacity, old.dtype)
+            new[: old.size] = old
+            setattr(self, name, new)

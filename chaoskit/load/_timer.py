@@ -1,0 +1,113 @@
+"""A one-shot timer on the monotonic clock, precise to tens of microseconds.
+
+asyncio's own timers wake up to a millisecond late (epoll timeouts are whole milliseconds),
+and every late wake-up is latency the load generator must charge to the system under test. On
+Linux a timerfd watched by the event loop wakes it on time; elsewhere ``loop.call_at`` is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+
+__all__ = ["MonotonicTimer"]
+
+_CLOCK_MONOTONIC = 1
+_TFD_NONBLOCK = os.O_NONBLOCK
+_TFD_CLOEXEC = os.O_CLOEXEC
+_TFD_TIMER_ABSTIME = 1
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = (("it_interval", _Timespec), ("it_value", _Timespec))
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.timerfd_create.argtypes = (ctypes.c_int, ctypes.c_int)
+        libc.timerfd_settime.argtypes = (
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.POINTER(_Itimerspec),
+            ctypes.c_void_p,
+        )
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+class MonotonicTimer:
+    """Calls ``callback`` once at the ``time.monotonic()`` instant given to :meth:`at`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._handle: asyncio.TimerHandle | None = None
+        self._fd = -1
+        self._libc = _libc()
+        if self._libc is not None:
+            fd = self._libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+            if fd >= 0:
+                try:
+                    loop.add_reader(fd, self._fired)
+                except NotImplementedError:  # an event loop without add_reader
+                    os.close(fd)
+                else:
+                    self._fd = fd
+
+    @property
+    def precise(self) -> bool:
+        """Whether a timerfd is used (else asyncio's millisecond-rounded timers)."""
+        return self._fd >= 0
+
+    def at(self, when: float) -> None:
+        """(Re)arm the timer for the monotonic instant ``when`` (seconds)."""
+        if self._fd < 0:
+            if self._handle is not None:
+                self._handle.cancel()
+            delay = when - time.monotonic()
+            self._handle = self._loop.call_at(self._loop.time() + delay, self._callback)
+            return
+        assert self._libc is not None
+        nanoseconds = max(1, math.ceil(when * 1e9))
+        spec = _Itimerspec()
+        spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(nanoseconds, 1_000_000_000)
+        if self._libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None):
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+
+    def cancel(self) -> None:
+        """Disarm; the callback is not called until :meth:`at` arms the timer again."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._fd >= 0:
+            assert self._libc is not None
+            self._libc.timerfd_settime(self._fd, 0, ctypes.byref(_Itimerspec()), None)
+
+    def close(self) -> None:
+        """Disarm and release the file descriptor."""
+        self.cancel()
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    def _fired(self) -> None:
+        try:
+            os.read(self._fd, 8)
+        except BlockingIOError:  # disarmed or re-armed after it became readable
+            return
+        self._callback()

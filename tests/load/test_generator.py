@@ -1,0 +1,251 @@
+"""The open-loop generator against real HTTP servers on loopback: the rate is held, latency
+counts from the due time through a stall, errors are classified, max_in_flight is honoured."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from chaoskit.load import ErrorClass, LoadConfigError, LoadGenerator, RequestSamples
+from chaoskit.model import Load
+
+from . import ThreadServer
+
+
+class Backend:
+    """A trivial HTTP server with a few misbehaviours on request."""
+
+    def __init__(self, stall_at: int | None = None, stall: float = 0.0) -> None:
+        self.count = 0
+        self.stall_at = stall_at
+        self.stall = stall
+        self.stalled: tuple[float, float] | None = None
+        self.stalled_event = threading.Event()
+        self.app = web.Application()
+        self.app.router.add_get("/ok", self.ok)
+        self.app.router.add_get("/fail", self.fail)
+        self.app.router.add_get("/slow", self.slow)
+
+    async def ok(self, request: web.Request) -> web.Response:
+        self.count += 1
+        if self.count == self.stall_at:
+            began = time.monotonic()
+            time.sleep(self.stall)  # blocks the whole server, as a GC pause or a freeze would
+            self.stalled = (began, time.monotonic())
+            self.stalled_event.set()
+        return web.Response(text="ok", headers={"X-Backend": f"backend-{self.count % 2 + 1}"})
+
+    async def fail(self, request: web.Request) -> web.Response:
+        return web.Response(status=503, text="down")
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(text="late")
+
+
+def load(url: str, rate: str, **extra: object) -> Load:
+    return Load.model_validate({"url": url, "rate": rate, **extra})
+
+
+def run(generator: LoadGenerator, duration: float) -> RequestSamples:
+    return asyncio.run(generator.run(duration))
+
+
+def test_the_rate_is_held_in_wall_clock_time() -> None:
+    backend = Backend()
+    with ThreadServer(backend.app) as server:
+
+        async def scenario() -> tuple[LoadGenerator, float]:
+            generator = LoadGenerator(load(server.url("/ok"), "400/s"))
+            task = asyncio.create_task(generator.run())
+            await asyncio.sleep(3.0)  # the measured interval itself, not a synchronisation
+            generator.stop()
+            stopped = time.monotonic()
+            await task
+            assert generator.start is not None
+            return generator, stopped - generator.start
+
+        generator, elapsed = asyncio.run(scenario())
+    window = generator.samples.window()
+    expected = 400 * elapsed
+    assert window.count(ErrorClass.NONE) == len(window) == backend.count
+    assert abs(backend.count - expected) <= 0.03 * expected
+    assert float(np.percentile(window.send_lag, 99)) < 0.05
+    per_second = generator.samples.window(window.start, window.start + 3.0).throughput(1.0)
+    assert per_second.size == 3
+    assert np.all(np.abs(per_second[:2] - 400) <= 40), per_second
+
+
+def test_latency_counts_from_the_due_time_through_a_stall() -> None:
+    backend = Backend(stall_at=100, stall=0.5)  # request 100 is due 0.5 s in, at 200/s
+    with ThreadServer(backend.app) as server:
+        samples = run(LoadGenerator(load(server.url("/ok"), "200/s", timeout="3s")), 2.0)
+    assert backend.stalled is not None
+    began, ended = backend.stalled
+    window = samples.window()
+    assert window.count(ErrorClass.NONE) == len(window) == 400
+    during = (window.due > began + 0.01) & (window.due < ended - 0.05)
+    assert during.sum() >= 70  # ~0.44 s of requests at 200/s: every one of them waited
+    waited = ended - window.due[during]
+    assert np.all(window.latency[during] >= waited - 0.01)
+    assert np.count_nonzero(window.latency > 0.25) >= 40
+    assert float(np.percentile(window.latency, 99)) > 0.3
+    before = window.latency[window.due < began - 0.05]
+    assert float(np.median(before)) < 0.05
+
+
+def _refused_port() -> tuple[socket.socket, int]:
+    """A port bound but not listening: connecting to it is refused."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    return holder, holder.getsockname()[1]
+
+
+async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"SPEAK FRIEND\r\nand enter\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+def _outcomes(url: str, duration: float = 0.2, **extra: object) -> RequestSamples:
+    return run(LoadGenerator(load(url, "50/s", **extra)), duration)
+
+
+def test_errors_are_classified() -> None:
+    holder, port = _refused_port()
+    with holder:
+        refused = _outcomes(f"http://127.0.0.1:{port}/")
+    backend = Backend()
+    with ThreadServer(backend.app) as server:
+        timed_out = _outcomes(server.url("/slow"), timeout="200ms")
+        failed = _outcomes(server.url("/fail"))
+    with ThreadServer(handler=_reset) as server:
+        reset = _outcomes(server.url("/"))
+    with ThreadServer(handler=_garbage) as server:
+        garbage = _outcomes(server.url("/"))
+
+    for samples, kind in [
+        (refused, ErrorClass.CONNECT),
+        (timed_out, ErrorClass.TIMEOUT),
+        (failed, ErrorClass.HTTP_5XX),
+        (reset, ErrorClass.RESET),
+        (garbage, ErrorClass.PROTOCOL),
+    ]:
+        window = samples.window()
+        assert len(window) == 10
+        assert window.count(kind) == 10, (kind, window.error, samples.first_errors)
+        assert window.errors().all()  # each counts under the default 5xx/timeout/connect
+        assert kind.label in samples.first_errors
+    assert "Cannot connect" in refused.first_errors["connect"]
+    assert np.all(failed.window().status == 503)
+    slow = timed_out.window().latency
+    assert np.all((slow >= 0.19) & (slow < 1.0))
+    assert failed.window().errors(["timeout"]).sum() == 0
+
+
+def test_max_in_flight_is_honoured_and_overflow_is_recorded_at_its_due_time() -> None:
+    backend = Backend()
+    with ThreadServer(backend.app) as server:
+        spec = load(server.url("/slow"), "100/s", timeout="300ms", max_in_flight=5)
+        samples = run(LoadGenerator(spec), 1.0)
+    window = samples.window()
+    assert len(window) == 100
+    assert np.allclose(np.diff(window.due), 0.01)
+    sent = window.error != ErrorClass.OVERLOAD
+    assert 10 <= sent.sum() <= 25
+    assert np.all(window.error[sent] == ErrorClass.TIMEOUT)
+    assert np.all(np.isnan(window.latency[~sent])) and np.all(window.status[~sent] == 0)
+    starts, ends = window.due[sent], (window.due + window.latency)[sent]
+    most = max(int(np.sum((starts <= t) & (ends > t))) for t in starts)
+    assert most <= 5
+    assert window.errors([]).sum() == (~sent).sum()  # not sent always counts as an error
+    assert "max_in_flight" in samples.first_errors["overload"]
+
+
+def test_requests_are_tagged_by_the_group_header() -> None:
+    def group_of(backend: str | None) -> str | None:
+        return {"backend-1": "experiment", "backend-2": "control"}.get(backend or "")
+
+    backend = Backend()
+    with ThreadServer(backend.app) as server:
+        spec = load(server.url("/ok"), "100/s", group_header="X-Backend")
+        tagged = run(LoadGenerator(spec, group_of=group_of), 0.5)
+        raw = run(LoadGenerator(spec), 0.2)
+        untagged = run(LoadGenerator(load(server.url("/ok"), "100/s")), 0.1)
+    experiment = tagged.window(group="experiment")
+    control = tagged.window(group="control")
+    assert len(experiment) + len(control) == 50
+    assert abs(len(experiment) - len(control)) <= 2
+    assert len(tagged.window(group=["control", "experiment"])) == 50
+    assert set(raw.group_names) == {"backend-1", "backend-2"}
+    assert untagged.group_names == () and np.all(untagged.window().group == -1)
+
+
+def test_a_failing_group_callable_stops_the_run_with_its_error() -> None:
+    def broken(backend: str | None) -> str | None:
+        raise KeyError(backend)
+
+    backend = Backend()
+    with ThreadServer(backend.app) as server:
+        spec = load(server.url("/ok"), "100/s", group_header="X-Backend")
+        with pytest.raises(KeyError):
+            run(LoadGenerator(spec, group_of=broken), 5.0)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://127.0.0.1:${ports.frontend}/items", "placeholder '${ports.frontend}'"),
+        ("ftp://127.0.0.1/items", "http:// or https://"),
+        ("items", "http:// or https://"),
+    ],
+)
+def test_a_url_the_generator_cannot_use_is_refused(url: str, words: str) -> None:
+    with pytest.raises(LoadConfigError, match="load 'url'") as caught:
+        LoadGenerator(load(url, "10/s"))
+    assert words in str(caught.value)
+
+
+def test_a_generator_runs_once_and_rejects_a_bad_duration() -> None:
+    generator = LoadGenerator(load("http://127.0.0.1:9/", "10/s"))
+    with pytest.raises(ValueError, match="duration"):
+        run(generator, 0.0)
+    holder, port = _refused_port()
+    with holder:
+        once = LoadGenerator(load(f"http://127.0.0.1:{port}/", "10/s"))
+        run(once, 0.1)
+        with pytest.raises(RuntimeError, match="runs once"):
+            run(once, 0.1)
+
+
+def test_cancelling_a_run_leaves_unfinished_requests_out() -> None:
+    backend = Backend()
+    with ThreadServer(backend.app) as server:
+        generator = LoadGenerator(load(server.url("/slow"), "100/s", timeout="5s"))
+
+        async def scenario() -> None:
+            task = asyncio.create_task(generator.run())
+            while generator.in_flight < 10:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(scenario())
+    assert generator.samples.pending >= 10
+    assert len(generator.samples) == 0 and len(generator.samples.window()) == 0
