@@ -230,6 +230,96 @@ def stack_up(
 
 
 @app.command()
+def run(
+    path: Annotated[Path, typer.Argument(help="The experiment file.")],
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Site policy file (default: as for validate)."),
+    ] = None,
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="Set a declared variable: NAME=VALUE (repeatable)."),
+    ] = None,
+    reports: Annotated[Path, typer.Option(help="Where the run's folder is written.")] = Path(
+        "reports"
+    ),
+) -> None:
+    """Run an experiment: bring the system up, inject, observe, revert, judge, tear down.
+
+    Exit 0 held, 1 deviated, 2 refused before anything was touched, 3 aborted by the safety
+    valve (after every fault was reverted), 4 inconclusive, 70 error.
+    """
+    import asyncio
+    import time
+
+    from .loader import LoadError, load_experiment
+    from .runner.run import PreflightError, run_experiment
+    from .runner.system import BringUpError
+    from .safety.policy import find_policy
+
+    try:
+        experiment = load_experiment(path, variables=_parse_vars(var or []))
+        site, _ = find_policy(policy)
+    except LoadError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    except OSError as exc:
+        typer.echo(f"chaoskit run: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    began = time.monotonic()
+
+    def log(line: str) -> None:
+        typer.echo(f"[{time.monotonic() - began:6.1f}s] {line}", err=True)
+
+    try:
+        outcome = asyncio.run(run_experiment(experiment, policy=site, reports=reports, log=log))
+    except PreflightError as exc:
+        typer.echo(f"chaoskit run: refused, nothing was touched: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    except BringUpError as exc:
+        typer.echo(f"chaoskit run: the system did not come up: {exc}", err=True)
+        raise typer.Exit(ExitCode.INTERNAL) from None
+    result = outcome.result
+    verdict = result.get("verdict") or {}
+    typer.echo(f"{experiment.name}: {outcome.verdict}")
+    if result.get("safety"):
+        typer.echo(f"  aborted: {result['safety']['detail']} (every fault was reverted first)")
+    if result.get("error"):
+        typer.echo(f"  error: {result['error']}")
+    for metric in verdict.get("metrics", []):
+        typer.echo(f"  {metric['metric']}: {metric['verdict']} — {metric['reason']}")
+    for name, ttr in (verdict.get("recovery") or {}).items():
+        if "median" in ttr:
+            shown = "not recovered" if ttr["median"] is None else f"{ttr['median']:.1f}s"
+            typer.echo(f"  time to recovery ({name}): {shown}")
+    typer.echo(f"  result: {outcome.run_dir / 'result.json'}")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def halt(
+    reports: Annotated[Path, typer.Option(help="Where runs write their folders.")] = Path(
+        "reports"
+    ),
+) -> None:
+    """Stop every run going on under --reports now (each reverts its faults first)."""
+    from .runner.journal import JournalError, read_journal
+
+    stopped = 0
+    for journal in sorted(reports.glob("*/journal.jsonl")):
+        try:
+            state = read_journal(journal)
+        except JournalError:
+            continue
+        if state.owner_alive and not state.closed:
+            (journal.parent / "HALT").touch()
+            typer.echo(f"halting run {state.run} (pid {state.pid})")
+            stopped += 1
+    if not stopped:
+        typer.echo(f"no run is going on under {reports}/")
+
+
+@app.command()
 def rollback(
     journals: Annotated[
         list[Path] | None,

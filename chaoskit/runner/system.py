@@ -202,6 +202,22 @@ class _Bringer:
 
             self.up._sources.append(containers)
 
+    # -- a Toxiproxy server of the user's -------------------------------------------------------
+
+    def toxiproxy(self, url: str) -> None:
+        """Offer the proxies of the Toxiproxy API at ``url`` as targets."""
+        api = url.rstrip("/")
+        self.up.toxiproxy_url = api
+
+        def proxies() -> list[Target]:
+            try:
+                listed = httpx.get(f"{api}/proxies", timeout=2, trust_env=False).json()
+            except httpx.HTTPError as error:
+                raise BringUpError(f"no Toxiproxy API answers at {api}: {error}") from None
+            return [Target("proxy", name, {}, {"url": api, "proxy": name}) for name in listed]
+
+        self.up._sources.append(proxies)
+
     # -- local processes ----------------------------------------------------------------------
 
     async def process(self, spec: ProcessSpec) -> None:
@@ -388,6 +404,9 @@ async def bring_up(system: System, run_id: str, run_dir: Path) -> AsyncIterator[
             await bringer.stack(system.stack)
         own = [name for name in system.ports if name not in bringer.up.ports]
         bringer.up.ports.update(zip(own, free_ports(len(own)), strict=True))
+        url = system.toxiproxy or (None if system.stack else os.environ.get("TOXIPROXY_URL"))
+        if url:
+            bringer.toxiproxy(bringer.render(url))
         if system.containers:
             await bringer.containers(system.containers)
         for spec in system.processes:

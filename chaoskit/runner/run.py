@@ -1,0 +1,418 @@
+"""One run of an experiment: preflight → system up → warm-up → baseline → (inject → observe →
+revert → recover) × trials → verdict → teardown, with the safety valve watching throughout and
+every fault journaled before it is applied and reverted on every exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..drivers.base import AppliedFault, DriverError, Target
+from ..drivers.toxiproxy import default_url
+from ..exitcodes import ExitCode
+from ..load import LoadGenerator, RequestSamples
+from ..model import Experiment, Fault
+from ..model.variables import render
+from ..safety.policy import Policy
+from ..safety.valve import Trip, Valve
+from . import watchdog
+from .journal import Journal, find_stale
+from .measure import current_value
+from .rollback import Drivers, revert_all
+from .system import BringUpError, RunningSystem, bring_up
+from .targets import Draw, TargetError, check_draw, draw, select
+from .verdict import Window, judge_run
+
+__all__ = ["PreflightError", "RunOutcome", "run_experiment"]
+
+RESULT_SCHEMA = "chaoskit.result/1"
+_NETWORK = frozenset(
+    {"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"}
+)
+_TICK = 0.1
+
+
+class PreflightError(Exception):
+    """The run was refused before anything was touched; the message says why."""
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended, where its files are, and the exit code for CI."""
+
+    verdict: str
+    exit_code: ExitCode
+    run_dir: Path
+    result: dict[str, Any]
+
+
+@dataclass
+class _Planned:
+    fault: Fault
+    index: int
+    records: list[AppliedFault]
+    start: float
+    """Seconds into the fault phase."""
+    end: float
+
+
+@dataclass
+class _State:
+    applied: dict[str, AppliedFault] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    phases: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _driver_for(fault: Fault, target: Target) -> str:
+    if target.kind == "proxy":
+        return "toxiproxy"
+    if fault.type == "clock_skew":
+        return "clock"
+    if fault.type in _NETWORK or (fault.type == "partition" and fault.mode != "disconnect"):
+        raise PreflightError(
+            f"a {fault.type} fault on {target.kind} {target.name} needs a proxy in its clients' "
+            "path: `chaoskit run` cannot place one yet, so target the proxy (kind: proxy)"
+        )
+    return "process" if target.kind == "process" else "docker"
+
+
+def _group_of(header_targets: set[str]) -> Callable[[str | None], str | None]:
+    def group(value: str | None) -> str | None:
+        if value is None:
+            return None
+        return "experiment" if value in header_targets else "control"
+
+    return group
+
+
+class _Run:
+    def __init__(
+        self,
+        experiment: Experiment,
+        policy: Policy,
+        run_dir: Path,
+        run_id: str,
+        log: Callable[[str], None],
+    ) -> None:
+        self.exp = experiment
+        self.policy = policy
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.log = log
+        self.state = _State()
+        self.draws: dict[str, Draw] = {}
+        self.abort = asyncio.Event()
+        self.valve: Valve | None = None
+        self.samples = RequestSamples()
+        self.live: RunningSystem | None = None
+
+    # -- targets and records, before anything is touched -------------------------------------
+
+    def plan(self, live: RunningSystem, drivers: Drivers) -> list[_Planned]:
+        available = live.targets()
+        exp = self.exp
+        planned: list[_Planned] = []
+        fault_phase = exp.phases.fault.nanoseconds / 1e9
+        for index, fault in enumerate(exp.faults):
+            key = fault.target
+            if key not in self.draws:
+                try:
+                    candidates = select(key, exp.targets[key], available)
+                    drawn = draw(candidates, exp.blast_radius)
+                except TargetError as error:
+                    raise PreflightError(str(error)) from None
+                problems = check_draw(self.policy, key, drawn, len(candidates))
+                if problems:
+                    raise PreflightError("; ".join(str(p) for p in problems))
+                self.draws[key] = drawn
+            records = []
+            for target in self.draws[key].experiment:
+                name = _driver_for(fault, target)
+                try:
+                    records.append(drivers.get(name).plan(fault, target))
+                except DriverError as error:
+                    raise PreflightError(f"faults[{index}] on {target.name}: {error}") from None
+            start = fault.at.nanoseconds / 1e9
+            end = start + fault.duration.nanoseconds / 1e9 if fault.duration else fault_phase
+            planned.append(_Planned(fault, index, records, start, min(end, fault_phase)))
+        return planned
+
+    # -- the phases ------------------------------------------------------------------------------
+
+    async def wait_until(self, deadline: float) -> bool:
+        """Sleep until ``deadline`` (monotonic); False if the valve tripped first."""
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.abort.wait(), remaining)
+        return not self.abort.is_set()
+
+    def phase(self, name: str, start: float, end: float, trial: int | None = None) -> None:
+        entry: dict[str, Any] = {"phase": name, "start": start, "end": end, "wall": time.time()}
+        if trial is not None:
+            entry["trial"] = trial
+        self.state.phases.append(entry)
+        self.log(f"{name}{'' if trial is None else f' (trial {trial})'}: {end - start:.0f}s")
+
+    async def inject(self, record: AppliedFault, journal: Journal, drivers: Drivers) -> None:
+        journal.injecting(record)
+        self.state.applied[record.id] = record
+        started = time.monotonic()
+        await drivers.get(record.driver).apply(record)
+        journal.applied(record)
+        self.state.events.append(
+            {"event": "inject", "id": record.id, "fault": record.fault,
+             "target": record.target.name, "at": started, "wall": time.time()}
+        )  # fmt: skip
+        self.log(f"injected {record.fault} on {record.target.kind} {record.target.name}")
+
+    async def revert(
+        self, records: list[AppliedFault], journal: Journal, drivers: Drivers
+    ) -> list[str]:
+        records = [r for r in records if r.id in self.state.applied]
+        if not records:
+            return []
+        outcomes = await revert_all(records, drivers, journal)
+        failures = []
+        for outcome in outcomes:
+            record = outcome.record
+            self.state.events.append(
+                {"event": "revert", "id": record.id, "ok": outcome.ok, "error": outcome.error,
+                 "at": time.monotonic(), "wall": time.time()}
+            )  # fmt: skip
+            if outcome.ok:
+                del self.state.applied[record.id]
+                self.log(f"reverted {record.fault} on {record.target.kind} {record.target.name}")
+            else:
+                failures.append(f"{record.fault} on {record.target.name}: {outcome.error}")
+        return failures
+
+    async def trial(
+        self, number: int, planned: list[_Planned], journal: Journal, drivers: Drivers
+    ) -> Window | None:
+        phases = self.exp.phases
+        start = time.monotonic()
+        end = start + phases.fault.nanoseconds / 1e9
+        recovery_end = end + phases.recovery.nanoseconds / 1e9
+        self.phase("fault", start, end, number)
+        timeline = sorted(
+            [(p.start, "inject", p) for p in planned] + [(p.end, "revert", p) for p in planned],
+            key=lambda item: (item[0], item[1] == "inject"),
+        )
+        current = {t.name: t for t in self.live.targets()} if self.live else {}
+        live: dict[int, list[AppliedFault]] = {}
+        for offset, action, item in timeline:
+            if not await self.wait_until(start + offset):
+                return None
+            if action == "inject":
+                live[item.index] = [
+                    drivers.get(r.driver).plan(item.fault, current.get(r.target.name, r.target))
+                    for r in item.records
+                ]
+                for record in live[item.index]:
+                    await self.inject(record, journal, drivers)
+            else:
+                failures = await self.revert(live[item.index], journal, drivers)
+                if failures:
+                    raise DriverError("could not revert: " + "; ".join(failures))
+        if not await self.wait_until(end):
+            return None
+        self.phase("recovery", end, recovery_end, number)
+        if not await self.wait_until(recovery_end):
+            return None
+        return Window(start, end, recovery_end)
+
+    async def watch(self) -> None:
+        assert self.valve is not None
+        while not self.abort.is_set():
+            trip = self.valve.check()
+            if trip is not None:
+                self.log(f"safety valve tripped: {trip.detail}")
+                self.abort.set()
+                return
+            await asyncio.sleep(_TICK)
+
+    def read(self, metric_name: str, group: str) -> float | None:
+        metric = next(m for m in self.exp.steady_state if m.name == metric_name)
+        return current_value(metric, self.samples, time.monotonic(), group)
+
+
+async def run_experiment(
+    experiment: Experiment,
+    *,
+    policy: Policy,
+    reports: Path = Path("reports"),
+    log: Callable[[str], None] = print,
+    run_id: str | None = None,
+) -> RunOutcome:
+    """Run ``experiment`` and write ``result.json`` under ``reports/<run id>/``."""
+    violations = policy.check(experiment)
+    if violations:
+        raise PreflightError(
+            "the site policy refuses this experiment: " + "; ".join(map(str, violations))
+        )
+    stale = find_stale(reports)
+    if stale:
+        names = ", ".join(str(s.path) for s in stale)
+        raise PreflightError(
+            f"an earlier run left faults applied ({names}): run `chaoskit rollback` first"
+        )
+    if experiment.load is None:
+        raise PreflightError("`chaoskit run` needs a load section to measure the steady state")
+    run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment.name}-{secrets.token_hex(2)}"
+    run_dir = reports / run_id
+    run_dir.mkdir(parents=True)
+    state = _Run(experiment, policy, run_dir, run_id, log)
+    journal = Journal.create(run_dir / "journal.jsonl", run_id)
+    dog = watchdog.start(journal.path)
+    renewing = asyncio.create_task(dog.keep_renewing())
+    loop = asyncio.get_running_loop()
+    kill_file = run_dir / "HALT"
+    if experiment.safety.kill_switch.file:
+        kill_file = Path(
+            render(experiment.safety.kill_switch.file, {}, {"id": run_id, "dir": str(run_dir)})
+        )
+    state.valve = Valve(experiment.safety, state.read, kill_file=kill_file)
+    signals = (signal.SIGINT, signal.SIGTERM) if experiment.safety.kill_switch.signals else ()
+
+    def stop_on(sig: signal.Signals) -> None:
+        if state.valve is not None:
+            state.valve.pull("signal", sig.name)
+        state.abort.set()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, stop_on, sig)
+    trials: list[Window] = []
+    baseline = (0.0, 0.0)
+    error: str | None = None
+    verdict: dict[str, Any] | None = None
+    concurrent = False
+    load_task: asyncio.Task[Any] | None = None
+    generator: LoadGenerator | None = None
+    drivers: Drivers | None = None
+    live_ports: dict[str, int] = {}
+    try:
+        async with bring_up(experiment.system or _empty_system(), run_id, run_dir) as live:
+            live_ports = dict(live.ports)
+            state.live = live
+            drivers = Drivers(live.toxiproxy_url or default_url())
+            planned = state.plan(live, drivers)
+            load = experiment.load.model_copy(
+                update={
+                    "url": render(
+                        experiment.load.url, live.ports, {"id": run_id, "dir": str(run_dir)}
+                    )
+                }
+            )
+            hit = {t.name for d in state.draws.values() for t in d.experiment}
+            control = {t.name for d in state.draws.values() for t in d.control}
+            concurrent = bool(
+                load.group_header
+                and control
+                and experiment.blast_radius.control == "concurrent"
+                and experiment.hypothesis.comparison != "before_after"
+            )
+            generator = LoadGenerator(
+                load, group_of=_group_of(hit) if load.group_header else None, samples=state.samples
+            )
+            load_task = asyncio.create_task(generator.run())
+            watcher = asyncio.create_task(state.watch())
+            phases = experiment.phases
+            now = time.monotonic()
+            warm_end = now + phases.warmup.nanoseconds / 1e9
+            state.phase("warmup", now, warm_end)
+            if await state.wait_until(warm_end):
+                base_end = warm_end + phases.baseline.nanoseconds / 1e9
+                state.phase("baseline", warm_end, base_end)
+                baseline = (warm_end, base_end)
+                if await state.wait_until(base_end):
+                    for number in range(1, experiment.hypothesis.trials + 1):
+                        window = await state.trial(number, planned, journal, drivers)
+                        if window is None:
+                            break
+                        trials.append(window)
+            watcher.cancel()
+            failures = await state.revert(list(state.state.applied.values()), journal, drivers)
+            if failures:
+                error = "could not revert: " + "; ".join(failures)
+            generator.stop()
+            await load_task
+            if state.valve.tripped is None and len(trials) == experiment.hypothesis.trials:
+                verdict = judge_run(
+                    experiment, state.samples, baseline, trials, concurrent=concurrent
+                )
+    except (PreflightError, BringUpError):
+        raise
+    except DriverError as exc:
+        error = str(exc)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        if state.state.applied and drivers is not None:
+            await state.revert(list(state.state.applied.values()), journal, drivers)
+        if generator is not None:
+            generator.stop()
+        if load_task is not None and not load_task.done():
+            load_task.cancel()
+            with contextlib.suppress(BaseException):
+                await load_task
+        if drivers is not None:
+            await drivers.aclose()
+        renewing.cancel()
+        if state.state.applied:
+            journal.release()
+        else:
+            journal.close()
+        await loop.run_in_executor(None, dog.finish)
+    trip: Trip | None = state.valve.tripped if state.valve else None
+    if trip is not None:
+        outcome, code = "ABORTED", ExitCode.ABORTED
+    elif error is not None or verdict is None:
+        outcome, code = "ERROR", ExitCode.INTERNAL
+    else:
+        outcome = verdict["verdict"]
+        code = {"HELD": ExitCode.HELD, "DEVIATED": ExitCode.DEVIATED}.get(
+            outcome, ExitCode.INCONCLUSIVE
+        )
+    result = {
+        "schema": RESULT_SCHEMA,
+        "run": run_id,
+        "experiment": experiment.model_dump(mode="json", by_alias=True),
+        "outcome": outcome,
+        "exit_code": int(code),
+        "ports": live_ports,
+        "draws": {key: d.to_json() for key, d in state.draws.items()},
+        "phases": state.state.phases,
+        "faults": state.state.events,
+        "safety": None
+        if trip is None
+        else {
+            "reason": trip.reason,
+            "detail": trip.detail,
+            "at": trip.at,
+            "metric": trip.metric,
+            "value": trip.value,
+        },
+        "error": error,
+        "verdict": verdict,
+        "samples": state.samples.to_json(),
+        "host": os.uname().nodename,
+    }
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False))
+    return RunOutcome(outcome, code, run_dir, result)
+
+
+def _empty_system() -> Any:
+    from ..model import System  # noqa: PLC0415
+
+    return System()

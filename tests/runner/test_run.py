@@ -1,0 +1,202 @@
+"""``chaoskit run`` end to end on real systems: a network fault judged, a run the safety valve
+aborts, a refusal before anything is touched, and a runner SIGKILLed mid-fault whose watchdog
+takes the fault back within 2 s."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from waiting import answers, wait_until
+
+from chaoskit.stack.launcher import free_ports
+
+pytestmark = pytest.mark.slow
+CHAOSKIT = [sys.executable, "-m", "chaoskit"]
+
+
+def chaoskit_run(experiment: Path, reports: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def result_of(reports: Path) -> dict[str, object]:
+    [path] = reports.glob("*/result.json")
+    loaded: dict[str, object] = json.loads(path.read_text())
+    return loaded
+
+
+STACK_RUN = """
+version: 1
+name: {name}
+system: {{stack: {{replicas: 2}}}}
+targets: {{backends: {{kind: proxy, select: "backend-*"}}}}
+load: {{url: "http://127.0.0.1:${{ports.frontend}}/items", rate: 50/s, timeout: 2s,
+        group_header: X-Backend}}
+steady_state:
+  - {{name: p50, of: latency, quantile: 0.5}}
+  - {{name: errors, of: error_rate, max: 5%}}
+faults:
+  - {{type: latency, target: backends, latency: {latency}}}
+blast_radius: {{count: {count}, seed: 3, control: {control}}}
+phases: {{warmup: 1s, baseline: 4s, fault: 4s, recovery: 3s}}
+safety:
+  abort_when:
+    - {{metric: errors, above: 50%, for: 1s}}
+    {extra}
+  max_duration: 2m
+"""
+
+
+def test_a_network_fault_is_judged_and_taken_back(tmp_path: Path) -> None:
+    experiment = tmp_path / "latency.yaml"
+    experiment.write_text(
+        STACK_RUN.format(
+            name="e2e-latency", latency="200ms", count=1, control="concurrent", extra=""
+        )
+    )
+    done = chaoskit_run(experiment, tmp_path / "reports")
+    assert done.returncode in (0, 1, 4), done.stderr
+    result = result_of(tmp_path / "reports")
+    assert result["schema"] == "chaoskit.result/1"
+    verdict = result["verdict"]
+    assert isinstance(verdict, dict) and verdict["comparison"] == "concurrent"
+    p50 = next(m for m in verdict["metrics"] if m["metric"] == "p50")
+    assert p50["verdict"] == "deviated"  # requests through the slowed backend are ~200 ms slower
+    events = result["faults"]
+    assert isinstance(events, list)
+    assert [e["event"] for e in events] == ["inject", "revert"] and events[1]["ok"]
+    [draw] = result["draws"].values()  # type: ignore[union-attr]
+    assert len(draw["experiment"]) == 1 and len(draw["control"]) == 1
+    journal = (tmp_path / "reports").glob("*/journal.jsonl")
+    assert json.loads(next(journal).read_text().splitlines()[-1])["event"] == "close"
+
+
+def test_the_valve_aborts_and_everything_is_reverted(tmp_path: Path) -> None:
+    experiment = tmp_path / "abort.yaml"
+    experiment.write_text(
+        STACK_RUN.format(
+            name="e2e-abort",
+            latency="400ms",
+            count=1,
+            control="concurrent",
+            extra="- {metric: p50, above: 150ms, for: 0s}",
+        )
+    )
+    done = chaoskit_run(experiment, tmp_path / "reports")
+    assert done.returncode == 3, done.stderr
+    assert "aborted: p50 (experiment) was" in done.stdout
+    result = result_of(tmp_path / "reports")
+    safety = result["safety"]
+    assert isinstance(safety, dict) and safety["reason"] == "abort_when"
+    events = result["faults"]
+    assert isinstance(events, list)
+    reverts = [e for e in events if e["event"] == "revert"]
+    assert len(reverts) == 1 and all(e["ok"] for e in reverts)
+    assert all(e["at"] - safety["at"] < 0.5 for e in reverts)  # reverted within 500 ms
+
+
+def test_a_run_that_breaks_policy_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    experiment = tmp_path / "greedy.yaml"
+    experiment.write_text(
+        STACK_RUN.format(
+            name="e2e-greedy", latency="1s", count=2, control="none", extra=""
+        ).replace("max_duration: 2m", "max_duration: 2h")
+    )
+    done = chaoskit_run(experiment, tmp_path / "reports")
+    assert done.returncode == 2
+    assert "refused, nothing was touched" in done.stderr or "policy" in done.stderr
+    assert not list((tmp_path / "reports").glob("*/journal.jsonl"))
+
+
+@pytest.fixture
+def proxied_web(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A separately started ``chaoskit proxy`` with a proxy 'web' in front of a web server."""
+    [web_port] = free_ports(1)
+    web = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(web_port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    proxy = subprocess.Popen(
+        [*CHAOSKIT, "proxy", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proxy.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+", proxy.stdout.readline())
+        assert found is not None
+        api = found.group(0)
+        created = httpx.post(
+            f"{api}/proxies",
+            json={"name": "web", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{web_port}"},
+            trust_env=False,
+        ).json()
+        wait_until(lambda: answers(f"http://127.0.0.1:{web_port}/"), 10, "the web server")
+        yield api, int(created["listen"].rsplit(":", 1)[1])
+    finally:
+        for process in (web, proxy):
+            process.send_signal(signal.SIGTERM)
+            process.wait(10)
+        if proxy.stdout is not None:
+            proxy.stdout.close()
+
+
+def test_a_sigkilled_runner_leaves_no_toxic_behind(
+    tmp_path: Path, proxied_web: tuple[str, int]
+) -> None:
+    api, port = proxied_web
+    experiment = tmp_path / "killed.yaml"
+    experiment.write_text(
+        f"""
+version: 1
+name: e2e-killed
+system: {{toxiproxy: "{api}"}}
+targets: {{web: {{kind: proxy, select: web}}}}
+load: {{url: "http://127.0.0.1:{port}/", rate: 20/s}}
+steady_state: [{{name: p50, of: latency}}, {{name: errors, of: error_rate}}]
+faults: [{{type: latency, target: web, latency: 100ms}}]
+blast_radius: {{count: 1}}
+phases: {{warmup: 0s, baseline: 2s, fault: 60s, recovery: 1s}}
+safety: {{abort_when: [{{metric: errors, above: 50%, for: 5s}}], max_duration: 5m}}
+"""
+    )
+    runner = subprocess.Popen(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(tmp_path / "reports")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    toxics = f"{api}/proxies/web/toxics"
+
+    def injected() -> bool:
+        if runner.poll() is not None:
+            raise AssertionError(f"the run ended early: {runner.communicate()[1]}")
+        return bool(httpx.get(toxics, trust_env=False).json())
+
+    try:
+        wait_until(injected, 30, "the fault")
+    finally:
+        runner.kill()
+        runner.wait()
+        assert runner.stderr is not None
+        runner.stderr.close()
+    killed = time.monotonic()
+    wait_until(lambda: httpx.get(toxics, trust_env=False).json() == [], 2, "the watchdog's revert")
+    assert time.monotonic() - killed < 2
