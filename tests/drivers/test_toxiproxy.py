@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 import pytest
+from echo import Echo
 from pydantic import TypeAdapter
 
 from chaoskit.drivers.base import AppliedFault, DriverError, Target
@@ -99,34 +100,6 @@ def make_proxy(url: str, upstream: str) -> Proxied:
     created = httpx.post(f"{url}/proxies", json=body, timeout=5, trust_env=False)
     assert created.status_code == 201, created.text
     return Proxied(url, name, int(created.json()["listen"].rsplit(":", 1)[1]))
-
-
-class Echo:
-    """A threaded TCP echo server that also reports every chunk it receives."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.received: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(sock,), daemon=True).start()
-
-    def _echo(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with sock:
-            try:
-                while data := sock.recv(65536):
-                    self.received.put(data)
-                    sock.sendall(data)
-            except OSError:
-                return
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from echo import Echo
 
 from chaoskit.proxy import ProxyServer, run_in_thread
 
@@ -83,33 +84,6 @@ def upstream() -> Iterator[Upstream]:
     running = Upstream()
     yield running
     running.close()
-
-
-class Echo:
-    """A threaded echo server: every byte received is sent back."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(sock,), daemon=True).start()
-
-    @staticmethod
-    def _echo(sock: socket.socket) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with sock:
-            try:
-                while data := sock.recv(65536):
-                    sock.sendall(data)
-            except OSError:
-                return
 
 
 @pytest.fixture
