@@ -354,7 +354,7 @@ def rollback(
     for path in paths:
         try:
             state = read_journal(path)
-            if state.owner_alive and state.pending:
+            if state.owner_alive and (state.pending or state.running):
                 typer.echo(
                     f"{path}: run {state.run} is still going (pid {state.pid}); "
                     "it reverts its own faults — stop it first (Ctrl-C) if it must end now",
@@ -362,19 +362,26 @@ def rollback(
                 )
                 failed += 1
                 continue
-            state, outcomes = asyncio.run(replay(path))
+            done = asyncio.run(replay(path))
         except JournalError as exc:
             typer.echo(f"chaoskit rollback: {exc}", err=True)
             raise typer.Exit(ExitCode.INVALID) from None
-        if not outcomes:
-            typer.echo(f"{path}: run {state.run}: nothing left applied")
+        if not done.outcomes and not done.stopped:
+            typer.echo(f"{path}: run {done.state.run}: nothing left applied")
             continue
-        typer.echo(f"{path}: run {state.run}: reverting {len(outcomes)} fault(s)")
-        for outcome in outcomes:
+        typer.echo(
+            f"{path}: run {done.state.run}: reverting {len(done.outcomes)} fault(s), "
+            f"stopping {len(done.stopped)} part(s)"
+        )
+        for outcome in done.outcomes:
             record = outcome.record
             result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
             typer.echo(f"  {record.fault} on {record.target.kind} {record.target.name}: {result}")
-            failed += not outcome.ok
+        for stopped in done.stopped:
+            part = stopped.part
+            result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
+            typer.echo(f"  {part['kind']} {part.get('name') or part.get('id')}: {result}")
+        failed += not done.ok
     if failed:
         raise typer.Exit(1)
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -102,11 +102,17 @@ class Samples:
                 )
         return mask
 
-    def latencies(self, *, answered_only: bool = True) -> NDArray[np.float64]:
-        """Latency in seconds per request in due order; by default only those with an answer."""
-        if answered_only:
+    def latencies(self, of: Literal["ok", "answered", "sent"] = "answered") -> NDArray[np.float64]:
+        """Latency in seconds per request, in due order, of the requests answered below 400
+        (``ok``), answered at all (``answered``, the default), or sent (``sent``: timeouts and
+        broken connections too, with the time it took to give up)."""
+        if of == "ok":
+            return self.latency[self.ok]
+        if of == "answered":
             return self.latency[self.status > 0]
-        return self.latency[~np.isnan(self.latency)]
+        if of == "sent":
+            return self.latency[~np.isnan(self.latency)]
+        raise ValueError(f"of must be 'ok', 'answered' or 'sent', got {of!r}")
 
     def count(self, error: ErrorClass) -> int:
         """How many requests ended with ``error``."""

@@ -88,6 +88,15 @@ class Journal:
             event["error"] = error
         self._write(event)
 
+    def started(self, part: dict[str, Any]) -> None:
+        """Record a part of the system the run started (a process group or a container), so
+        that whoever rolls the run back after a crash can stop it too."""
+        self._write({"event": "started", "part": part})
+
+    def stopped(self, key: str) -> None:
+        """Record that a started part was stopped."""
+        self._write({"event": "stopped", "key": key})
+
     def close(self) -> None:
         """Mark the run finished (only meaningful when nothing is left applied) and close."""
         if self._fd >= 0:
@@ -115,6 +124,8 @@ class JournalState:
     closed: bool = False
     failures: dict[str, str] = field(default_factory=dict)
     """The last revert error of each pending fault that has one."""
+    running: list[dict[str, Any]] = field(default_factory=list)
+    """Parts of the system the run started and did not record as stopped."""
 
     @property
     def owner_alive(self) -> bool:
@@ -151,6 +162,7 @@ def read_journal(path: Path) -> JournalState:
     head = events[0]
     state = JournalState(path, str(head["run"]), int(head["pid"]), head.get("pid_start"))
     pending: dict[str, AppliedFault] = {}
+    running: dict[str, dict[str, Any]] = {}
     for event in events[1:]:
         kind = event["event"]
         if kind == "inject":
@@ -162,20 +174,25 @@ def read_journal(path: Path) -> JournalState:
                 state.failures.pop(event["id"], None)
             else:
                 state.failures[event["id"]] = str(event.get("error", "failed"))
+        elif kind == "started":
+            running[str(event["part"]["key"])] = event["part"]
+        elif kind == "stopped":
+            running.pop(str(event["key"]), None)
         elif kind == "close":
             state.closed = True
     state.pending = list(pending.values())
+    state.running = list(running.values())
     return state
 
 
 def find_stale(reports: Path) -> list[JournalState]:
-    """Journals under ``reports`` whose writer died with faults still applied."""
+    """Journals under ``reports`` whose writer died with faults applied or parts running."""
     stale = []
     for path in sorted(reports.glob("*/journal.jsonl")):
         try:
             state = read_journal(path)
         except JournalError:
             continue
-        if state.pending and not state.owner_alive:
+        if (state.pending or state.running) and not state.owner_alive:
             stale.append(state)
     return stale

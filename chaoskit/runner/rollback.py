@@ -12,8 +12,9 @@ from typing import Any
 
 from ..drivers.base import AppliedFault, DriverError, FaultDriver
 from .journal import Journal, JournalState, read_journal
+from .system import stop_part
 
-__all__ = ["Drivers", "Outcome", "revert_all", "rollback"]
+__all__ = ["Drivers", "Outcome", "Rollback", "Stopped", "revert_all", "rollback"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,28 @@ class Outcome:
     def ok(self) -> bool:
         """True when the fault is no longer applied."""
         return self.error is None
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A part of the system a crashed run left running, and whether it could be stopped."""
+
+    part: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What a rollback found and did."""
+
+    state: JournalState
+    outcomes: list[Outcome]
+    stopped: list[Stopped]
+
+    @property
+    def ok(self) -> bool:
+        """Every fault reverted and every part stopped."""
+        return all(o.ok for o in self.outcomes) and all(s.error is None for s in self.stopped)
 
 
 class Drivers:
@@ -108,19 +131,24 @@ def _appending(path: Path) -> Iterator[Journal]:
         journal.release()
 
 
-async def rollback(
-    path: Path, drivers: Drivers | None = None
-) -> tuple[JournalState, list[Outcome]]:
-    """Revert every fault the journal at ``path`` says may still be applied; record each."""
+async def rollback(path: Path, drivers: Drivers | None = None) -> Rollback:
+    """Revert every fault the journal at ``path`` says may still be applied, then stop what
+    the run started and left running; record each in the journal."""
     state = read_journal(path)
-    if not state.pending:
-        return state, []
+    if not state.pending and not state.running:
+        return Rollback(state, [], [])
     owned = drivers is None
     drivers = drivers or Drivers()
+    stopped: list[Stopped] = []
     try:
         with _appending(path) as journal:
-            outcomes = await revert_all(state.pending, drivers, journal)
+            outcomes = await revert_all(state.pending, drivers, journal) if state.pending else []
+            for part in reversed(state.running):
+                error = await asyncio.to_thread(stop_part, part)
+                if error is None:
+                    journal.stopped(str(part["key"]))
+                stopped.append(Stopped(part, error))
     finally:
         if owned:
             await drivers.aclose()
-    return state, outcomes
+    return Rollback(state, outcomes, stopped)

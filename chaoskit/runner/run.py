@@ -209,14 +209,16 @@ class _Run:
             [(p.start, "inject", p) for p in planned] + [(p.end, "revert", p) for p in planned],
             key=lambda item: (item[0], item[1] == "inject"),
         )
-        current = {t.name: t for t in self.live.targets()} if self.live else {}
+        current = {(t.kind, t.name): t for t in self.live.targets()} if self.live else {}
         live: dict[int, list[AppliedFault]] = {}
         for offset, action, item in timeline:
             if not await self.wait_until(start + offset):
                 return None
             if action == "inject":
                 live[item.index] = [
-                    drivers.get(r.driver).plan(item.fault, current.get(r.target.name, r.target))
+                    drivers.get(r.driver).plan(
+                        item.fault, current.get((r.target.kind, r.target.name), r.target)
+                    )
                     for r in item.records
                 ]
                 for record in live[item.index]:
@@ -302,7 +304,13 @@ async def run_experiment(
     drivers: Drivers | None = None
     live_ports: dict[str, int] = {}
     try:
-        async with bring_up(experiment.system or _empty_system(), run_id, run_dir) as live:
+        async with bring_up(
+            experiment.system or _empty_system(),
+            run_id,
+            run_dir,
+            on_start=journal.started,
+            on_stop=journal.stopped,
+        ) as live:
             live_ports = dict(live.ports)
             state.live = live
             drivers = Drivers(live.toxiproxy_url or default_url())

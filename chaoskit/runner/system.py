@@ -24,12 +24,12 @@ import httpx
 from ..drivers import sandbox
 from ..drivers.base import Target
 from ..drivers.clock import container_faketime, process_faketime
-from ..drivers.process import process_target
+from ..drivers.process import process_target, start_ticks
 from ..model import System
 from ..model.system import ContainerSpec, ProcessSpec, ReadyCheck, StackSpec
 from ..model.variables import render
 
-__all__ = ["BringUpError", "RunningSystem", "bring_up", "free_ports"]
+__all__ = ["BringUpError", "RunningSystem", "bring_up", "free_ports", "stop_part"]
 
 _STACK_LABEL = "chaoskit.stack"
 _GRACE = 5.0
@@ -101,13 +101,34 @@ async def _ready(
 class _Bringer:
     """Starts the parts in order and remembers how to stop each one."""
 
-    def __init__(self, system: System, run_id: str, run_dir: Path) -> None:
+    def __init__(
+        self,
+        system: System,
+        run_id: str,
+        run_dir: Path,
+        on_start: Callable[[dict[str, Any]], None] | None = None,
+        on_stop: Callable[[str], None] | None = None,
+    ) -> None:
+        self.on_start = on_start
+        self.on_stop = on_stop
         self.system = system
         self.run = {"id": run_id, "dir": str(run_dir)}
         self.run_id = run_id
         self.run_dir = run_dir
         self.up = RunningSystem()
         self.stops: list[Callable[[], None]] = []
+
+    def track(self, part: dict[str, Any], stop: Callable[[], None]) -> None:
+        """Remember how to stop ``part``, and tell the journal (via ``on_start``) it runs."""
+        if self.on_start is not None:
+            self.on_start(part)
+
+        def stop_and_record() -> None:
+            stop()
+            if self.on_stop is not None:
+                self.on_stop(part["key"])
+
+        self.stops.append(stop_and_record)
 
     def render(self, text: str) -> str:
         return render(text, self.up.ports, self.run)
@@ -136,7 +157,7 @@ class _Bringer:
             process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True
             )
-        self.stops.append(lambda: _terminate(process, 30.0))
+        self.track(_process_part("stack", process.pid), lambda: _terminate(process, 30.0))
         deadline = time.monotonic() + (120.0 if spec.mode == "container" else 30.0)
         while not ports_file.exists():
             if process.poll() is not None:
@@ -244,7 +265,7 @@ class _Bringer:
             raise BringUpError(
                 f"process {spec.name}: cannot start {argv[0]}: {error.strerror}"
             ) from None
-        self.stops.append(lambda: _terminate(process, _GRACE))
+        self.track(_process_part(spec.name, process.pid), lambda: _terminate(process, _GRACE))
 
         def alive() -> str | None:
             code = process.poll()
@@ -331,13 +352,15 @@ class _Bringer:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
 
-        self.stops.append(remove)
+        self.track({"key": f"container:{container.id}", "kind": "container", "name": spec.name,
+                    "id": container.id}, remove)  # fmt: skip
         for network_name in spec.networks:
             try:
                 network = client.networks.get(network_name)
             except docker.errors.NotFound:
                 network = client.networks.create(network_name, labels={"chaoskit.run": self.run_id})
-                self.stops.append(_network_remover(network))
+                part = {"key": f"network:{network.id}", "kind": "network", "id": network.id}
+                self.track(part, _network_remover(network))
             network.connect(container, aliases=list(spec.aliases) or None)
         container.start()
 
@@ -381,6 +404,48 @@ def _network_remover(network: Any) -> Callable[[], None]:
     return remove
 
 
+def _process_part(name: str, pid: int) -> dict[str, Any]:
+    return {"key": f"process:{pid}", "kind": "process", "name": name, "pid": pid,
+            "start": start_ticks(pid)}  # fmt: skip
+
+
+def stop_part(part: dict[str, Any]) -> str | None:
+    """Stop a part a crashed run left running (from its journal entry); None, or why not."""
+    kind = part["kind"]
+    if kind == "process":
+        pid = int(part["pid"])
+        if start_ticks(pid) != part.get("start"):
+            return None  # gone already (or the pid now belongs to someone else)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + _GRACE
+        while start_ticks(pid) == part.get("start") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            if start_ticks(pid) == part.get("start"):
+                os.killpg(pid, signal.SIGKILL)
+        return None
+    import docker  # noqa: PLC0415 - only for containers and networks
+    import docker.errors  # noqa: PLC0415
+
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as error:
+        return f"no Docker engine to remove {kind} {part.get('name') or part['id']}: {error}"
+    try:
+        if kind == "container":
+            client.containers.get(part["id"]).remove(force=True)
+        else:
+            client.networks.get(part["id"]).remove()
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as error:
+        return str(error.explanation or error)
+    finally:
+        client.close()
+    return None
+
+
 def _terminate(process: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM the process's group, then SIGKILL it if it has not gone within ``grace``."""
     if process.poll() is not None:
@@ -396,9 +461,19 @@ def _terminate(process: subprocess.Popen[bytes], grace: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bring_up(system: System, run_id: str, run_dir: Path) -> AsyncIterator[RunningSystem]:
-    """Start the stack, then free ports, processes and containers; stop them all on exit."""
-    bringer = _Bringer(system, run_id, run_dir)
+async def bring_up(
+    system: System,
+    run_id: str,
+    run_dir: Path,
+    *,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+    on_stop: Callable[[str], None] | None = None,
+) -> AsyncIterator[RunningSystem]:
+    """Start the stack, then free ports, processes and containers; stop them all on exit.
+
+    ``on_start``/``on_stop`` hear of each part started and stopped (the runner journals them).
+    """
+    bringer = _Bringer(system, run_id, run_dir, on_start, on_stop)
     try:
         if system.stack is not None:
             await bringer.stack(system.stack)

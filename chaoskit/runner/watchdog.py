@@ -112,18 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     if how == "hung":
         _kill_runner(args.runner_pid, args.runner_start)
     state = read_journal(args.journal)
-    if not state.pending:
+    if not state.pending and not state.running:
         print(f"{stamp} runner {how}; nothing left applied", flush=True)
         return 0
-    print(f"{stamp} runner {how}; reverting {len(state.pending)} fault(s)", flush=True)
-    _, outcomes = asyncio.run(rollback(args.journal))
-    failed = 0
-    for outcome in outcomes:
+    print(
+        f"{stamp} runner {how}; reverting {len(state.pending)} fault(s), "
+        f"stopping {len(state.running)} part(s)",
+        flush=True,
+    )
+    done = asyncio.run(rollback(args.journal))
+    for outcome in done.outcomes:
         record = outcome.record
         result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
         print(f"  {record.fault} on {record.target.name}: {result}", flush=True)
-        failed += not outcome.ok
-    return 1 if failed else 0
+    for stopped in done.stopped:
+        part = stopped.part
+        result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
+        print(f"  {part['kind']} {part.get('name') or part.get('id')}: {result}", flush=True)
+    return 0 if done.ok else 1
 
 
 if __name__ == "__main__":

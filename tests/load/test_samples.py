@@ -64,7 +64,10 @@ def test_error_kinds_follow_the_metric_words() -> None:
     assert window.errors(["4xx", "timeout"]).tolist() == [False, False, True, True, False, True]
     assert window.ok.tolist() == [True, False, False, False, False, False]
     assert window.latencies().tolist() == pytest.approx([0.01, 0.02, 0.05])
-    assert window.latencies(answered_only=False).size == 5
+    assert window.latencies("ok").tolist() == pytest.approx([0.01])
+    assert window.latencies("sent").size == 5  # all but the one never sent
+    with pytest.raises(ValueError, match="of must be"):
+        window.latencies("fast")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown error kind 'teapot'"):
         window.errors(["teapot"])
 

@@ -92,11 +92,12 @@ def test_rollback_reverts_once_and_records_it(
     pause_into(journal, victim.pid)
     journal.release()
     assert state_of(victim.pid) == "T"
-    _, outcomes = asyncio.run(rollback(path))
+    outcomes = asyncio.run(rollback(path)).outcomes
     assert [o.ok for o in outcomes] == [True]
     assert state_of(victim.pid) != "T"
     assert read_journal(path).pending == []
-    assert asyncio.run(rollback(path))[1] == []  # nothing left: a second rollback does nothing
+    again = asyncio.run(rollback(path))  # nothing left: a second rollback does nothing
+    assert again.outcomes == [] and again.stopped == []
 
 
 RUNNER = """
@@ -164,7 +165,8 @@ def test_watchdog_reverts_within_2s_when_the_runner_is_sigkilled(
     assert time.monotonic() - killed < 2
     wait_until(lambda: read_journal(tmp_path / "journal.jsonl").pending == [], 2, "the record")
     log = (tmp_path / "watchdog.log").read_text()
-    assert "runner gone; reverting 1 fault(s)" in log and "pause on victim: reverted" in log
+    assert "runner gone; reverting 1 fault(s), stopping 0 part(s)" in log
+    assert "pause on victim: reverted" in log
 
 
 def test_watchdog_kills_a_hung_runner_then_reverts(
@@ -207,7 +209,7 @@ def test_chaoskit_rollback_finds_stale_journals(
     command = [sys.executable, "-m", "chaoskit", "rollback", "--reports", str(reports)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert "run run-7: reverting 1 fault(s)" in done.stdout
+    assert "run run-7: reverting 1 fault(s), stopping 0 part(s)" in done.stdout
     assert "pause on process victim: reverted" in done.stdout
     assert state_of(victim.pid) != "T"
     again = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -200,3 +200,78 @@ safety: {{abort_when: [{{metric: errors, above: 50%, for: 5s}}], max_duration: 5
     killed = time.monotonic()
     wait_until(lambda: httpx.get(toxics, trust_env=False).json() == [], 2, "the watchdog's revert")
     assert time.monotonic() - killed < 2
+
+
+def test_a_sigkilled_runner_leaves_no_paused_process_and_no_system_behind(tmp_path: Path) -> None:
+    """Killed at a random moment of the fault phase: within 2 s the watchdog has resumed the
+    paused backend, then it stops the stack the runner started."""
+    import random
+
+    moment = random.Random(11).uniform(0.5, 3.0)
+    experiment = tmp_path / "paused.yaml"
+    experiment.write_text(
+        """
+version: 1
+name: e2e-paused
+system: {stack: {replicas: 2}}
+targets: {backends: {kind: process, select: "backend-*"}}
+load: {url: "http://127.0.0.1:${ports.frontend}/items", rate: 20/s}
+steady_state: [{name: p50, of: latency}, {name: errors, of: error_rate}]
+faults: [{type: pause, target: backends}]
+blast_radius: {count: 1, seed: 1}
+phases: {warmup: 0s, baseline: 2s, fault: 60s, recovery: 1s}
+safety: {abort_when: [{metric: errors, above: 50%, for: 10s}], max_duration: 5m}
+"""
+    )
+    reports = tmp_path / "reports"
+    runner = subprocess.Popen(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def paused_pid() -> int | None:
+        for path in reports.glob("*/journal.jsonl"):
+            for line in path.read_text().splitlines():
+                event = json.loads(line)
+                if event["event"] == "inject":
+                    return int(event["fault"]["target"]["ref"]["pid"])
+        return None
+
+    try:
+        wait_until(lambda: paused_pid() is not None, 30, "the pause")
+        pid = paused_pid()
+        assert pid is not None
+        wait_until(lambda: _state(pid) == "T", 5, "the backend to be stopped")
+        time.sleep(moment)  # the random moment under test, not a synchronisation
+    finally:
+        runner.kill()
+        runner.wait()
+    killed = time.monotonic()
+    wait_until(lambda: _state(pid) != "T", 2, "the watchdog to resume the backend")
+    assert time.monotonic() - killed < 2
+    [journal] = reports.glob("*/journal.jsonl")
+    ports = json.loads((journal.parent / "stack-ports.json").read_text())["ports"]
+
+    def stack_gone() -> bool:
+        import socket
+
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", ports["frontend"])) != 0
+
+    wait_until(stack_gone, 15, "the watchdog to stop the stack")
+
+    def events() -> list[str]:
+        return [json.loads(line)["event"] for line in journal.read_text().splitlines()]
+
+    wait_until(lambda: "stopped" in events(), 15, "the watchdog to record the stack stopped")
+    assert "revert" in events()
+
+
+def _state(pid: int) -> str:
+    """The process state letter (T: stopped; gone counts as X)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "X"
+    return stat[stat.rindex(")") + 2]
