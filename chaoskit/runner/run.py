@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import secrets
 import signal
@@ -20,8 +21,9 @@ from typing import Any
 from ..drivers.base import AppliedFault, DriverError, Target
 from ..drivers.toxiproxy import default_url
 from ..exitcodes import ExitCode
-from ..load import LoadGenerator, RequestSamples
+from ..load import LoadGenerator, ProbeSampler, ProbeSeries, RequestSamples
 from ..model import Experiment, Fault
+from ..model.metrics import ProbeMetric
 from ..model.variables import render
 from ..safety.policy import Policy
 from ..safety.valve import Trip, Valve
@@ -114,6 +116,7 @@ class _Run:
         self.abort = asyncio.Event()
         self.valve: Valve | None = None
         self.samples = RequestSamples()
+        self.probes: dict[str, ProbeSeries] = {}
         self.live: RunningSystem | None = None
 
     # -- targets and records, before anything is touched -------------------------------------
@@ -246,7 +249,27 @@ class _Run:
 
     def read(self, metric_name: str, group: str) -> float | None:
         metric = next(m for m in self.exp.steady_state if m.name == metric_name)
+        if isinstance(metric, ProbeMetric):
+            series = self.probes.get(metric_name)
+            if series is None or not len(series):
+                return None
+            latest = float(series.value[-1])
+            return None if math.isnan(latest) else latest  # NaN: the last reading failed
         return current_value(metric, self.samples, time.monotonic(), group)
+
+    def samplers(self, ports: dict[str, int]) -> list[ProbeSampler]:
+        """A sampler per probe metric, its templates filled in for this run."""
+        run = {"id": self.run_id, "dir": str(self.run_dir)}
+        found = []
+        for metric in self.exp.steady_state:
+            if isinstance(metric, ProbeMetric):
+                probe = type(metric.probe).model_validate(
+                    _rendered(metric.probe.model_dump(mode="json"), ports, run)
+                )
+                sampler = ProbeSampler(probe, metric.interval, name=metric.name)
+                self.probes[metric.name] = sampler.series
+                found.append(sampler)
+        return found
 
 
 async def run_experiment(
@@ -334,6 +357,8 @@ async def run_experiment(
                 load, group_of=_group_of(hit) if load.group_header else None, samples=state.samples
             )
             load_task = asyncio.create_task(generator.run())
+            samplers = state.samplers(live.ports)
+            probing = [asyncio.create_task(sampler.run()) for sampler in samplers]
             watcher = asyncio.create_task(state.watch())
             phases = experiment.phases
             now = time.monotonic()
@@ -355,6 +380,9 @@ async def run_experiment(
                 error = "could not revert: " + "; ".join(failures)
             generator.stop()
             await load_task
+            for sampler in samplers:
+                sampler.stop()
+            await asyncio.gather(*probing, return_exceptions=True)
             if state.valve.tripped is None and len(trials) == experiment.hypothesis.trials:
                 verdict = judge_run(
                     experiment, state.samples, baseline, trials, concurrent=concurrent
@@ -414,10 +442,22 @@ async def run_experiment(
         "error": error,
         "verdict": verdict,
         "samples": state.samples.to_json(),
+        "probes": {name: series.to_json() for name, series in state.probes.items()},
         "host": os.uname().nodename,
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False))
     return RunOutcome(outcome, code, run_dir, result)
+
+
+def _rendered(value: Any, ports: dict[str, int], run: dict[str, str]) -> Any:
+    """Every string in a plain JSON value with its run-time placeholders filled in."""
+    if isinstance(value, str):
+        return render(value, ports, run)
+    if isinstance(value, list):
+        return [_rendered(v, ports, run) for v in value]
+    if isinstance(value, dict):
+        return {k: _rendered(v, ports, run) for k, v in value.items()}
+    return value
 
 
 def _empty_system() -> Any:

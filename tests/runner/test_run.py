@@ -49,6 +49,8 @@ load: {{url: "http://127.0.0.1:${{ports.frontend}}/items", rate: 50/s, timeout: 
 steady_state:
   - {{name: p50, of: latency, quantile: 0.5}}
   - {{name: errors, of: error_rate, max: 5%}}
+  - {{name: live, of: probe, interval: 500ms,
+      probe: {{type: http, url: "http://127.0.0.1:${{ports.frontend}}/health/live"}}}}
 faults:
   - {{type: latency, target: backends, latency: {latency}}}
 blast_radius: {{count: {count}, seed: 3, control: {control}}}
@@ -83,6 +85,10 @@ def test_a_network_fault_is_judged_and_taken_back(tmp_path: Path) -> None:
     assert len(draw["experiment"]) == 1 and len(draw["control"]) == 1
     journal = (tmp_path / "reports").glob("*/journal.jsonl")
     assert json.loads(next(journal).read_text().splitlines()[-1])["event"] == "close"
+    probes = result["probes"]
+    assert isinstance(probes, dict) and len(probes["live"]["value"]) >= 15  # every 0.5 s
+    assert set(probes["live"]["value"]) == {1.0}  # the frontend stayed up
+    assert "live" in verdict["not_judged"]
 
 
 def test_the_valve_aborts_and_everything_is_reverted(tmp_path: Path) -> None:
