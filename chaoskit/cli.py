@@ -250,7 +250,6 @@ def run(
     valve (after every fault was reverted), 4 inconclusive, 70 error.
     """
     import asyncio
-    import time
 
     from .loader import LoadError, load_experiment
     from .runner.run import PreflightError, run_experiment
@@ -266,13 +265,15 @@ def run(
     except OSError as exc:
         typer.echo(f"chaoskit run: {exc}", err=True)
         raise typer.Exit(ExitCode.INVALID) from None
-    began = time.monotonic()
-
-    def log(line: str) -> None:
-        typer.echo(f"[{time.monotonic() - began:6.1f}s] {line}", err=True)
+    from .report.console import RunConsole
 
     try:
-        outcome = asyncio.run(run_experiment(experiment, policy=site, reports=reports, log=log))
+        with RunConsole() as console:
+            outcome = asyncio.run(
+                run_experiment(
+                    experiment, policy=site, reports=reports, log=console.log, follow=console.follow
+                )
+            )
     except PreflightError as exc:
         typer.echo(f"chaoskit run: refused, nothing was touched: {exc}", err=True)
         raise typer.Exit(ExitCode.INVALID) from None

@@ -117,6 +117,7 @@ class _Run:
         self.valve: Valve | None = None
         self.samples = RequestSamples()
         self.probes: dict[str, ProbeSeries] = {}
+        self.concurrent = False
         self.live: RunningSystem | None = None
 
     # -- targets and records, before anything is touched -------------------------------------
@@ -159,6 +160,27 @@ class _Run:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.abort.wait(), remaining)
         return not self.abort.is_set()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What is happening now, for a live view: phase, time left, metrics, faults, valve."""
+        now = time.monotonic()
+        current = self.state.phases[-1] if self.state.phases else None
+        metrics = {}
+        for metric in self.exp.steady_state:
+            groups = ("experiment", "control") if self.concurrent else ("all",)
+            metrics[metric.name] = {g: self.read(metric.name, g) for g in groups}
+        trip = self.valve.tripped if self.valve else None
+        return {
+            "run": self.run_id,
+            "phase": current["phase"] if current else "starting",
+            "trial": current.get("trial") if current else None,
+            "left": max(0.0, current["end"] - now) if current else None,
+            "metrics": metrics,
+            "faults": [
+                f"{r.fault} on {r.target.kind} {r.target.name}" for r in self.state.applied.values()
+            ],
+            "valve": "armed" if trip is None else f"tripped: {trip.detail}",
+        }
 
     def phase(self, name: str, start: float, end: float, trial: int | None = None) -> None:
         entry: dict[str, Any] = {"phase": name, "start": start, "end": end, "wall": time.time()}
@@ -278,9 +300,14 @@ async def run_experiment(
     policy: Policy,
     reports: Path = Path("reports"),
     log: Callable[[str], None] = print,
+    follow: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
     run_id: str | None = None,
 ) -> RunOutcome:
-    """Run ``experiment`` and write ``result.json`` under ``reports/<run id>/``."""
+    """Run ``experiment`` and write ``result.json`` under ``reports/<run id>/``.
+
+    ``log`` gets a line per event; ``follow``, if given, gets a function that describes the
+    run as it is now (for a live view).
+    """
     violations = policy.check(experiment)
     if violations:
         raise PreflightError(
@@ -298,6 +325,8 @@ async def run_experiment(
     run_dir = reports / run_id
     run_dir.mkdir(parents=True)
     state = _Run(experiment, policy, run_dir, run_id, log)
+    if follow is not None:
+        follow(state.snapshot)
     journal = Journal.create(run_dir / "journal.jsonl", run_id)
     dog = watchdog.start(journal.path)
     renewing = asyncio.create_task(dog.keep_renewing())
@@ -353,6 +382,7 @@ async def run_experiment(
                 and experiment.blast_radius.control == "concurrent"
                 and experiment.hypothesis.comparison != "before_after"
             )
+            state.concurrent = concurrent
             generator = LoadGenerator(
                 load, group_of=_group_of(hit) if load.group_header else None, samples=state.samples
             )
