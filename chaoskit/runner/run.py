@@ -192,12 +192,13 @@ class _Run:
     async def inject(self, record: AppliedFault, journal: Journal, drivers: Drivers) -> None:
         journal.injecting(record)
         self.state.applied[record.id] = record
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()  # together: the result maps one to the other
         await drivers.get(record.driver).apply(record)
         journal.applied(record)
         self.state.events.append(
             {"event": "inject", "id": record.id, "fault": record.fault,
-             "target": record.target.name, "at": started, "wall": time.time()}
+             "target": record.target.name, "at": started, "wall": wall,
+             "applied_after": time.monotonic() - started}
         )  # fmt: skip
         self.log(f"injected {record.fault} on {record.target.kind} {record.target.name}")
 
