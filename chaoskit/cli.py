@@ -266,6 +266,26 @@ def run(
         typer.echo(f"chaoskit run: {exc}", err=True)
         raise typer.Exit(ExitCode.INVALID) from None
     from .report.console import RunConsole
+    from .runner.journal import find_stale
+    from .runner.rollback import rollback as replay
+
+    stale = find_stale(reports)
+    if stale:
+        for state in stale:
+            typer.echo(
+                f"an earlier run left faults applied or parts running: {state.path} "
+                f"({len(state.pending)} fault(s), {len(state.running)} part(s))",
+                err=True,
+            )
+        if not (sys.stdin.isatty() and typer.confirm("Roll them back now?", err=True)):
+            typer.echo("chaoskit run: refused; run `chaoskit rollback` first", err=True)
+            raise typer.Exit(ExitCode.INVALID)
+        for state in stale:
+            done = asyncio.run(replay(state.path))
+            if not done.ok:
+                typer.echo(f"chaoskit run: {state.path} could not be rolled back fully", err=True)
+                raise typer.Exit(ExitCode.INTERNAL)
+            typer.echo(f"rolled back {state.path}", err=True)
 
     try:
         with RunConsole() as console:

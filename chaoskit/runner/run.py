@@ -27,6 +27,7 @@ from ..model.metrics import ProbeMetric
 from ..model.variables import render
 from ..safety.policy import Policy
 from ..safety.valve import Trip, Valve
+from ..stats import Verdict
 from . import watchdog
 from .journal import Journal, find_stale
 from .measure import current_value
@@ -443,12 +444,12 @@ async def run_experiment(
         await loop.run_in_executor(None, dog.finish)
     trip: Trip | None = state.valve.tripped if state.valve else None
     if trip is not None:
-        outcome, code = "ABORTED", ExitCode.ABORTED
+        outcome, code = "aborted", ExitCode.ABORTED
     elif error is not None or verdict is None:
-        outcome, code = "ERROR", ExitCode.INTERNAL
+        outcome, code = "error", ExitCode.INTERNAL
     else:
         outcome = verdict["verdict"]
-        code = {"HELD": ExitCode.HELD, "DEVIATED": ExitCode.DEVIATED}.get(
+        code = {Verdict.HELD.value: ExitCode.HELD, Verdict.DEVIATED.value: ExitCode.DEVIATED}.get(
             outcome, ExitCode.INCONCLUSIVE
         )
     result = {

@@ -71,8 +71,9 @@ def test_a_network_fault_is_judged_and_taken_back(tmp_path: Path) -> None:
         )
     )
     done = chaoskit_run(experiment, tmp_path / "reports")
-    assert done.returncode in (0, 1, 4), done.stderr
     result = result_of(tmp_path / "reports")
+    exit_codes = {"held": 0, "deviated": 1, "inconclusive": 4}
+    assert done.returncode == exit_codes[str(result["outcome"])], done.stderr
     assert result["schema"] == "chaoskit.result/1"
     verdict = result["verdict"]
     assert isinstance(verdict, dict) and verdict["comparison"] == "concurrent"
@@ -332,3 +333,45 @@ def test_a_target_that_matches_nothing_is_refused(tmp_path: Path) -> None:
     [journal] = (tmp_path / "reports").glob("*/journal.jsonl")
     events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
     assert "inject" not in events and events.count("started") == events.count("stopped")
+
+
+def test_a_stale_journal_stops_the_next_run_until_rolled_back(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    skew = tmp_path / "skew"
+    skew.write_text("+600.000000\n")  # a clock skew a crashed run left behind
+    writer = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from chaoskit.drivers.base import AppliedFault, Target\n"
+            "from chaoskit.runner.journal import Journal\n"
+            "journal = Journal.create(Path(sys.argv[1]), 'crashed')\n"
+            "ref = {'pid': 1, 'start': 0, 'faketime': sys.argv[2]}\n"
+            "target = Target('process', 'web', {}, ref)\n"
+            "journal.injecting(AppliedFault('clock', 'clock_skew', target,\n"
+            "    {'file': sys.argv[2], 'seconds': 600.0}, {'file': sys.argv[2]}))\n",
+            str(reports / "crashed" / "journal.jsonl"),
+            str(skew),
+        ],
+        check=False,
+    )
+    assert writer.returncode == 0
+    experiment = tmp_path / "next.yaml"
+    experiment.write_text(
+        STACK_RUN.format(name="e2e-next", latency="50ms", count=1, control="concurrent", extra="")
+    )
+    refused = chaoskit_run(experiment, reports)
+    assert refused.returncode == 2
+    assert "an earlier run left faults applied" in refused.stderr
+    assert "run `chaoskit rollback` first" in refused.stderr
+    assert skew.read_text() == "+600.000000\n"  # nothing touched
+    rolled = subprocess.run(
+        [*CHAOSKIT, "rollback", "--reports", str(reports)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rolled.returncode == 0, rolled.stderr
+    assert float(skew.read_text()) == 0.0
