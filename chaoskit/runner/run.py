@@ -369,6 +369,7 @@ async def run_experiment(
             state.live = live
             drivers = Drivers(live.toxiproxy_url or default_url())
             planned = state.plan(live, drivers)
+            await _reachable(planned, drivers)
             load = experiment.load.model_copy(
                 update={
                     "url": render(
@@ -479,6 +480,21 @@ async def run_experiment(
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False))
     return RunOutcome(outcome, code, run_dir, result)
+
+
+async def _reachable(planned: list[_Planned], drivers: Drivers) -> None:
+    """Every Toxiproxy API a planned fault needs answers now, before any fault is applied."""
+    from ..drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
+
+    urls = {r.params["url"] for p in planned for r in p.records if r.driver == "toxiproxy"}
+    for url in sorted(urls):
+        driver = drivers.get("toxiproxy")
+        assert isinstance(driver, ToxiproxyDriver)
+        try:
+            await driver.client(url).version()
+        except DriverError as error:
+            raise PreflightError(str(error)) from None
+    # The docker driver reaches the engine when it plans (it looks the container up).
 
 
 def _rendered(value: Any, ports: dict[str, int], run: dict[str, str]) -> Any:
