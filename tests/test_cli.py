@@ -51,11 +51,12 @@ def test_validate_the_examples_from_the_repository_root(root: Path) -> None:
 
 
 def test_invalid_file_prints_every_problem_and_exits_2(write: Write, root: Path) -> None:
-    good = (root / "experiments" / "quickstart.yaml").read_text()
+    good = (root / "experiments" / "backend-latency.yaml").read_text()
     bad = write(
         "bad.yaml",
         good.replace("latency: 300ms", "latency: 300").replace("rate: 100/s", "rate: fast"),
     )
+    assert bad.read_text() != good
     done = chaoskit("validate", str(bad), str(root / "experiments" / "quickstart.yaml"))
     assert done.returncode == ExitCode.INVALID
     assert (

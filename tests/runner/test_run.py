@@ -375,3 +375,115 @@ def test_a_stale_journal_stops_the_next_run_until_rolled_back(tmp_path: Path) ->
     )
     assert rolled.returncode == 0, rolled.stderr
     assert float(skew.read_text()) == 0.0
+
+
+def test_a_crash_over_two_trials_hits_the_restarted_process_and_measures_recovery(
+    tmp_path: Path,
+) -> None:
+    experiment = tmp_path / "crash.yaml"
+    experiment.write_text(
+        """
+version: 1
+name: e2e-crash
+system: {stack: {replicas: 2}}
+targets: {backends: {kind: process, select: "backend-*"}}
+load: {url: "http://127.0.0.1:${ports.frontend}/items", rate: 50/s}
+steady_state:
+  - {name: p50, of: latency}
+  - {name: errors, of: error_rate, max: 5%}
+faults: [{type: crash, target: backends, signal: SIGKILL, duration: 1s}]
+blast_radius: {count: 1, seed: 2}
+phases: {warmup: 1s, baseline: 4s, fault: 3s, recovery: 5s}
+hypothesis: {trials: 2, recover_within: 5s}
+safety: {abort_when: [{metric: errors, above: 50%, for: 3s}], max_duration: 5m}
+"""
+    )
+    done = chaoskit_run(experiment, tmp_path / "reports")
+    result = result_of(tmp_path / "reports")
+    assert result["outcome"] in ("held", "deviated", "inconclusive"), done.stderr
+    events = result["faults"]
+    assert isinstance(events, list)
+    injects = [e for e in events if e["event"] == "inject"]
+    assert len(injects) == 2 and injects[0]["target"] == injects[1]["target"]
+    [journal] = (tmp_path / "reports").glob("*/journal.jsonl")
+    pids = [
+        json.loads(line)["fault"]["target"]["ref"]["pid"]
+        for line in journal.read_text().splitlines()
+        if json.loads(line)["event"] == "inject"
+    ]
+    assert pids[0] != pids[1]  # trial 2 hit the process the supervisor restarted
+    verdict = result["verdict"]
+    assert isinstance(verdict, dict)
+    recovery = verdict["recovery"]["p50"]
+    assert len(recovery["durations"]) == 2
+
+
+def test_a_sigkilled_runner_leaves_no_pause_balloon_or_skew(tmp_path: Path) -> None:
+    """Three faults on one backend — pause, disk full, clock skew — and the runner SIGKILLed at
+    a random moment once they are in: within 2 s the backend runs, its tmpfs is empty and its
+    clock is true again."""
+    import random
+
+    from chaoskit.drivers.balloon import BALLOON, inside
+
+    moment = random.Random(23).uniform(0.2, 2.0)
+    experiment = tmp_path / "all.yaml"
+    experiment.write_text(
+        """
+version: 1
+name: e2e-three
+system: {stack: {replicas: 2, tmpfs: 8MiB, faketime: true}}
+targets: {backends: {kind: process, select: "backend-*"}}
+load: {url: "http://127.0.0.1:${ports.frontend}/items", rate: 20/s}
+steady_state: [{name: p50, of: latency}, {name: errors, of: error_rate}]
+faults:
+  - {type: disk_full, target: backends, leave: 0B}
+  - {type: clock_skew, target: backends, skew: +2h}
+  - {type: pause, target: backends}
+blast_radius: {count: 1, seed: 4}
+phases: {warmup: 0s, baseline: 2s, fault: 60s, recovery: 1s}
+safety: {abort_when: [{metric: errors, above: 50%, for: 10s}], max_duration: 5m}
+"""
+    )
+    reports = tmp_path / "reports"
+    runner = subprocess.Popen(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def applied() -> list[dict[str, object]]:
+        found = []
+        for path in reports.glob("*/journal.jsonl"):
+            lines = [json.loads(line) for line in path.read_text().splitlines()]
+            faults = {e["fault"]["id"]: e["fault"] for e in lines if e["event"] == "inject"}
+            found = [faults[e["id"]] for e in lines if e["event"] == "applied"]
+        return found
+
+    try:
+        wait_until(lambda: len(applied()) == 3, 40, "all three faults")
+        time.sleep(moment)  # the random moment under test, not a synchronisation
+    finally:
+        runner.kill()
+        runner.wait()
+    killed = time.monotonic()
+    faults = {str(f["fault"]): f for f in applied()}
+    pid = int(faults["pause"]["target"]["ref"]["pid"])  # type: ignore[index]
+    skew_file = Path(faults["clock_skew"]["params"]["file"])  # type: ignore[index]
+    tmpfs = str(faults["disk_full"]["params"]["path"])  # type: ignore[index]
+    [journal] = reports.glob("*/journal.jsonl")
+
+    def reverted() -> set[str]:
+        lines = [json.loads(line) for line in journal.read_text().splitlines()]
+        return {e["id"] for e in lines if e["event"] == "revert" and e["ok"]}
+
+    def observed() -> bool:
+        # Right after reverting, the watchdog stops the stack: a backend that is gone is not
+        # paused and its tmpfs went with it; one still here must run with an empty tmpfs.
+        alive = _state(pid) != "X"
+        if alive and (_state(pid) == "T" or (inside(pid, tmpfs) / BALLOON).exists()):
+            return False
+        return float(skew_file.read_text()) == 0.0
+
+    wait_until(lambda: len(reverted()) == 3 and observed(), 2, "the watchdog to revert all three")
+    assert time.monotonic() - killed < 2
