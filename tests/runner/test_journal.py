@@ -91,7 +91,7 @@ def test_rollback_reverts_once_and_records_it(
     journal = Journal.create(path, "r")
     pause_into(journal, victim.pid)
     journal.release()
-    assert state_of(victim.pid) == "T"
+    wait_until(lambda: state_of(victim.pid) == "T", 2, "SIGSTOP to take effect")
     outcomes = asyncio.run(rollback(path)).outcomes
     assert [o.ok for o in outcomes] == [True]
     assert state_of(victim.pid) != "T"
@@ -157,7 +157,7 @@ def test_watchdog_reverts_within_2s_when_the_runner_is_sigkilled(
     tmp_path: Path, victim: subprocess.Popen[bytes], watched: list[subprocess.Popen[str]]
 ) -> None:
     runner = run_watched(watched, tmp_path, victim.pid)
-    assert state_of(victim.pid) == "T"
+    wait_until(lambda: state_of(victim.pid) == "T", 2, "SIGSTOP to take effect")
     killed = time.monotonic()
     runner.kill()
     runner.wait()
@@ -204,7 +204,8 @@ def test_chaoskit_rollback_finds_stale_journals(
         ],
         check=True,
     )
-    assert writer.returncode == 0 and state_of(victim.pid) == "T"
+    assert writer.returncode == 0
+    wait_until(lambda: state_of(victim.pid) == "T", 2, "SIGSTOP to take effect")
     assert [s.run for s in find_stale(reports)] == ["run-7"]  # its writer is gone
     command = [sys.executable, "-m", "chaoskit", "rollback", "--reports", str(reports)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
