@@ -33,6 +33,15 @@ def chaoskit_run(experiment: Path, reports: Path) -> subprocess.CompletedProcess
     )
 
 
+def start_run(experiment: Path, reports: Path) -> subprocess.Popen[bytes]:
+    """``chaoskit run`` in the background, its output discarded (the journal tells the story)."""
+    return subprocess.Popen(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def result_of(reports: Path) -> dict[str, object]:
     [path] = reports.glob("*/result.json")
     loaded: dict[str, object] = json.loads(path.read_text())
@@ -231,11 +240,7 @@ safety: {abort_when: [{metric: errors, above: 50%, for: 10s}], max_duration: 5m}
 """
     )
     reports = tmp_path / "reports"
-    runner = subprocess.Popen(
-        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    runner = start_run(experiment, reports)
 
     def paused_pid() -> int | None:
         for path in reports.glob("*/journal.jsonl"):
@@ -446,11 +451,7 @@ safety: {abort_when: [{metric: errors, above: 50%, for: 10s}], max_duration: 5m}
 """
     )
     reports = tmp_path / "reports"
-    runner = subprocess.Popen(
-        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    runner = start_run(experiment, reports)
 
     def applied() -> list[dict[str, object]]:
         found = []
