@@ -21,7 +21,14 @@ from typing import Any
 from ..drivers.base import AppliedFault, DriverError, Target
 from ..drivers.toxiproxy import default_url
 from ..exitcodes import ExitCode
-from ..load import LoadGenerator, ProbeSampler, ProbeSeries, RequestSamples
+from ..load import (
+    LoadConfigError,
+    LoadGenerator,
+    ProbeConfigError,
+    ProbeSampler,
+    ProbeSeries,
+    RequestSamples,
+)
 from ..model import Experiment, Fault
 from ..model.metrics import ProbeMetric
 from ..model.variables import render
@@ -389,8 +396,8 @@ async def run_experiment(
             generator = LoadGenerator(
                 load, group_of=_group_of(hit) if load.group_header else None, samples=state.samples
             )
+            samplers = state.samplers(live.ports)  # a probe that can never work stops us here
             load_task = asyncio.create_task(generator.run())
-            samplers = state.samplers(live.ports)
             probing = [asyncio.create_task(sampler.run()) for sampler in samplers]
             watcher = asyncio.create_task(state.watch())
             phases = experiment.phases
@@ -422,6 +429,8 @@ async def run_experiment(
                 )
     except (PreflightError, BringUpError):
         raise
+    except (LoadConfigError, ProbeConfigError) as exc:  # found before any fault was applied
+        raise PreflightError(str(exc)) from None
     except DriverError as exc:
         error = str(exc)
     finally:
