@@ -400,30 +400,22 @@ async def run_experiment(
             load_task = asyncio.create_task(generator.run())
             probing = [asyncio.create_task(sampler.run()) for sampler in samplers]
             watcher = asyncio.create_task(state.watch())
-            phases = experiment.phases
-            now = time.monotonic()
-            warm_end = now + phases.warmup.nanoseconds / 1e9
-            state.phase("warmup", now, warm_end)
-            if await state.wait_until(warm_end):
-                base_end = warm_end + phases.baseline.nanoseconds / 1e9
-                state.phase("baseline", warm_end, base_end)
-                baseline = (warm_end, base_end)
-                if await state.wait_until(base_end):
-                    for number in range(1, experiment.hypothesis.trials + 1):
-                        window = await state.trial(number, planned, journal, drivers)
-                        if window is None:
-                            break
-                        trials.append(window)
-            watcher.cancel()
-            failures = await state.revert(list(state.state.applied.values()), journal, drivers)
-            if failures:
-                error = "could not revert: " + "; ".join(failures)
-            generator.stop()
-            await load_task
-            for sampler in samplers:
-                sampler.stop()
-            await asyncio.gather(*probing, return_exceptions=True)
-            if state.valve.tripped is None and len(trials) == experiment.hypothesis.trials:
+            try:
+                trials, baseline = await _phases(state, planned, journal, drivers)
+            finally:  # revert before the system goes down, whatever happened
+                watcher.cancel()
+                failures = await state.revert(list(state.state.applied.values()), journal, drivers)
+                if failures:
+                    error = "could not revert: " + "; ".join(failures)
+                generator.stop()
+                for sampler in samplers:
+                    sampler.stop()
+                await asyncio.gather(load_task, *probing, return_exceptions=True)
+                failed = None if load_task.cancelled() else load_task.exception()
+                if failed is not None and error is None:
+                    error = f"the load generator failed: {failed}"
+            finished = len(trials) == experiment.hypothesis.trials
+            if error is None and state.valve.tripped is None and finished:
                 verdict = judge_run(
                     experiment, state.samples, baseline, trials, concurrent=concurrent
                 )
@@ -504,6 +496,29 @@ async def _reachable(planned: list[_Planned], drivers: Drivers) -> None:
         except DriverError as error:
             raise PreflightError(str(error)) from None
     # The docker driver reaches the engine when it plans (it looks the container up).
+
+
+async def _phases(
+    state: _Run, planned: list[_Planned], journal: Journal, drivers: Drivers
+) -> tuple[list[Window], tuple[float, float]]:
+    """Warm-up, baseline, then the trials; stops early when the valve trips."""
+    phases = state.exp.phases
+    trials: list[Window] = []
+    now = time.monotonic()
+    warm_end = now + phases.warmup.nanoseconds / 1e9
+    state.phase("warmup", now, warm_end)
+    baseline = (warm_end, warm_end + phases.baseline.nanoseconds / 1e9)
+    if not await state.wait_until(warm_end):
+        return trials, baseline
+    state.phase("baseline", *baseline)
+    if not await state.wait_until(baseline[1]):
+        return trials, baseline
+    for number in range(1, state.exp.hypothesis.trials + 1):
+        window = await state.trial(number, planned, journal, drivers)
+        if window is None:
+            break
+        trials.append(window)
+    return trials, baseline
 
 
 def _rendered(value: Any, ports: dict[str, int], run: dict[str, str]) -> Any:
