@@ -5,7 +5,7 @@ statistics. Of chaoskit, only ``units`` and ``model`` are imported here.
 """
 
 from ._errors import LoadConfigError, ProbeConfigError, ProbeFailure
-from ._generator import GroupOf, LoadGenerator, classify
+from ._generator import GroupOf, LoadGenerator
 from ._probes import ProbeReader, read_probe, reader_for
 from ._samples import ErrorClass, RequestSamples, Samples
 from ._sampling import ProbeSampler, ProbeSeries
@@ -22,7 +22,6 @@ __all__ = [
     "ProbeSeries",
     "RequestSamples",
     "Samples",
-    "classify",
     "read_probe",
     "reader_for",
 ]

@@ -262,6 +262,26 @@ class RequestSamples:
         """Every finished request as plain JSON-able columns, plus the first error messages."""
         return {**self.window().to_json(), "first_errors": dict(self.first_errors)}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RequestSamples:
+        """The samples :meth:`to_json` wrote (e.g. a result file's), to query them again."""
+        by_label = {c.label: c for c in ErrorClass}
+        due = data["due"]
+        samples = cls(capacity=len(due))
+        for i, at in enumerate(due):
+            row = samples.reserve(at, data["wall"][i])
+            latency = data["latency"][i]
+            samples.finish(
+                row,
+                latency=math.nan if latency is None else latency,
+                status=data["status"][i] or 0,
+                error=by_label[data["error"][i]],
+                group=data["group"][i],
+                send_lag=data["send_lag"][i],
+            )
+        samples.first_errors.update(data.get("first_errors") or {})
+        return samples
+
     def _grow(self) -> None:
         self._capacity *= 2
         for name in ("_due", "_wall", "_latency", "_lag", "_status", "_error", "_group"):

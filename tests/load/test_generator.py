@@ -151,7 +151,8 @@ def test_errors_are_classified() -> None:
         assert window.count(kind) == 10, (kind, window.error, samples.first_errors)
         assert window.errors().all()  # each counts under the default 5xx/timeout/connect
         assert kind.label in samples.first_errors
-    assert "Cannot connect" in refused.first_errors["connect"]
+    assert "cannot connect to 127.0.0.1" in refused.first_errors["connect"]
+    assert "Connection refused" in refused.first_errors["connect"]
     assert np.all(failed.window().status == 503)
     slow = timed_out.window().latency
     assert np.all((slow >= 0.19) & (slow < 1.0))
@@ -249,3 +250,46 @@ def test_cancelling_a_run_leaves_unfinished_requests_out() -> None:
         asyncio.run(scenario())
     assert generator.samples.pending >= 10
     assert len(generator.samples) == 0 and len(generator.samples.window()) == 0
+
+
+def test_methods_headers_bodies_and_answers_of_every_shape_are_handled() -> None:
+    """POST with a body and headers, HEAD (headers only), chunked answers and a server that
+    closes the connection after each answer: all complete, each request seen exactly once."""
+    seen: list[tuple[str, str, bytes, str | None]] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        seen.append((request.method, request.path_qs, await request.read(),
+                     request.headers.get("X-Token")))  # fmt: skip
+        if request.path == "/chunked":
+            answer = web.StreamResponse()
+            answer.enable_chunked_encoding()
+            await answer.prepare(request)
+            for part in (b"one ", b"two ", b"three"):
+                await answer.write(part)
+            await answer.write_eof()
+            return answer
+        if request.path == "/close":
+            return web.Response(text="bye", headers={"Connection": "close"})
+        return web.Response(text="hello world" * 100)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    with ThreadServer(app) as server:
+        post = load(server.url("/items?q=a%20b"), "50/s", method="POST", body='{"x": 1}',
+                    headers={"X-Token": "t"})  # fmt: skip
+        posted = run(LoadGenerator(post), 0.2)
+        head = run(LoadGenerator(load(server.url("/h"), "50/s", method="HEAD")), 0.2)
+        chunked = run(LoadGenerator(load(server.url("/chunked"), "50/s")), 0.2)
+        closing = run(LoadGenerator(load(server.url("/close"), "50/s")), 0.2)
+    for samples in (posted, head, chunked, closing):
+        window = samples.window()
+        assert len(window) == 10 and window.count(ErrorClass.NONE) == 10, samples.first_errors
+        assert np.all(window.status == 200)
+    assert seen[:10] == [("POST", "/items?q=a%20b", b'{"x": 1}', "t")] * 10
+    assert [m for m, *_ in seen[10:20]] == ["HEAD"] * 10
+    assert len(seen) == 40
+
+
+def test_a_header_that_would_split_the_request_is_refused() -> None:
+    with pytest.raises(LoadConfigError, match="load 'headers'"):
+        LoadGenerator(load("http://127.0.0.1:9/", "10/s", headers={"X-A": "1\r\nX-B: 2"}))

@@ -96,6 +96,16 @@ def test_the_dump_is_plain_json() -> None:
     assert len(dump["due"]) == len(dump["wall"]) == 7
 
 
+def test_a_dump_loads_back_into_the_same_samples() -> None:
+    samples = filled(n=7)
+    samples.finish(3, latency=0.2, status=200)
+    samples.first_errors["timeout"] = "TimeoutError"
+    dump = json.loads(json.dumps(samples.to_json(), allow_nan=False))
+    again = RequestSamples.from_json(dump)
+    assert again.to_json() == samples.to_json()
+    assert len(again.window(group="experiment")) == len(samples.window(group="experiment")) > 0
+
+
 def test_rows_are_reserved_in_order_and_finished_once() -> None:
     samples = RequestSamples()
     row = samples.reserve(5.0, 5.0)
