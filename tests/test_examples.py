@@ -19,7 +19,10 @@ from chaoskit.model.schema import json_schema
 from chaoskit.safety.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(p for p in (ROOT / "experiments").rglob("*") if p.suffix in EXTENSIONS)
+PLANS = sorted((ROOT / "experiments" / "gamedays").glob("*.yaml"))
+EXAMPLES = sorted(
+    p for p in (ROOT / "experiments").rglob("*") if p.suffix in EXTENSIONS and p not in PLANS
+)
 
 
 def raw(path: Path) -> Any:
@@ -78,3 +81,12 @@ def test_json_schema_carries_field_docs_and_readable_defaults() -> None:
     assert latency["description"].startswith("Added delay per chunk")
     assert schema["$defs"]["Phases"]["properties"]["baseline"]["default"] == "30s"
     assert schema["$defs"]["AbortCondition"]["properties"]["for"]["default"] == "0s"
+
+
+@pytest.mark.parametrize("path", PLANS, ids=lambda p: p.name)
+def test_game_day_plan_is_valid_and_names_valid_experiments(path: Path) -> None:
+    from chaoskit.gameday.plan import load_plan
+
+    plan = load_plan(path)
+    for name in plan.experiments:
+        assert (path.parent / name).resolve() in EXAMPLES

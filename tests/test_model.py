@@ -149,6 +149,36 @@ def test_disk_full_and_clock_skew_need_prepared_targets() -> None:
     assert sum("needs 'faketime: true' on 'backend-" in m for m in messages) == 2
 
 
+def test_a_network_fault_on_a_process_needs_a_listen_port_of_the_system() -> None:
+    latency = [{"type": "latency", "target": "procs", "latency": "100ms"}]
+    with pytest.raises(InconsistentExperiment, match="give 'listen'") as info:
+        exp(faults=latency)
+    assert info.value.problems[0].path == ("targets", "procs", "listen")
+    system = {"stack": {"replicas": 2}, "ports": ["front", "api"]}
+    fronted = {"kind": "process", "select": "backend-1", "port": 8080, "listen": "front"}
+    ok = exp(system=system, targets={"procs": fronted}, faults=latency)
+    assert ok.targets["procs"].kind == "process"
+    named = {**fronted, "port": "api"}
+    assert exp(system=system, targets={"procs": named}, faults=latency).targets["procs"]
+    for target, match in [
+        ({**fronted, "listen": "elsewhere"}, "'elsewhere' is not one of system.ports"),
+        ({**fronted, "listen": "frontend"}, "'frontend' is not one of system.ports"),
+        ({**fronted, "port": "nope"}, "'nope' names no port of the system"),
+    ]:
+        with pytest.raises(InconsistentExperiment, match=match):
+            exp(system=system, targets={"procs": target}, faults=latency)
+    portless = {"kind": "process", "select": "backend-1", "listen": "front"}
+    with pytest.raises(InconsistentExperiment, match="give the 'port' it relays to"):
+        exp(
+            system=system,
+            targets={"procs": portless},
+            faults=[{"type": "pause", "target": "procs"}],
+        )
+    twice = {"a": fronted, "b": {**fronted, "listen": {"backend-2": "front"}}}
+    with pytest.raises(InconsistentExperiment, match="already the listen port of target 'a'"):
+        exp(system=system, targets=twice, faults=latency)
+
+
 def test_explicit_pids_only_for_crash_and_pause() -> None:
     targets = {"pid": {"kind": "process", "pids": [4242]}}
     ok = exp(targets=targets, faults=[{"type": "pause", "target": "pid"}])

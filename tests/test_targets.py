@@ -77,3 +77,17 @@ def test_the_concrete_draw_is_checked_against_the_policy() -> None:
     assert rules == ["max_blast_radius.count", "max_blast_radius.fraction", "protected"]
     single = draw([Target("process", "api")], BlastRadius(count=1, seed=1))
     assert check_draw(policy, "one", single, 1) == []  # a group of one can be hit in full
+
+
+def test_a_process_target_with_pids_selects_exactly_those_processes() -> None:
+    import os
+
+    from chaoskit.model.system import ProcessTarget
+
+    me = ProcessTarget(kind="process", pids=[os.getpid()])
+    others = [Target("process", "worker", {}, {"pid": 1, "start": 0})]
+    [found] = select("me", me, others)
+    assert found.ref["pid"] == os.getpid() and found.name == f"pid-{os.getpid()}"
+    gone = ProcessTarget(kind="process", pids=[2**22 + 7])  # above Linux's pid_max default
+    with pytest.raises(TargetError, match=f"names pid {2**22 + 7}, but no such process runs"):
+        select("gone", gone, others)

@@ -10,7 +10,7 @@ from .experiment import (
     Margins,
     Phases,
 )
-from .faults import NETWORK_FAULTS, Fault, FaultBase
+from .faults import NETWORK_FAULTS, Fault, FaultBase, through_proxy
 from .metrics import Metric, Probe
 from .safety import AbortCondition, KillSwitch, Safety, Threshold
 from .system import System, Target
@@ -37,4 +37,5 @@ __all__ = [
     "Target",
     "Threshold",
     "Variable",
+    "through_proxy",
 ]

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..units import Duration, Percent, Rate
 from ._base import Fraction, Model, Name, NonNegativeDuration, PositiveDuration, Template
-from .faults import NETWORK_FAULTS, Fault, PartitionFault
+from .faults import Fault, PartitionFault, through_proxy
 from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
 from .safety import Safety
 from .system import (
@@ -223,6 +223,7 @@ def _problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     yield from _fault_problems(exp)
     yield from _metric_problems(exp)
     yield from _safety_problems(exp)
+    yield from _front_problems(exp)
     yield from _placeholder_problems(exp)
     rw = exp.hypothesis.recover_within
     if rw is not None and rw > exp.phases.recovery:
@@ -302,17 +303,20 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 f"'at' ({start}) is not inside the fault phase ({exp.phases.fault})",
             )
         disconnect = isinstance(fault, PartitionFault) and fault.mode == "disconnect"
-        needs_port = fault.type in NETWORK_FAULTS or (fault.type == "partition" and not disconnect)
-        if (
-            needs_port
-            and isinstance(target, ProcessTarget | ContainerTarget)
-            and target.port is None
-        ):
-            yield ExperimentProblem(
-                ("targets", fault.target, "port"),
-                f"the {fault.type} fault goes through a proxy in front of '{fault.target}': give "
-                "the target's 'port' to put it in front of",
-            )
+        if through_proxy(fault) and isinstance(target, ProcessTarget | ContainerTarget):
+            if target.port is None:
+                yield ExperimentProblem(
+                    ("targets", fault.target, "port"),
+                    f"the {fault.type} fault goes through a proxy in front of '{fault.target}': "
+                    "give the target's 'port' to put it in front of",
+                )
+            if target.listen is None:
+                yield ExperimentProblem(
+                    ("targets", fault.target, "listen"),
+                    f"the {fault.type} fault goes through a proxy in front of '{fault.target}': "
+                    "give 'listen', a system.ports name the proxy listens on, and point the "
+                    "target's clients at ${ports.NAME}",
+                )
         if disconnect and target.kind != "container":
             yield ExperimentProblem(
                 ("faults", i, "mode"),
@@ -413,6 +417,43 @@ def _safety_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 ("safety", "abort_when", i, "group"),
                 "probe metrics are not split into groups: leave 'group' out",
             )
+
+
+def _front_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    """A target's named ``port`` and its ``listen`` ports must be ports of the system."""
+    system = exp.system
+    known = set(system.port_names()) if system else set()
+    own = list(system.ports) if system else []
+    listening: dict[str, str] = {}
+    for key, target in exp.targets.items():
+        port = target.port if isinstance(target, ProcessTarget) else None
+        if isinstance(port, str) and port not in known:
+            yield ExperimentProblem(
+                ("targets", key, "port"),
+                f"'{port}' names no port of the system (ports: "
+                f"{', '.join(sorted(known)) or 'none: declare them under system.ports'})",
+            )
+        if not isinstance(target, ProcessTarget | ContainerTarget) or target.listen is None:
+            continue
+        if target.port is None:
+            yield ExperimentProblem(
+                ("targets", key, "port"),
+                "'listen' puts a proxy in front of the target: give the 'port' it relays to",
+            )
+        names = [target.listen] if isinstance(target.listen, str) else target.listen.values()
+        for name in names:
+            if name not in own:
+                yield ExperimentProblem(
+                    ("targets", key, "listen"),
+                    f"'{name}' is not one of system.ports ({', '.join(own) or 'none'}): the "
+                    "proxy needs a free port of its own, declared there",
+                )
+            elif name in listening:
+                yield ExperimentProblem(
+                    ("targets", key, "listen"),
+                    f"port '{name}' is already the listen port of target '{listening[name]}'",
+                )
+            listening.setdefault(name, key)
 
 
 def _placeholder_problems(exp: Experiment) -> Iterator[ExperimentProblem]:

@@ -28,6 +28,7 @@ __all__ = [
     "SlowCloseFault",
     "TargetKind",
     "TimeoutFault",
+    "through_proxy",
 ]
 
 TargetKind = Literal["proxy", "process", "container"]
@@ -276,3 +277,11 @@ NETWORK_FAULTS = frozenset(
     {"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"}
 )
 """Fault types applied as Toxiproxy toxics."""
+
+
+def through_proxy(fault: Fault) -> bool:
+    """Whether ``fault`` is applied on a proxy (a toxic, or a partition other than
+    ``disconnect``): on a process or container, a proxy placed in front of its port."""
+    return fault.type in NETWORK_FAULTS or (
+        isinstance(fault, PartitionFault) and fault.mode != "disconnect"
+    )

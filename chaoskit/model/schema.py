@@ -109,6 +109,22 @@ def _describe(schema: dict[str, Any], model: type[BaseModel]) -> None:
                 prop["description"] = doc
 
 
+def _allow_variable_shorthand(schema: dict[str, Any]) -> None:
+    """``variables: {rate: 100/s}`` is short for ``{rate: {default: 100/s}}``: say so."""
+    variables = schema.get("properties", {}).get("variables", {})
+    for key in ("patternProperties", "additionalProperties"):
+        entries = variables.get(key)
+        if not isinstance(entries, dict):
+            continue
+        targets = entries if key == "patternProperties" else {None: entries}
+        for pattern, entry in targets.items():
+            shorthand = {"anyOf": [entry, {"type": ["string", "number", "boolean"]}]}
+            if pattern is None:
+                variables[key] = shorthand
+            else:
+                entries[pattern] = shorthand
+
+
 class _Generator(GenerateJsonSchema):
     """Writes quantity defaults as people write them (``2s``), not as their fields."""
 
@@ -122,6 +138,7 @@ def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of files that load into ``model``."""
     schema = model.model_json_schema(mode="validation", schema_generator=_Generator)
     _describe(schema, model)
+    _allow_variable_shorthand(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **_allow_placeholders(schema),

@@ -202,8 +202,13 @@ class ProcessTarget(_TargetBase):
     kind: Literal["process"]
     pids: list[Annotated[int, Field(gt=1)]] = Field(default_factory=list)
     """Explicit process ids of processes chaoskit did not start (crash and pause only)."""
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    """For network faults: the port chaoskit puts a proxy in front of."""
+    port: Annotated[int, Field(ge=1, le=65535)] | Name | None = None
+    """For network faults: the port chaoskit puts a proxy in front of, a number or the name of
+    one of the system's ports (``api`` for ``${ports.api}``)."""
+    listen: Name | dict[Name, Name] | None = None
+    """For network faults: the system port (a ``system.ports`` name) chaoskit's proxy listens
+    on; clients reach the target through ``${ports.NAME}``. A mapping from each process's
+    name to a port name when the target selects several."""
 
     @model_validator(mode="after")
     def _something(self) -> Self:
@@ -218,6 +223,10 @@ class ContainerTarget(_TargetBase):
     kind: Literal["container"]
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """For network faults: the container port chaoskit puts a proxy in front of."""
+    listen: Name | dict[Name, Name] | None = None
+    """For network faults: the system port (a ``system.ports`` name) chaoskit's proxy listens
+    on; clients reach the container through ``${ports.NAME}``. A mapping from each container's
+    name to a port name when the target selects several."""
 
     @model_validator(mode="after")
     def _something(self) -> Self:

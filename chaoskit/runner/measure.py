@@ -11,9 +11,10 @@ from numpy.typing import NDArray
 
 from ..load import RequestSamples, Samples
 from ..model import Metric
+from ..model.experiment import Margins
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ThroughputMetric
 
-__all__ = ["current_value", "judged_data", "per_second", "stats_kind"]
+__all__ = ["current_value", "judged_data", "margin_share", "per_second", "stats_kind"]
 
 GROUPS = {"experiment": "experiment", "control": "control", "all": None}
 
@@ -31,6 +32,20 @@ def stats_kind(metric: Metric) -> str | None:
     if isinstance(metric, ThroughputMetric):
         return "throughput"
     return None
+
+
+def margin_share(metric: Metric, margins: Margins) -> float | None:
+    """The metric's own margin, else the experiment's default for its kind, as a fraction
+    (None: the statistics' own default)."""
+    given = metric.margin
+    if given is None:
+        if isinstance(metric, LatencyMetric):
+            given = margins.latency if metric.quantile == 0.5 else margins.latency_tail
+        elif isinstance(metric, ErrorRateMetric):
+            given = margins.error_rate
+        elif isinstance(metric, ThroughputMetric):
+            given = margins.throughput
+    return None if given is None else float(given.percent) / 100
 
 
 def _value(metric: Metric, window: Samples) -> float | None:

@@ -10,11 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..drivers.base import AppliedFault, DriverError, FaultDriver
+from ..drivers.base import AppliedFault, DriverError, FaultDriver, Target
+from ..model import Fault
 from .journal import Journal, JournalState, read_journal
 from .system import stop_part
 
-__all__ = ["Drivers", "Outcome", "Rollback", "Stopped", "revert_all", "rollback"]
+__all__ = [
+    "Drivers",
+    "Outcome",
+    "Rollback",
+    "Stopped",
+    "driver_for",
+    "revert_all",
+    "rollback",
+]
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,15 @@ class Rollback:
     def ok(self) -> bool:
         """Every fault reverted and every part stopped."""
         return all(o.ok for o in self.outcomes) and all(s.error is None for s in self.stopped)
+
+
+def driver_for(fault: Fault, target: Target) -> str:
+    """The name of the driver that applies ``fault`` to ``target``."""
+    if target.kind == "proxy":
+        return "toxiproxy"
+    if fault.type == "clock_skew":
+        return "clock"
+    return "process" if target.kind == "process" else "docker"
 
 
 class Drivers:

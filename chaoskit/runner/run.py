@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import platform
 import secrets
 import signal
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..drivers.base import AppliedFault, DriverError, Target
 from ..drivers.toxiproxy import default_url
 from ..exitcodes import ExitCode
@@ -29,26 +31,25 @@ from ..load import (
     ProbeSeries,
     RequestSamples,
 )
-from ..model import Experiment, Fault
+from ..model import Experiment, Fault, through_proxy
 from ..model.metrics import ProbeMetric
 from ..model.variables import render
 from ..safety.policy import Policy
 from ..safety.valve import Trip, Valve
 from ..stats import Verdict
 from . import watchdog
+from .fronts import FrontError, Fronts, fronted_keys, place_fronts
 from .journal import Journal, find_stale
 from .measure import current_value
-from .rollback import Drivers, revert_all
+from .rollback import Drivers, driver_for, revert_all
+from .sequential import SequentialWatch
 from .system import BringUpError, RunningSystem, bring_up
-from .targets import Draw, TargetError, check_draw, draw, select
+from .targets import Draw, TargetError, check_draw, draw, engine_containers, select
 from .verdict import Window, judge_run
 
 __all__ = ["PreflightError", "RunOutcome", "run_experiment"]
 
 RESULT_SCHEMA = "chaoskit.result/1"
-_NETWORK = frozenset(
-    {"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"}
-)
 _TICK = 0.1
 
 
@@ -83,19 +84,6 @@ class _State:
     phases: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _driver_for(fault: Fault, target: Target) -> str:
-    if target.kind == "proxy":
-        return "toxiproxy"
-    if fault.type == "clock_skew":
-        return "clock"
-    if fault.type in _NETWORK or (fault.type == "partition" and fault.mode != "disconnect"):
-        raise PreflightError(
-            f"a {fault.type} fault on {target.kind} {target.name} needs a proxy in its clients' "
-            "path: `chaoskit run` cannot place one yet, so target the proxy (kind: proxy)"
-        )
-    return "process" if target.kind == "process" else "docker"
-
-
 def _group_of(header_targets: set[str]) -> Callable[[str | None], str | None]:
     def group(value: str | None) -> str | None:
         if value is None:
@@ -127,11 +115,16 @@ class _Run:
         self.probes: dict[str, ProbeSeries] = {}
         self.concurrent = False
         self.live: RunningSystem | None = None
+        self.fronts = Fronts()
+        self.sequential: SequentialWatch | None = None
 
     # -- targets and records, before anything is touched -------------------------------------
 
     def plan(self, live: RunningSystem, drivers: Drivers) -> list[_Planned]:
-        available = live.targets()
+        try:
+            available = live.targets()
+        except TargetError as error:
+            raise PreflightError(str(error)) from None
         exp = self.exp
         planned: list[_Planned] = []
         fault_phase = exp.phases.fault.nanoseconds / 1e9
@@ -148,8 +141,13 @@ class _Run:
                     raise PreflightError("; ".join(str(p) for p in problems))
                 self.draws[key] = drawn
             records = []
-            for target in self.draws[key].experiment:
-                name = _driver_for(fault, target)
+            for member in self.draws[key].experiment:
+                target = member
+                if member.kind != "proxy" and through_proxy(fault):
+                    front = self.fronts.of(key, member)  # placed for each one at bring-up
+                    assert front is not None
+                    target = front
+                name = driver_for(fault, target)
                 try:
                     records.append(drivers.get(name).plan(fault, target))
                 except DriverError as error:
@@ -161,13 +159,34 @@ class _Run:
 
     # -- the phases ------------------------------------------------------------------------------
 
-    async def wait_until(self, deadline: float) -> bool:
-        """Sleep until ``deadline`` (monotonic); False if the valve tripped first."""
+    async def wait_until(self, deadline: float, also: asyncio.Event | None = None) -> bool:
+        """Sleep until ``deadline`` (monotonic) or until ``also`` is set; False if the valve
+        tripped first."""
         remaining = deadline - time.monotonic()
-        if remaining > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.abort.wait(), remaining)
+        if remaining > 0 and not (also is not None and also.is_set()):
+            events = [self.abort] if also is None else [self.abort, also]
+            waiters = [asyncio.ensure_future(event.wait()) for event in events]
+            await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
         return not self.abort.is_set()
+
+    async def look_each_second(
+        self, watch: SequentialWatch, start: float, enough: asyncio.Event
+    ) -> None:
+        """Feed the sequential tests every second with the requests whose answers are surely
+        in (due at least the load's timeout ago); set ``enough`` once they have the answer."""
+        assert self.exp.load is not None
+        settled = self.exp.load.timeout.seconds + 0.1
+        fed = start
+        while True:
+            await asyncio.sleep(1.0)
+            upto = time.monotonic() - settled
+            if upto > fed:
+                if watch.look(fed, upto):
+                    enough.set()
+                    return
+                fed = upto
 
     def snapshot(self) -> dict[str, Any]:
         """What is happening now, for a live view: phase, time left, metrics, faults, valve."""
@@ -237,17 +256,67 @@ class _Run:
         phases = self.exp.phases
         start = time.monotonic()
         end = start + phases.fault.nanoseconds / 1e9
-        recovery_end = end + phases.recovery.nanoseconds / 1e9
         self.phase("fault", start, end, number)
         timeline = sorted(
             [(p.start, "inject", p) for p in planned] + [(p.end, "revert", p) for p in planned],
             key=lambda item: (item[0], item[1] == "inject"),
         )
-        current = {(t.kind, t.name): t for t in self.live.targets()} if self.live else {}
+        current: dict[tuple[str, str], Target] = {}
+        if self.live is not None:
+            with contextlib.suppress(TargetError):  # no listing now: the planned targets do
+                current = {(t.kind, t.name): t for t in self.live.targets()}
         live: dict[int, list[AppliedFault]] = {}
-        for offset, action, item in timeline:
-            if not await self.wait_until(start + offset):
+        enough = asyncio.Event()  # the sequential tests have the answer: end the phase now
+        watch = self.sequential
+        looking = (
+            asyncio.create_task(self.look_each_second(watch, start, enough))
+            if watch is not None and watch.active
+            else None
+        )
+        try:
+            untripped = await self._timeline(
+                start, end, timeline, live=live, current=current, enough=enough,
+                journal=journal, drivers=drivers,
+            )  # fmt: skip
+            if not untripped:
                 return None
+        finally:
+            if looking is not None:
+                looking.cancel()
+        if enough.is_set():
+            end = time.monotonic()
+            self.state.phases[-1]["end"] = end
+            self.log(
+                f"the sequential tests have the answer: fault phase over at {end - start:.0f}s"
+            )
+            failures = await self.revert([r for rs in live.values() for r in rs], journal, drivers)
+            if failures:
+                raise DriverError("could not revert: " + "; ".join(failures))
+        recovery_end = end + phases.recovery.nanoseconds / 1e9
+        self.phase("recovery", end, recovery_end, number)
+        if not await self.wait_until(recovery_end):
+            return None
+        return Window(start, end, recovery_end)
+
+    async def _timeline(
+        self,
+        start: float,
+        end: float,
+        timeline: list[tuple[float, str, _Planned]],
+        *,
+        live: dict[int, list[AppliedFault]],
+        current: dict[tuple[str, str], Target],
+        enough: asyncio.Event,
+        journal: Journal,
+        drivers: Drivers,
+    ) -> bool:
+        """Inject and revert on schedule until the phase's end (or ``enough``); False if the
+        valve tripped."""
+        for offset, action, item in timeline:
+            if not await self.wait_until(start + offset, enough):
+                return False
+            if enough.is_set():
+                return True
             if action == "inject":
                 live[item.index] = [
                     drivers.get(r.driver).plan(
@@ -261,12 +330,7 @@ class _Run:
                 failures = await self.revert(live[item.index], journal, drivers)
                 if failures:
                     raise DriverError("could not revert: " + "; ".join(failures))
-        if not await self.wait_until(end):
-            return None
-        self.phase("recovery", end, recovery_end, number)
-        if not await self.wait_until(recovery_end):
-            return None
-        return Window(start, end, recovery_end)
+        return await self.wait_until(end, enough)
 
     async def watch(self) -> None:
         assert self.valve is not None
@@ -311,8 +375,11 @@ async def run_experiment(
     log: Callable[[str], None] = print,
     follow: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
     run_id: str | None = None,
+    source: Path | None = None,
 ) -> RunOutcome:
     """Run ``experiment`` and write ``result.json`` under ``reports/<run id>/``.
+
+    ``source``, the file the experiment was loaded from, is kept in the result as written.
 
     ``log`` gets a line per event; ``follow``, if given, gets a function that describes the
     run as it is now (for a live view).
@@ -371,10 +438,14 @@ async def run_experiment(
             run_dir,
             on_start=journal.started,
             on_stop=journal.stopped,
+            front_proxy=bool(fronted_keys(experiment)),
         ) as live:
             live_ports = dict(live.ports)
             state.live = live
+            if any(spec.kind == "container" for spec in experiment.targets.values()):
+                live.add_source(engine_containers)  # containers the run did not start, too
             drivers = Drivers(live.toxiproxy_url or default_url())
+            state.fronts = await place_fronts(experiment, live)
             planned = state.plan(live, drivers)
             await _reachable(planned, drivers)
             load = experiment.load.model_copy(
@@ -417,11 +488,17 @@ async def run_experiment(
             finished = len(trials) == experiment.hypothesis.trials
             if error is None and state.valve.tripped is None and finished:
                 verdict = judge_run(
-                    experiment, state.samples, baseline, trials, concurrent=concurrent
+                    experiment,
+                    state.samples,
+                    baseline,
+                    trials,
+                    concurrent=concurrent,
+                    probes=state.probes,
+                    sequential=state.sequential.decisions if state.sequential else None,
                 )
     except (PreflightError, BringUpError):
         raise
-    except (LoadConfigError, ProbeConfigError) as exc:  # found before any fault was applied
+    except (LoadConfigError, ProbeConfigError, FrontError) as exc:  # before any fault
         raise PreflightError(str(exc)) from None
     except DriverError as exc:
         error = str(exc)
@@ -458,10 +535,13 @@ async def run_experiment(
         "schema": RESULT_SCHEMA,
         "run": run_id,
         "experiment": experiment.model_dump(mode="json", by_alias=True),
+        "source": None if source is None else _source(source),
         "outcome": outcome,
         "exit_code": int(code),
         "ports": live_ports,
         "draws": {key: d.to_json() for key, d in state.draws.items()},
+        "fronts": state.fronts.to_json(),
+        "sequential": None if state.sequential is None else state.sequential.to_json(),
         "phases": state.state.phases,
         "faults": state.state.events,
         "safety": None
@@ -478,6 +558,8 @@ async def run_experiment(
         "samples": state.samples.to_json(),
         "probes": {name: series.to_json() for name, series in state.probes.items()},
         "host": os.uname().nodename,
+        "chaoskit": __version__,
+        "python": platform.python_version(),
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False))
     return RunOutcome(outcome, code, run_dir, result)
@@ -513,6 +595,10 @@ async def _phases(
     state.phase("baseline", *baseline)
     if not await state.wait_until(baseline[1]):
         return trials, baseline
+    if state.exp.hypothesis.sequential:
+        state.sequential = SequentialWatch(
+            state.exp, state.samples, baseline, concurrent=state.concurrent
+        )
     for number in range(1, state.exp.hypothesis.trials + 1):
         window = await state.trial(number, planned, journal, drivers)
         if window is None:
@@ -530,6 +616,14 @@ def _rendered(value: Any, ports: dict[str, int], run: dict[str, str]) -> Any:
     if isinstance(value, dict):
         return {k: _rendered(v, ports, run) for k, v in value.items()}
     return value
+
+
+def _source(path: Path) -> dict[str, str] | None:
+    """The experiment file as written (None if it cannot be read any more)."""
+    try:
+        return {"path": str(path), "text": path.read_text(encoding="utf-8")}
+    except OSError:
+        return None
 
 
 def _empty_system() -> Any:

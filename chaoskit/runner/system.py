@@ -56,11 +56,22 @@ class RunningSystem:
     ports: dict[str, int] = field(default_factory=dict)
     toxiproxy_url: str | None = None
     """The Toxiproxy API the stack's proxies live on (process-mode stack)."""
+    front_url: str | None = None
+    """The API of the proxy server chaoskit started for proxies in front of targets, if any."""
     _sources: list[Callable[[], list[Target]]] = field(default_factory=list)
 
     def targets(self) -> list[Target]:
-        """Every target, resolved now (a restarted process has a new pid)."""
-        return [target for source in self._sources for target in source()]
+        """Every target, resolved now (a restarted process has a new pid); where two sources
+        know the same one, the first wins (the run's own parts come before the engine's)."""
+        found: dict[tuple[str, str], Target] = {}
+        for source in self._sources:
+            for target in source():
+                found.setdefault((target.kind, target.name), target)
+        return list(found.values())
+
+    def add_source(self, source: Callable[[], list[Target]]) -> None:
+        """Also offer the targets ``source`` lists (called afresh each time)."""
+        self._sources.append(source)
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -222,6 +233,30 @@ class _Bringer:
                     client.close()
 
             self.up._sources.append(containers)
+
+    # -- chaoskit's own proxy server, for proxies in front of targets ---------------------------
+
+    async def front_proxy(self) -> None:
+        """Start ``chaoskit proxy`` on a free loopback port, as a part the journal records (so
+        after a crash the watchdog stops it, once the toxics on it are reverted)."""
+        (port,) = free_ports(1)
+        argv = [sys.executable, "-m", "chaoskit", "proxy", "--host", "127.0.0.1",
+                "--port", str(port)]  # fmt: skip
+        log = self._log("front-proxy")
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True
+            )
+        self.track(_process_part("front-proxy", process.pid), lambda: _terminate(process, _GRACE))
+        api = f"http://127.0.0.1:{port}"
+
+        def alive() -> str | None:
+            code = process.poll()
+            return None if code is None else f"exited with {code}:\n{_tail(log)}"
+
+        check = ReadyCheck.model_validate({"http": f"{api}/version", "timeout": "20s"})
+        await _ready(check, self.render, alive, "chaoskit's proxy for targets' ports")
+        self.up.front_url = api
 
     # -- a Toxiproxy server of the user's -------------------------------------------------------
 
@@ -468,13 +503,17 @@ async def bring_up(
     *,
     on_start: Callable[[dict[str, Any]], None] | None = None,
     on_stop: Callable[[str], None] | None = None,
+    front_proxy: bool = False,
 ) -> AsyncIterator[RunningSystem]:
     """Start the stack, then free ports, processes and containers; stop them all on exit.
 
     ``on_start``/``on_stop`` hear of each part started and stopped (the runner journals them).
+    With ``front_proxy``, a ``chaoskit proxy`` for proxies in front of targets starts first.
     """
     bringer = _Bringer(system, run_id, run_dir, on_start, on_stop)
     try:
+        if front_proxy:
+            await bringer.front_proxy()
         if system.stack is not None:
             await bringer.stack(system.stack)
         own = [name for name in system.ports if name not in bringer.up.ports]

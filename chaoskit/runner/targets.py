@@ -10,20 +10,57 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from ..drivers.base import Target
+from ..drivers.base import DriverError, Target
+from ..drivers.process import process_target
 from ..model import BlastRadius
 from ..model import Target as TargetSpec
+from ..model.system import ProcessTarget
 from ..safety.policy import Policy, Violation
 
-__all__ = ["Draw", "TargetError", "check_draw", "draw", "select"]
+__all__ = ["Draw", "TargetError", "check_draw", "draw", "engine_containers", "select"]
 
 
 class TargetError(Exception):
     """A selector that matches nothing, or a draw that cannot be made; nothing was touched."""
 
 
+def engine_containers() -> list[Target]:
+    """The containers running on the Docker engine (``DOCKER_HOST`` honoured), as targets."""
+    import docker  # noqa: PLC0415 - only for container targets
+    import docker.errors  # noqa: PLC0415
+
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException as error:
+        raise TargetError(f"container targets need a Docker engine: {error}") from None
+    try:
+        return [
+            Target("container", c.name, dict(c.labels), {"id": c.id})
+            for c in client.containers.list()
+        ]
+    except docker.errors.DockerException as error:
+        raise TargetError(f"cannot list the Docker engine's containers: {error}") from None
+    finally:
+        client.close()
+
+
+def _by_pid(key: str, pids: list[int], available: Iterable[Target]) -> list[Target]:
+    """The processes given by pid: as the run knows them, else as they run now."""
+    known = {int(t.ref["pid"]): t for t in available if t.kind == "process"}
+    found = []
+    for pid in pids:
+        try:
+            found.append(known[pid] if pid in known else process_target(pid))
+        except DriverError:
+            raise TargetError(f"target '{key}' names pid {pid}, but no such process runs") from None
+    return sorted(found, key=lambda t: t.name)
+
+
 def select(key: str, spec: TargetSpec, available: Iterable[Target]) -> list[Target]:
-    """The targets of ``available`` that ``spec`` selects (kind, any name pattern, all labels)."""
+    """The targets of ``available`` that ``spec`` selects (kind, any name pattern, all labels);
+    a process target with ``pids`` selects exactly those processes."""
+    if isinstance(spec, ProcessTarget) and spec.pids:
+        return _by_pid(key, spec.pids, available)
     patterns = spec.patterns()
     chosen = [
         t

@@ -4,16 +4,25 @@ recovery per trial, and the experiment's overall verdict — from the load's sam
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from ..load import RequestSamples, Samples
+from ..load import ProbeSeries, RequestSamples, Samples
 from ..model import Experiment, Metric
-from ..model.metrics import ErrorRateMetric, LatencyMetric
-from ..stats import Judgement, compare, judge_experiment, recovery_time, summarize_trials
-from .measure import judged_data, per_second, stats_kind
+from ..model.experiment import Margins
+from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric
+from ..stats import (
+    Judgement,
+    SequentialDecision,
+    Verdict,
+    compare,
+    judge_experiment,
+    recovery_time,
+    summarize_trials,
+)
+from .measure import judged_data, margin_share, per_second, stats_kind
 
 __all__ = ["Window", "judge_run"]
 
@@ -32,15 +41,21 @@ def _concat(windows: list[Samples], metric: Metric) -> Any:
     return np.concatenate(parts) if parts else np.array([])
 
 
-def _margin(metric: Metric, control: Any) -> float | None:
-    """The margin the file gives; for an error rate with only an SLO (``max``), the room
-    between the control's rate and the SLO (at least the statistics' floor of 0.05 points)."""
-    if metric.margin is None:
-        if isinstance(metric, ErrorRateMetric) and metric.max is not None and len(control):
-            slo = float(metric.max.percent) / 100
-            return max(slo - float(np.mean(control)), 0.0005)
+def _margin(metric: Metric, control: Any, margins: Margins) -> float | None:
+    """The margin the metric gives, else ``hypothesis.margins``; for an error rate with an SLO
+    (``max``) and no margin of its own, the room between the control's rate and the SLO (at
+    least the statistics' floor of 0.05 points)."""
+    if (
+        metric.margin is None
+        and isinstance(metric, ErrorRateMetric)
+        and metric.max is not None
+        and len(control)
+    ):
+        slo = float(metric.max.percent) / 100
+        return max(slo - float(np.mean(control)), 0.0005)
+    share = margin_share(metric, margins)
+    if share is None:
         return None
-    share = float(metric.margin.percent) / 100
     return (
         share
         if stats_kind(metric) == "error_rate"
@@ -74,16 +89,29 @@ def judge_run(
     trials: list[Window],
     *,
     concurrent: bool,
+    probes: dict[str, ProbeSeries] | None = None,
+    sequential: dict[str, SequentialDecision] | None = None,
 ) -> dict[str, Any]:
-    """Per-metric judgements, the overall verdict and time to recovery, as plain JSON."""
+    """Per-metric judgements, the overall verdict and time to recovery, as plain JSON.
+
+    Probe metrics are judged before/after (baseline against the fault phases) from their
+    readings in ``probes``, whatever ``concurrent`` says: a probe is not split into groups.
+    A metric a sequential test decided (``sequential``) takes that test's verdict, which is
+    valid however early the look; the fixed-sample figures stay beside it.
+    """
     alpha = experiment.hypothesis.alpha
     judgements: dict[str, Judgement] = {}
     skipped: dict[str, str] = {}
     for metric in experiment.steady_state:
-        kind = stats_kind(metric)
-        if kind is None:
-            skipped[metric.name] = "probe metrics are recorded, not yet judged"
+        if isinstance(metric, ProbeMetric):
+            series = (probes or {}).get(metric.name)
+            if series is None or not len(series):
+                skipped[metric.name] = "the probe was never read"
+            else:
+                judgements[metric.name] = _judge_probe(metric, series, baseline, trials, alpha)
             continue
+        kind = stats_kind(metric)
+        assert kind is not None  # every metric but a probe is judged from requests
         if concurrent:
             control = _concat(
                 [samples.window(t.fault_start, t.fault_end, group="control") for t in trials],
@@ -105,11 +133,20 @@ def judge_run(
             control,
             treated,
             kind=kind,  # type: ignore[arg-type]
-            margin=_margin(metric, control),
+            margin=_margin(metric, control, experiment.hypothesis.margins),
             alpha=alpha,
             direction=metric.direction,
             quantile=quantile,
         )
+    for name, decision in (sequential or {}).items():
+        if decision.verdict is not None and name in judgements:
+            judgements[name] = replace(
+                judgements[name],
+                verdict=decision.verdict,
+                p_deviation=decision.p_value,
+                reason=f"{decision.verdict.value} by the sequential test (always-valid p = "
+                f"{decision.p_value:.3g} after {decision.n[1]} requests)",
+            )
     critical = [m.name for m in experiment.steady_state if m.critical and m.name in judgements]
     overall = judge_experiment(judgements, critical, alpha=alpha)
     recovery = _recovery(experiment, samples, baseline, trials, concurrent)
@@ -128,6 +165,46 @@ def judge_run(
         }
     )
     return result
+
+
+def _judge_probe(
+    metric: ProbeMetric,
+    series: ProbeSeries,
+    baseline: tuple[float, float],
+    trials: list[Window],
+    alpha: float,
+) -> Judgement:
+    """A probe with ``min``/``max`` limits: the share of readings outside them (or failed) in
+    the fault phases against the baseline's, as an error rate (``margin`` in points). Without
+    limits: the readings themselves, as ratios like latency (``margin`` relative)."""
+    times, values = series.time, series.value
+    before = (times >= baseline[0]) & (times < baseline[1])
+    during = np.zeros(len(times), dtype=bool)
+    for trial in trials:
+        during |= (times >= trial.fault_start) & (times < trial.fault_end)
+    share = float(metric.margin.percent) / 100 if metric.margin is not None else None
+    if metric.min is not None or metric.max is not None:
+        low = -math.inf if metric.min is None else metric.min
+        high = math.inf if metric.max is None else metric.max
+        with np.errstate(invalid="ignore"):
+            outside = np.isnan(values) | (values < low) | (values > high)
+        return compare(
+            outside[before], outside[during], kind="error_rate", margin=share, alpha=alpha
+        )
+    readings = values[~np.isnan(values)] if len(values) else values
+    if readings.size and float(np.min(readings)) <= 0:
+        return Judgement(
+            Verdict.INCONCLUSIVE, math.nan, math.nan, None, math.nan,
+            (int(before.sum()), int(during.sum())),
+            "readings of zero or below cannot be compared as ratios: give the probe metric "
+            "'min' or 'max' limits",
+            kind="probe", direction=metric.direction,
+        )  # fmt: skip
+    margin = None if share is None else (1 - share if metric.direction == "decrease" else 1 + share)
+    return compare(
+        values[before], values[during], kind="latency", margin=margin, alpha=alpha,
+        direction=metric.direction,
+    )  # fmt: skip
 
 
 def _recovery(

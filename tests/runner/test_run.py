@@ -58,7 +58,7 @@ load: {{url: "http://127.0.0.1:${{ports.frontend}}/items", rate: 50/s, timeout: 
 steady_state:
   - {{name: p50, of: latency, quantile: 0.5}}
   - {{name: errors, of: error_rate, max: 5%}}
-  - {{name: live, of: probe, interval: 500ms,
+  - {{name: live, of: probe, interval: 500ms, min: 1,
       probe: {{type: http, url: "http://127.0.0.1:${{ports.frontend}}/health/live"}}}}
 faults:
   - {{type: latency, target: backends, latency: {latency}}}
@@ -98,7 +98,8 @@ def test_a_network_fault_is_judged_and_taken_back(tmp_path: Path) -> None:
     probes = result["probes"]
     assert isinstance(probes, dict) and len(probes["live"]["value"]) >= 15  # every 0.5 s
     assert set(probes["live"]["value"]) == {1.0}  # the frontend stayed up
-    assert "live" in verdict["not_judged"]
+    live = next(m for m in verdict["metrics"] if m["metric"] == "live")
+    assert live["verdict"] != "deviated" and live["n"][0] >= 7  # judged on its readings
 
 
 def test_the_valve_aborts_and_everything_is_reverted(tmp_path: Path) -> None:
@@ -174,10 +175,17 @@ def proxied_web(tmp_path: Path) -> Iterator[tuple[str, int]]:
             proxy.stdout.close()
 
 
+@pytest.mark.parametrize("seed", [9, 5])  # trial 2 at 1.5 s, trial 3 at 0.6 s
 def test_a_sigkilled_runner_leaves_no_toxic_behind(
-    tmp_path: Path, proxied_web: tuple[str, int]
+    tmp_path: Path, proxied_web: tuple[str, int], seed: int
 ) -> None:
+    """Killed at a random moment of one of three trials (in its fault or recovery phase):
+    within 2 s the separately started proxy has no toxic left."""
+    import random
+
     api, port = proxied_web
+    draw = random.Random(seed)
+    trial, moment = draw.randint(1, 3), draw.uniform(0.0, 2.5)
     experiment = tmp_path / "killed.yaml"
     experiment.write_text(
         f"""
@@ -189,25 +197,30 @@ load: {{url: "http://127.0.0.1:{port}/", rate: 20/s}}
 steady_state: [{{name: p50, of: latency}}, {{name: errors, of: error_rate}}]
 faults: [{{type: latency, target: web, latency: 100ms}}]
 blast_radius: {{count: 1}}
-phases: {{warmup: 0s, baseline: 2s, fault: 60s, recovery: 1s}}
+hypothesis: {{trials: 3}}
+phases: {{warmup: 0s, baseline: 1s, fault: 2s, recovery: 1s}}
 safety: {{abort_when: [{{metric: errors, above: 50%, for: 5s}}], max_duration: 5m}}
 """
     )
+    reports = tmp_path / "reports"
     runner = subprocess.Popen(
-        [*CHAOSKIT, "run", str(experiment), "--reports", str(tmp_path / "reports")],
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     toxics = f"{api}/proxies/web/toxics"
 
-    def injected() -> bool:
+    def injected() -> int:
         if runner.poll() is not None:
             raise AssertionError(f"the run ended early: {runner.communicate()[1]}")
-        return bool(httpx.get(toxics, trust_env=False).json())
+        journals = list(reports.glob("*/journal.jsonl"))
+        lines = journals[0].read_text().splitlines() if journals else []
+        return sum(json.loads(line)["event"] == "applied" for line in lines)
 
     try:
-        wait_until(injected, 30, "the fault")
+        wait_until(lambda: injected() >= trial, 30, f"the fault of trial {trial}")
+        time.sleep(moment)  # the random moment under test, not a synchronisation
     finally:
         runner.kill()
         runner.wait()
@@ -488,3 +501,30 @@ safety: {abort_when: [{metric: errors, above: 50%, for: 10s}], max_duration: 5m}
 
     wait_until(lambda: len(reverted()) == 3 and observed(), 2, "the watchdog to revert all three")
     assert time.monotonic() - killed < 2
+
+
+def test_sequential_tests_end_the_fault_phase_once_the_answer_is_known(tmp_path: Path) -> None:
+    """A 300 ms backend against a concurrent control: the always-valid test sees it within
+    seconds, the fault phase (planned at 40 s) ends then, and its verdict is the test's."""
+    experiment = tmp_path / "sequential.yaml"
+    experiment.write_text(
+        STACK_RUN.format(
+            name="e2e-sequential", latency="300ms", count=1, control="concurrent", extra=""
+        )
+        .replace("fault: 4s", "fault: 40s")
+        .replace("phases:", "hypothesis: {sequential: true}\nphases:")
+    )
+    done = chaoskit_run(experiment, tmp_path / "reports")
+    result = result_of(tmp_path / "reports")
+    assert result["outcome"] == "deviated", done.stdout + done.stderr
+    [fault] = [p for p in result["phases"] if p["phase"] == "fault"]  # type: ignore[union-attr]
+    assert fault["end"] - fault["start"] < 15
+    assert "the sequential tests have the answer" in done.stdout + done.stderr
+    sequential = result["sequential"]
+    assert isinstance(sequential, dict) and sequential["p50"]["verdict"] == "deviated"
+    verdict = result["verdict"]
+    assert isinstance(verdict, dict)
+    p50 = next(m for m in verdict["metrics"] if m["metric"] == "p50")
+    assert p50["verdict"] == "deviated" and "sequential test" in p50["reason"]
+    events = result["faults"]
+    assert isinstance(events, list) and [e["event"] for e in events] == ["inject", "revert"]

@@ -1,0 +1,108 @@
+"""``hypothesis.sequential``: always-valid tests looked at every second of the fault phase, so
+that a trial's fault phase ends as soon as the answer is known — a harmful change found (the
+fault has shown its effect: keeping it on adds risk, not knowledge), or every metric held.
+
+Median latency is watched with :class:`~chaoskit.stats.LatencyMSPRT`, error rates with
+:class:`~chaoskit.stats.ErrorRateMixture` (which needs a concurrent control group). Other
+metrics (tail quantiles, throughput, probes) have no sequential test: they are judged at the end
+as usual, and while one of them is in the experiment only a deviation can end the phase early.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..load import RequestSamples, Samples
+from ..model import Experiment
+from ..model.metrics import ErrorRateMetric, LatencyMetric
+from ..stats import ErrorRateMixture, LatencyMSPRT, SequentialDecision, Verdict
+from .measure import margin_share
+
+__all__ = ["SequentialWatch"]
+
+
+class SequentialWatch:
+    """The sequential tests of one run, fed one window of requests at a time."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        samples: RequestSamples,
+        baseline: tuple[float, float],
+        *,
+        concurrent: bool,
+    ) -> None:
+        self._samples = samples
+        self._baseline = baseline
+        self._concurrent = concurrent
+        self._tests: dict[str, tuple[Any, LatencyMetric | ErrorRateMetric]] = {}
+        self.unwatched: list[str] = []
+        """Metrics without a sequential test (judged at the end only)."""
+        self.decisions: dict[str, SequentialDecision] = {}
+        self.looks = 0
+        alpha = experiment.hypothesis.alpha
+        rate = experiment.load.rate.per_second if experiment.load else 1.0
+        horizon = max(50, int(rate * experiment.phases.fault.nanoseconds / 1e9))
+        for metric in experiment.steady_state:
+            if isinstance(metric, LatencyMetric) and metric.quantile == 0.5:
+                share = margin_share(metric, experiment.hypothesis.margins) or 0.0
+                test: Any = LatencyMSPRT(alpha=alpha, margin=1 + share, horizon=horizon)
+                self._tests[metric.name] = (test, metric)
+            elif isinstance(metric, ErrorRateMetric) and concurrent:
+                self._tests[metric.name] = (ErrorRateMixture(alpha=alpha), metric)
+            else:
+                self.unwatched.append(metric.name)
+
+    @property
+    def active(self) -> bool:
+        """Whether any metric has a sequential test."""
+        return bool(self._tests)
+
+    def look(self, start: float, end: float) -> bool:
+        """Feed the requests of ``[start, end)``; True once the fault phase may end."""
+        first = self.looks == 0
+        self.looks += 1
+        for name, (test, metric) in self._tests.items():
+            if name in self.decisions and self.decisions[name].verdict is not None:
+                continue
+            control: Samples | None
+            if self._concurrent:
+                control = self._samples.window(start, end, group="control")
+                treated = self._samples.window(start, end, group="experiment")
+            else:  # the baseline is the control, given once
+                control = self._samples.window(*self._baseline) if first else None
+                treated = self._samples.window(start, end)
+            self.decisions[name] = test.update(_data(metric, control), _data(metric, treated))
+        verdicts = [d.verdict for d in self.decisions.values()]
+        if Verdict.DEVIATED in verdicts:
+            return True
+        return (
+            not self.unwatched
+            and len(verdicts) == len(self._tests)
+            and all(v is Verdict.HELD for v in verdicts)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The decisions so far, for the result file."""
+        return {
+            name: {
+                "verdict": None if d.verdict is None else d.verdict.value,
+                "p_value": d.p_value,
+                "low": d.low if math.isfinite(d.low) else None,
+                "high": d.high if math.isfinite(d.high) else None,
+                "n": list(d.n),
+            }
+            for name, d in self.decisions.items()
+        }
+
+
+def _data(metric: LatencyMetric | ErrorRateMetric, window: Samples | None) -> Any:
+    """Latencies, or error outcomes, of ``window`` (nothing for no window)."""
+    if window is None:
+        return np.array([])
+    if isinstance(metric, LatencyMetric):
+        return window.latencies()
+    return window.errors(metric.errors)
