@@ -1,1 +1,55 @@
-"""What people read: the console during a run (and, as they land, the report files)."""
+"""What a run leaves for people and pipelines: ``report.html``, ``junit.xml`` and
+``summary.md`` beside its ``result.json``, and the live console while it runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ReportError", "load_result", "write_reports"]
+
+
+class ReportError(Exception):
+    """A result file that cannot be reported on; the message says why."""
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """A run's ``result.json`` (``path`` may be the run's folder); ReportError if it is not one."""
+    path = path / "result.json" if path.is_dir() else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ReportError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        result = json.loads(text)
+    except ValueError:
+        raise ReportError(
+            f"{path} is not JSON: give a run's result.json (under reports/<run id>/)"
+        ) from None
+    if not isinstance(result, dict) or not str(result.get("schema", "")).startswith(
+        "chaoskit.result/"
+    ):
+        raise ReportError(f"{path} is not a chaoskit result (no 'schema' chaoskit.result/…)")
+    return result
+
+
+def write_reports(result_path: Path) -> list[Path]:
+    """Render the reports of the run whose ``result.json`` is at ``result_path``, beside it."""
+    from .html import render_html  # noqa: PLC0415 - matplotlib and jinja2 load only here
+    from .junit import render_junit  # noqa: PLC0415
+    from .markdown import render_markdown  # noqa: PLC0415
+
+    result = load_result(result_path)
+    folder = result_path.parent if result_path.is_file() else result_path
+    written = []
+    renderers = (
+        ("report.html", render_html),
+        ("junit.xml", render_junit),
+        ("summary.md", render_markdown),
+    )
+    for name, render in renderers:
+        path = folder / name
+        path.write_text(render(result), encoding="utf-8")
+        written.append(path)
+    return written

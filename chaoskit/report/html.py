@@ -1,0 +1,135 @@
+"""``report.html``: one self-contained file (inline CSS and SVG, no script, nothing fetched) a
+team reads after a game day — the verdict in plain words first, then the evidence."""
+
+from __future__ import annotations
+
+import math
+import platform
+from typing import Any
+
+import yaml
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from ..load import RequestSamples
+from ..model import Experiment
+from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric
+from ..runner.measure import per_second
+from ..safety.valve import threshold_value
+from .plots import Timeline, svg_timeline
+from .words import headline
+
+__all__ = ["render_html"]
+
+
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("chaoskit.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _unit(metric: Any) -> tuple[str, float]:
+    """The axis label and the factor from stored values (seconds, shares) to shown ones."""
+    if isinstance(metric, LatencyMetric):
+        return "ms", 1000.0
+    if isinstance(metric, ErrorRateMetric):
+        return "% of requests", 100.0
+    if isinstance(metric, ProbeMetric):
+        return "reading", 1.0
+    return "requests/s", 1.0
+
+
+def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]:
+    phases = result.get("phases") or []
+    if not phases:
+        return []
+    t0 = phases[0]["start"]
+    t_end = phases[-1]["end"]
+    spans = [(p["phase"], p["start"] - t0, p["end"] - t0) for p in phases]
+    events = result.get("faults") or []
+    injects = [e["at"] - t0 for e in events if e["event"] == "inject"]
+    reverts = [e["at"] - t0 for e in events if e["event"] == "revert"]
+    verdict = result.get("verdict") or {}
+    concurrent = verdict.get("comparison") == "concurrent"
+    samples = RequestSamples.from_json(result["samples"]) if result.get("samples") else None
+    recovery_starts = [p["start"] - t0 for p in phases if p["phase"] == "recovery"]
+    found = []
+    for metric in experiment.steady_state:
+        unit, factor = _unit(metric)
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        if isinstance(metric, ProbeMetric):
+            readings = (result.get("probes") or {}).get(metric.name)
+            if readings:
+                values = [math.nan if v is None else v for v in readings["value"]]
+                series["reading"] = ([t - t0 for t in readings["time"]], values)
+        elif samples is not None:
+            for group in ("experiment", "control") if concurrent else ("all",):
+                groups = None if group == "all" else [group]
+                times, values = per_second(metric, samples, t0, t_end, groups)
+                series[group] = (times, [v * factor for v in values])
+        ttr = (verdict.get("recovery") or {}).get(metric.name) or {}
+        recovered = [
+            start + duration
+            for start, duration, censored in zip(
+                recovery_starts, ttr.get("durations", []), ttr.get("censored", []), strict=False
+            )
+            if not censored
+        ]
+        limits = [
+            (f"SLO {side}", threshold_value(value) * factor)
+            for side in ("max", "min")
+            if (value := getattr(metric, side, None)) is not None
+        ]
+        for threshold in experiment.safety.abort_when:
+            if threshold.metric == metric.name:
+                for side in ("above", "below"):
+                    value = getattr(threshold, side)
+                    if value is not None:
+                        limits.append((f"abort {side}", threshold_value(value) * factor))
+        title = f"{metric.name} ({metric.of}"
+        title += f", p{round(metric.quantile * 100)})" if isinstance(metric, LatencyMetric) else ")"
+        found.append(Timeline(title, unit, series, spans, injects, reverts, recovered, limits))
+    return found
+
+
+def render_html(result: dict[str, Any]) -> str:
+    """The report for one run, from its ``result.json`` document."""
+    experiment = Experiment.model_validate(result["experiment"])
+    timelines = _timelines(result, experiment)
+    verdict = result.get("verdict") or {}
+    injected = {e["id"]: e for e in result.get("faults") or [] if e["event"] == "inject"}
+    events = [
+        {**injected.get(e["id"], {}), **e} if e["event"] == "revert" else e
+        for e in result.get("faults") or []
+    ]
+    context = {
+        "events": events,
+        "result": result,
+        "experiment": experiment,
+        "headline": headline(result),
+        "plots": [(t.title, svg_timeline(t)) for t in timelines],
+        "metrics": verdict.get("metrics", []),
+        "not_judged": verdict.get("not_judged", {}),
+        "recovery": verdict.get("recovery", {}),
+        "written": (result.get("source") or {}).get("text")
+        or yaml.safe_dump(result["experiment"], sort_keys=False, allow_unicode=True),
+        "source": (result.get("source") or {}).get("path"),
+        "environment": {
+            "host": result.get("host"),
+            "chaoskit": result.get("chaoskit"),
+            "python": result.get("python") or platform.python_version(),
+        },
+        "fmt": _fmt,
+    }
+    return _environment().get_template("report.html.j2").render(**context)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    """A number for people: significant digits, '—' for none."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)

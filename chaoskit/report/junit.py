@@ -1,0 +1,131 @@
+"""``junit.xml``: a run as JUnit test cases, for CI systems that show them — one per metric and
+one per metric and trial for time to recovery. DEVIATED and a trial that did not recover in
+time are failures, INCONCLUSIVE is skipped (with why), an aborted or failed run is an error."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from typing import Any
+
+from .words import faults_in_words
+
+__all__ = ["render_junit"]
+
+
+def _g(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _seconds(value: float) -> str:
+    return f"{max(value, 0.0):.3f}"
+
+
+def _metric_cases(result: dict[str, Any], suite: str) -> list[ET.Element]:
+    verdict = result.get("verdict") or {}
+    cases = []
+    for metric in verdict.get("metrics", []):
+        case = ET.Element("testcase", name=metric["metric"], classname=suite)
+        word = str(metric["verdict"]).upper()
+        effect = metric.get("effect") or {}
+        n = metric.get("n") or ["?", "?"]
+        detail = (
+            f"{metric['metric']}: {word}. {metric['reason']}\n"
+            f"effect {_g(effect.get('estimate'))} ({effect.get('scale', '-')}), interval "
+            f"[{_g(effect.get('low'))}, {_g(effect.get('high'))}], margin "
+            f"{_g(metric.get('margin'))}, requests (control, fault) {n[0]}, {n[1]}\n"
+            f"faults: {faults_in_words(result)}"
+        )
+        outcome = {"deviated": "failure", "inconclusive": "skipped"}.get(metric["verdict"])
+        if outcome is not None:
+            element = ET.SubElement(
+                case, outcome, type=metric["verdict"], message=f"{word}: {metric['reason']}"
+            )
+            element.text = detail
+        cases.append(case)
+    for name, why in verdict.get("not_judged", {}).items():
+        case = ET.Element("testcase", name=name, classname=suite)
+        ET.SubElement(case, "skipped", type="not_judged", message=f"not judged: {why}")
+        cases.append(case)
+    return cases
+
+
+def _recovery_cases(result: dict[str, Any], suite: str) -> list[ET.Element]:
+    verdict = result.get("verdict") or {}
+    deadline = (result["experiment"].get("hypothesis") or {}).get("recover_within")
+    limit = _duration(deadline)
+    cases = []
+    for name, ttr in (verdict.get("recovery") or {}).items():
+        for trial, (seconds, censored) in enumerate(
+            zip(ttr.get("durations", []), ttr.get("censored", []), strict=False), start=1
+        ):
+            case = ET.Element(
+                "testcase",
+                name=f"{name} recovers (trial {trial})",
+                classname=suite,
+                time=_seconds(seconds),
+            )
+            if censored:
+                ET.SubElement(case, "failure", type="not_recovered",
+                              message=f"{name} had not recovered {seconds:.1f} s after the revert, "
+                              "at the end of the recovery phase")  # fmt: skip
+            elif limit is not None and seconds > limit:
+                ET.SubElement(case, "failure", type="slow_recovery",
+                              message=f"{name} recovered in {seconds:.1f} s, beyond "
+                              f"recover_within ({deadline})")  # fmt: skip
+            cases.append(case)
+    return cases
+
+
+def _duration(text: Any) -> float | None:
+    if text is None:
+        return None
+    from ..units import Duration  # noqa: PLC0415
+
+    return Duration.parse(str(text)).nanoseconds / 1e9
+
+
+def render_junit(result: dict[str, Any]) -> str:
+    """The run as a JUnit XML document (the schema Jenkins and most CI systems read)."""
+    name = str(result["experiment"]["name"])
+    suite = f"chaoskit.{name}"
+    cases = _metric_cases(result, suite) + _recovery_cases(result, suite)
+    if result.get("outcome") in ("aborted", "error"):
+        case = ET.Element("testcase", name="run", classname=suite)
+        safety = result.get("safety") or {}
+        message = (
+            f"aborted by the safety valve: {safety.get('detail')} (every fault was reverted first)"
+            if result["outcome"] == "aborted"
+            else f"the run failed: {result.get('error')}"
+        )
+        ET.SubElement(case, "error", type=str(result["outcome"]), message=message)
+        cases.insert(0, case)
+    phases = result.get("phases") or []
+    took = phases[-1]["end"] - phases[0]["start"] if phases else 0.0
+    started = datetime.fromtimestamp(phases[0]["wall"], UTC) if phases else datetime.now(UTC)
+    count = {
+        kind: sum(1 for c in cases if c.find(kind) is not None)
+        for kind in ("failure", "error", "skipped")
+    }
+    attributes = {
+        "name": name, "tests": str(len(cases)), "failures": str(count["failure"]),
+        "errors": str(count["error"]), "skipped": str(count["skipped"]),
+        "time": _seconds(took), "timestamp": started.strftime("%Y-%m-%dT%H:%M:%S"),
+        "hostname": str(result.get("host") or ""), "id": str(result["run"]),
+    }  # fmt: skip
+    root = ET.Element("testsuites", name="chaoskit", tests=attributes["tests"],
+                      failures=attributes["failures"], errors=attributes["errors"],
+                      time=attributes["time"])  # fmt: skip
+    testsuite = ET.SubElement(root, "testsuite", attributes)
+    properties = ET.SubElement(testsuite, "properties")
+    for key, value in (
+        ("outcome", result.get("outcome")),
+        ("exit_code", result.get("exit_code")),
+        ("run", result.get("run")),
+        *((f"seed.{k}", d.get("seed")) for k, d in (result.get("draws") or {}).items()),
+    ):
+        ET.SubElement(properties, "property", name=str(key), value=str(value))
+    testsuite.extend(cases)
+    ET.indent(root)
+    text = ET.tostring(root, encoding="unicode", xml_declaration=False)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + text + "\n"

