@@ -9,11 +9,12 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
 from . import __version__
+from .cli_gameday import gameday_app
 from .exitcodes import ExitCode
 
 app = typer.Typer(
@@ -128,6 +129,7 @@ stack_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(gameday_app, name="gameday")
 
 
 @stack_app.command("up")
@@ -291,7 +293,12 @@ def run(
         with RunConsole() as console:
             outcome = asyncio.run(
                 run_experiment(
-                    experiment, policy=site, reports=reports, log=console.log, follow=console.follow
+                    experiment,
+                    policy=site,
+                    reports=reports,
+                    log=console.log,
+                    follow=console.follow,
+                    source=path,
                 )
             )
     except PreflightError as exc:
@@ -314,7 +321,130 @@ def run(
             shown = "not recovered" if ttr["median"] is None else f"{ttr['median']:.1f}s"
             typer.echo(f"  time to recovery ({name}): {shown}")
     typer.echo(f"  result: {outcome.run_dir / 'result.json'}")
+    from .report import ReportError, write_reports
+
+    try:
+        for written in write_reports(outcome.run_dir / "result.json"):
+            typer.echo(f"  {written.stem}: {written}")
+    except ReportError as exc:  # the verdict stands; only its rendering failed
+        typer.echo(f"chaoskit run: no report: {exc}", err=True)
+    from .gameday.history import HistoryError, record_run
+
+    try:
+        record_run(reports / HISTORY, result, outcome.run_dir / "result.json")
+    except HistoryError as exc:  # the verdict stands; only the history missed it
+        typer.echo(f"chaoskit run: not recorded in the history: {exc}", err=True)
     raise typer.Exit(outcome.exit_code)
+
+
+HISTORY = "history.db"
+"""The run history's file name under the reports folder."""
+
+
+def _load_result(path: Path, command: str) -> dict[str, Any]:
+    """A run's result.json (or its folder's), or exit 2 saying what is wrong with it."""
+    from .report import ReportError, load_result
+
+    try:
+        return load_result(path)
+    except ReportError as exc:
+        typer.echo(f"chaoskit {command}: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+
+
+@app.command()
+def history(
+    reports: Annotated[Path, typer.Option(help="The reports folder holding history.db.")] = Path(
+        "reports"
+    ),
+    experiment: Annotated[
+        str | None, typer.Option(help="Only this experiment's runs (by name).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many of the newest runs.")] = 20,
+) -> None:
+    """List recorded runs, newest last, and each experiment's time-to-recovery trend."""
+    import time as clock
+
+    from .gameday.history import HistoryError, runs
+
+    try:
+        found = runs(reports / HISTORY, experiment, limit)
+    except HistoryError as exc:
+        typer.echo(f"chaoskit history: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    if not found:
+        where = f" of {experiment}" if experiment else ""
+        typer.echo(f"no runs{where} recorded in {reports / HISTORY} yet")
+        return
+    for entry in found:
+        when = clock.strftime("%Y-%m-%d %H:%M", clock.localtime(entry.started))
+        verdicts = ", ".join(f"{m} {v}" for m, v in entry.verdicts.items()) or "-"
+        typer.echo(f"{when}  {entry.run}  {entry.outcome.upper():<12} {verdicts}")
+    typer.echo("")
+    for name in sorted({e.experiment for e in found}):
+        mine = [e for e in found if e.experiment == name]
+        metrics = sorted({m for e in mine for m in e.recovery})
+        for metric in metrics:
+            trend = " → ".join(
+                "-" if metric not in e.recovery
+                else "not recovered" if e.recovery[metric] is None
+                else f"{e.recovery[metric]:.1f}s"
+                for e in mine
+            )  # fmt: skip
+            typer.echo(f"{name}: time to recovery of {metric}: {trend}")
+
+
+@app.command()
+def gate(
+    result: Annotated[Path, typer.Argument(help="The run's result.json (or its folder).")],
+    reports: Annotated[Path, typer.Option(help="The reports folder holding history.db.")] = Path(
+        "reports"
+    ),
+    ratio: Annotated[
+        float,
+        typer.Option(min=1.0, help="Fail when median time to recovery exceeds this many times "
+                     "the last good run's."),
+    ] = 1.5,
+) -> None:  # fmt: skip
+    """Fail (exit 1) when a run is worse than the last good run of its experiment in the
+    history: a worse verdict, or a median time to recovery beyond --ratio times; else exit 0."""
+    from .gameday.gate import compare_runs
+    from .gameday.history import HistoryError, last_good, record_run
+
+    loaded = _load_result(result, "gate")
+    path = result / "result.json" if result.is_dir() else result
+    try:
+        entry = record_run(reports / HISTORY, loaded, path)
+        good = last_good(reports / HISTORY, entry.experiment, entry)
+    except HistoryError as exc:
+        typer.echo(f"chaoskit gate: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    decision = compare_runs(entry, good, ratio)
+    against = f" against run {good.run}" if good else ""
+    typer.echo(f"gate {'passed' if decision.passed else 'FAILED'}: {entry.run}{against}")
+    for reason in decision.reasons:
+        typer.echo(f"  - {reason}")
+    for note in decision.notes:
+        typer.echo(f"  {note}")
+    raise typer.Exit(0 if decision.passed else 1)
+
+
+@app.command()
+def report(
+    result: Annotated[
+        Path, typer.Argument(help="A run's result.json (or the run's folder holding it).")
+    ],
+) -> None:
+    """Render report.html, junit.xml and summary.md again from a run's result.json, beside it."""
+    from .report import ReportError, write_reports
+
+    try:
+        written = write_reports(result)
+    except ReportError as exc:
+        typer.echo(f"chaoskit report: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    for out in written:
+        typer.echo(str(out))
 
 
 @app.command()

@@ -12,8 +12,10 @@ from typing import Literal
 import typer
 
 from .exitcodes import ExitCode
-from .loader import LoadError, Problem, find_files, load_experiment, locate
+from .loader import LoadError, Problem, find_files, load_experiment, load_model, locate
+from .loader.documents import read_document
 from .model import Experiment
+from .model.gameday import GameDayPlan
 from .safety.policy import Policy, find_policy
 
 __all__ = ["FileReport", "validate_paths"]
@@ -25,6 +27,8 @@ class FileReport:
 
     file: str
     experiment: Experiment | None = None
+    plan: GameDayPlan | None = None
+    """Set instead of ``experiment`` for a game-day plan file."""
     problems: list[Problem] = field(default_factory=list)
     violations: list[tuple[Problem, str]] = field(default_factory=list)
     """Policy violations as located problems, with the rule each breaks."""
@@ -32,11 +36,40 @@ class FileReport:
     @property
     def valid(self) -> bool:
         """No schema problem and no policy violation."""
-        return self.experiment is not None and not self.problems and not self.violations
+        loaded = self.experiment is not None or self.plan is not None
+        return loaded and not self.problems and not self.violations
+
+
+def _is_plan(path: Path) -> bool:
+    """A game-day plan: ``experiments`` at the top and no ``faults``."""
+    try:
+        data = read_document(path).data
+    except LoadError:
+        return False
+    return isinstance(data, dict) and "experiments" in data and "faults" not in data
+
+
+def check_plan(path: Path) -> FileReport:
+    """Load a game-day plan; every experiment it names must exist."""
+    report = FileReport(str(path))
+    try:
+        report.plan = load_model(path, GameDayPlan)
+    except LoadError as exc:
+        report.problems = exc.problems
+        return report
+    missing = [n for n in report.plan.experiments if not (path.parent / n).is_file()]
+    report.problems = locate(
+        path,
+        [(("experiments", report.plan.experiments.index(n)), f"no experiment file {n} "
+          f"(relative to the plan)") for n in missing],
+    )  # fmt: skip
+    return report
 
 
 def check_file(path: Path, policy: Policy | None, variables: Mapping[str, str]) -> FileReport:
-    """Load one experiment file and check it against ``policy`` (a ``Policy``)."""
+    """Load one experiment file (or game-day plan) and check it against ``policy``."""
+    if _is_plan(path):
+        return check_plan(path)
     report = FileReport(str(path))
     try:
         report.experiment = load_experiment(path, variables=variables)
@@ -100,6 +133,14 @@ def _print(reports: list[FileReport], source: str, empty: list[Path]) -> None:
             )
             typer.echo(f"{ok} {report.file}  {typer.style(detail, dim=True)}")
             continue
+        if report.valid and report.plan is not None:
+            plan = report.plan
+            when = (
+                f"{plan.schedule.cron} ({plan.schedule.timezone})" if plan.schedule else "by hand"
+            )
+            detail = f"game day {plan.name}: {len(plan.experiments)} experiment(s), {when}"
+            typer.echo(f"{ok} {report.file}  {typer.style(detail, dim=True)}")
+            continue
         typer.echo(f"{bad} {report.file}")
         for problem in report.problems:
             typer.echo(f"  {problem}")
@@ -133,7 +174,7 @@ def _as_json(reports: list[FileReport], source: str, empty: list[Path]) -> dict[
             {
                 "file": r.file,
                 "valid": r.valid,
-                "name": r.experiment.name if r.experiment else None,
+                "name": r.experiment.name if r.experiment else r.plan.name if r.plan else None,
                 "problems": [problem(p) for p in r.problems]
                 + [problem(p, rule) for p, rule in r.violations],
             }

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,6 +22,7 @@ from ..loader import load_model
 from ..model import Experiment
 from ..model._base import Fraction, Glob, Model, PositiveDuration
 from ..model.faults import FaultType, TargetKind
+from ..model.gameday import TimeWindow
 from ..model.safety import Threshold, parse_threshold
 from ..units import Duration, Percent, Rate
 
@@ -43,8 +43,6 @@ DEFAULT_POLICY_PATH = Path("safety") / "default.yaml"
 POLICY_ENV = "CHAOSKIT_POLICY"
 """An environment variable naming the policy file."""
 
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _KINDS: tuple[TargetKind, ...] = ("proxy", "process", "container")
 
 
@@ -96,40 +94,6 @@ class RequiredAbort(Model):
     @classmethod
     def _parse(cls, value: object) -> Threshold | None:
         return None if value is None else parse_threshold(value)
-
-
-class TimeWindow(Model):
-    """When experiments may run: days of the week and a daily span in a time zone."""
-
-    days: list[Day] = Field(default_factory=lambda: list(_DAYS), min_length=1)
-    start: time = time(0, 0)
-    """Start of the span, ``HH:MM``."""
-    end: time = time(23, 59, 59)
-    """End of the span, ``HH:MM``; an end before the start spans midnight."""
-    timezone: str = "UTC"
-    """An IANA time zone name, e.g. ``Europe/Berlin``."""
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone '{value}': use an IANA name such as 'Europe/Berlin'"
-            ) from None
-        return value
-
-    def contains(self, moment: datetime) -> bool:
-        """True if ``moment`` (timezone-aware) falls inside the window."""
-        local = moment.astimezone(ZoneInfo(self.timezone))
-        now, day = local.time(), _DAYS[local.weekday()]
-        if self.start <= self.end:
-            return day in self.days and self.start <= now <= self.end
-        if now >= self.start:  # spans midnight: the evening part belongs to today
-            return day in self.days
-        yesterday = _DAYS[(local.weekday() - 1) % 7]
-        return yesterday in self.days and now <= self.end
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,177 @@
+"""``chaoskit gameday``: run a plan now, serve its schedule, or show where plans stand."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from .exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from .gameday.plan import DayResult
+    from .model.gameday import GameDayPlan
+    from .safety.policy import Policy
+
+gameday_app = typer.Typer(
+    help="Game days: plans of experiments run in order, on a schedule, within windows.",
+    no_args_is_help=True,
+)
+
+_EXIT = {
+    "held": ExitCode.HELD,
+    "deviated": ExitCode.DEVIATED,
+    "refused": ExitCode.INVALID,
+    "aborted": ExitCode.ABORTED,
+    "inconclusive": ExitCode.INCONCLUSIVE,
+}
+
+ReportsOption = Annotated[Path, typer.Option(help="Where runs write their folders.")]
+PolicyOption = Annotated[
+    Path | None, typer.Option("--policy", help="Site policy file (default: as for run).")
+]
+
+
+def _load(plan_path: Path, policy: Path | None) -> tuple[GameDayPlan, Policy]:
+    from .gameday.plan import load_plan  # noqa: PLC0415
+    from .loader import LoadError  # noqa: PLC0415
+    from .safety.policy import find_policy  # noqa: PLC0415
+
+    try:
+        return load_plan(plan_path), find_policy(policy)[0]
+    except LoadError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    except OSError as exc:
+        typer.echo(f"chaoskit gameday: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+
+
+async def _day(
+    plan: GameDayPlan, plan_path: Path, *, reports: Path, site: Policy, now: datetime, force: bool
+) -> DayResult:
+    """Run the day, write every report, tell the webhook."""
+    from .gameday.notify import notify  # noqa: PLC0415
+    from .gameday.plan import run_plan  # noqa: PLC0415
+    from .report import ReportError, write_reports  # noqa: PLC0415
+    from .report.gameday import write_day_reports  # noqa: PLC0415
+
+    def finish(result: Path) -> None:
+        try:
+            write_reports(result)
+        except ReportError as exc:  # the verdict stands; only its rendering failed
+            typer.echo(f"no report for {result}: {exc}", err=True)
+
+    log = lambda line: typer.echo(line, err=True)  # noqa: E731
+    day = await run_plan(plan, plan_path, reports=reports, policy=site, now=now, force=force,
+                         log=log, finish_run=finish)  # fmt: skip
+    write_day_reports(day.to_json(), plan.description)
+    notify(plan.notify, day, log)
+    return day
+
+
+@gameday_app.command("run")
+def run(
+    plan: Annotated[Path, typer.Argument(help="The game-day plan file.")],
+    force: Annotated[bool, typer.Option(help="Run even outside the plan's windows.")] = False,
+    reports: ReportsOption = Path("reports"),
+    policy: PolicyOption = None,
+) -> None:
+    """Run a plan's experiments now, in order; refused outside its windows or on a blackout
+    date unless --force. Exit code: as for run, for the first experiment that did not hold."""
+    from .gameday.plan import PlanError  # noqa: PLC0415
+
+    loaded, site = _load(plan, policy)
+    try:
+        now = datetime.now(UTC)
+        day = asyncio.run(_day(loaded, plan, reports=reports, site=site, now=now, force=force))
+    except PlanError as exc:
+        typer.echo(f"chaoskit gameday run: refused, nothing was touched: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    typer.echo(f"game day {loaded.name}: {day.outcome}")
+    for entry in day.experiments:
+        note = f" ({entry.message})" if entry.message else ""
+        typer.echo(f"  {entry.file}: {entry.outcome}{note}")
+    typer.echo(f"  report: {Path(day.folder) / 'gameday.html'}")
+    raise typer.Exit(_EXIT.get(day.outcome, ExitCode.INTERNAL))
+
+
+@gameday_app.command("schedule")
+def schedule(
+    plan: Annotated[Path, typer.Argument(help="The game-day plan file (with a schedule).")],
+    reports: ReportsOption = Path("reports"),
+    policy: PolicyOption = None,
+) -> None:
+    """Serve a plan's schedule until SIGINT/SIGTERM: each cron slot runs once, even across a
+    restart of this scheduler (slots are claimed in reports/gamedays/PLAN.json first)."""
+    from .gameday.plan import PlanError  # noqa: PLC0415
+    from .gameday.schedule import Scheduler, SchedulerBusy, state_path  # noqa: PLC0415
+
+    loaded, site = _load(plan, policy)
+    if loaded.schedule is None:
+        typer.echo(f"chaoskit gameday schedule: plan '{loaded.name}' has no schedule", err=True)
+        raise typer.Exit(ExitCode.INVALID)
+
+    async def one(slot: datetime) -> str:
+        try:
+            day = await _day(loaded, plan, reports=reports, site=site, now=slot, force=False)
+            return day.outcome
+        except PlanError as exc:
+            typer.echo(f"slot {slot.isoformat()}: refused: {exc}", err=True)
+            return "refused"
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log = lambda line: typer.echo(line, err=True)  # noqa: E731
+        await Scheduler(loaded, state_path(reports, loaded), one, log=log).serve(stop)
+
+    try:
+        asyncio.run(serve())
+    except SchedulerBusy as exc:
+        typer.echo(f"chaoskit gameday schedule: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+
+
+@gameday_app.command("status")
+def status(
+    plans: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Plan files (default: experiments/gamedays/*.yaml)."),
+    ] = None,
+    reports: ReportsOption = Path("reports"),
+) -> None:
+    """Each plan's schedule, next slot, whether it may run now, and its last slots."""
+    from .gameday.schedule import Scheduler, next_slot, state_path  # noqa: PLC0415
+
+    files = plans or sorted(Path("experiments/gamedays").glob("*.yaml"))
+    if not files:
+        typer.echo("no game-day plans (experiments/gamedays/*.yaml, or name them)")
+        return
+    now = datetime.now(UTC)
+    for path in files:
+        loaded, _ = _load(path, None)
+        upcoming = next_slot(loaded, now)
+        refusals = loaded.refusals(now)
+        typer.echo(f"{loaded.name} ({path})")
+        if loaded.schedule is not None:
+            typer.echo(f"  schedule: {loaded.schedule.cron} ({loaded.schedule.timezone}); "
+                       f"next: {upcoming.isoformat() if upcoming else '-'}")  # fmt: skip
+        else:
+            typer.echo("  schedule: none (run by hand)")
+        typer.echo(f"  may run now: {'no: ' + '; '.join(refusals) if refusals else 'yes'}")
+        if loaded.schedule is not None:
+            slots = Scheduler(loaded, state_path(reports, loaded), _never).slots()
+            for key, entry in list(slots.items())[-3:]:
+                said = entry.get("outcome") or entry.get("why") or ""
+                typer.echo(f"  slot {key}: {entry.get('state')} {said}")
+
+
+async def _never(slot: datetime) -> str:  # status only reads the state file
+    raise AssertionError(f"status never runs a slot ({slot})")

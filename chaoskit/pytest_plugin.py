@@ -1,0 +1,296 @@
+"""The pytest plugin (entry point ``pytest11``): ``pytest experiments/`` runs experiment files as
+test items (HELD passes, DEVIATED fails with the summary, INCONCLUSIVE is skipped unless
+``--chaos-inconclusive`` says otherwise), and fixtures break things inside ordinary tests:
+
+- ``chaos_proxy``: an embedded Toxiproxy-compatible server for the session (``.url``);
+- ``toxiproxy``: the Toxiproxy driver for it (async);
+- ``chaos``: context managers that apply a fault and always take it back, e.g.
+  ``with chaos.latency("backend", "300ms"):`` or ``with chaos.crash("backend-1"):``.
+
+Everything heavy is imported when used, so the plugin costs pytest nothing when idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+if TYPE_CHECKING:
+    from .drivers.base import AppliedFault, Target
+    from .drivers.toxiproxy import ToxiproxyDriver
+    from .proxy import ProxyServer
+
+__all__ = ["Chaos", "ExperimentFailure", "ExperimentFile", "ExperimentItem"]
+
+_SUFFIXES = {".yaml", ".yml", ".json", ".toml"}
+_T = TypeVar("_T")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaoskit", "chaos experiments")
+    group.addoption(
+        "--chaos-report-dir",
+        default="reports",
+        help="Where experiment runs write their folders and history.db (default: reports).",
+    )
+    group.addoption(
+        "--chaos-inconclusive",
+        choices=("skip", "fail", "pass"),
+        default="skip",
+        help="How an INCONCLUSIVE experiment is reported (default: skip, with the reason).",
+    )
+    group.addoption(
+        "--chaos-policy", default=None, help="Site policy file (default: as for chaoskit run)."
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix in _SUFFIXES and _is_experiment(file_path):
+        return ExperimentFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _is_experiment(path: Path) -> bool:
+    """A file whose top level has ``faults`` and ``steady_state`` (other YAML is left alone)."""
+    from .loader.documents import read_document  # noqa: PLC0415
+    from .loader.errors import LoadError  # noqa: PLC0415
+
+    try:
+        data = read_document(path).data
+    except (LoadError, OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "faults" in data and "steady_state" in data
+
+
+class ExperimentFailure(Exception):
+    """An experiment that deviated, was aborted or could not run; the message is its summary."""
+
+
+class ExperimentFile(pytest.File):
+    """An experiment file: one test item."""
+
+    def collect(self) -> Iterator[ExperimentItem]:
+        yield ExperimentItem.from_parent(self, name=self.path.stem)
+
+
+class ExperimentItem(pytest.Item):
+    """Runs the experiment for real, writes its reports and records it in the history."""
+
+    def runtest(self) -> None:
+        from .loader import LoadError, load_experiment  # noqa: PLC0415
+        from .runner.run import PreflightError, run_experiment  # noqa: PLC0415
+        from .runner.system import BringUpError  # noqa: PLC0415
+        from .safety.policy import find_policy  # noqa: PLC0415
+
+        config = self.config
+        reports = Path(config.getoption("--chaos-report-dir"))
+        policy_path = config.getoption("--chaos-policy")
+        try:
+            experiment = load_experiment(self.path)
+            policy, _ = find_policy(Path(policy_path) if policy_path else None)
+        except LoadError as error:
+            raise ExperimentFailure(f"invalid experiment file:\n{error}") from None
+        lines: list[str] = []
+        try:
+            outcome = asyncio.run(
+                run_experiment(
+                    experiment, policy=policy, reports=reports, log=lines.append, source=self.path
+                )
+            )
+        except PreflightError as error:
+            raise ExperimentFailure(f"refused, nothing was touched: {error}") from None
+        except BringUpError as error:
+            raise ExperimentFailure(f"the system did not come up: {error}") from None
+        finally:
+            self.add_report_section("call", "chaoskit", "\n".join(lines))
+        summary = _finish(outcome.run_dir / "result.json", outcome.result, reports)
+        self.user_properties.append(("chaoskit_run", outcome.run_dir.name))
+        if outcome.verdict == "held":
+            return
+        if outcome.verdict == "inconclusive":
+            handling = config.getoption("--chaos-inconclusive")
+            if handling == "pass":
+                return
+            if handling == "skip":
+                pytest.skip(f"INCONCLUSIVE: {summary}")
+        raise ExperimentFailure(summary)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> Any:
+        if isinstance(excinfo.value, ExperimentFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"chaos experiment {self.name}"
+
+
+def _finish(result_path: Path, result: dict[str, Any], reports: Path) -> str:
+    """Write the reports and the history entry; the summary to show."""
+    from .gameday.history import record_run  # noqa: PLC0415
+    from .report import write_reports  # noqa: PLC0415
+    from .report.markdown import render_markdown  # noqa: PLC0415
+
+    write_reports(result_path)
+    record_run(reports / "history.db", result, result_path)
+    return f"{render_markdown(result)}report: {result_path.parent / 'report.html'}"
+
+
+# -- fixtures for ordinary tests ------------------------------------------------------------------
+
+
+def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` to completion, also from inside a running event loop (async tests)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class Chaos:
+    """Faults as context managers that always revert, on a Toxiproxy API (``url``), the
+    Docker engine (containers by name) and local processes (by pid)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0") -> str:
+        """Create (or replace) proxy ``name`` relaying to ``upstream``; where it listens."""
+        from .drivers.toxiproxy import ToxiproxyClient, ToxiproxyError  # noqa: PLC0415
+
+        async def create() -> str:
+            async with ToxiproxyClient(self.url) as client:
+                with contextlib.suppress(ToxiproxyError):
+                    await client.delete_proxy(name)
+                return (await client.create_proxy(name, upstream, listen)).listen
+
+        return _run(create())
+
+    # -- network faults on a proxy ----------------------------------------------------------
+
+    def latency(
+        self, proxy: str, latency: str, jitter: str = "0ms"
+    ) -> contextlib.AbstractContextManager[AppliedFault]:
+        """Delay what ``proxy`` relays by ``latency`` (± ``jitter``)."""
+        return self.fault("latency", self._proxy(proxy), latency=latency, jitter=jitter)
+
+    def partition(
+        self, proxy: str, mode: str = "hang"
+    ) -> contextlib.AbstractContextManager[AppliedFault]:
+        """Cut ``proxy``: connections hang (``hang``) or are refused (``refuse``)."""
+        return self.fault("partition", self._proxy(proxy), mode=mode)
+
+    def bandwidth(self, proxy: str, rate: str) -> contextlib.AbstractContextManager[AppliedFault]:
+        """Limit what ``proxy`` relays to ``rate`` (e.g. ``100kB/s``)."""
+        return self.fault("bandwidth", self._proxy(proxy), rate=rate)
+
+    # -- process and container faults --------------------------------------------------------
+
+    def crash(
+        self, container: str | None = None, *, pid: int | None = None, **attributes: Any
+    ) -> contextlib.AbstractContextManager[AppliedFault]:
+        """Crash a container by name (restarted on the way out if it stayed down) or a
+        process by pid (``signal``, default SIGKILL; ``action`` for containers)."""
+        return self.fault("crash", self._target(container, pid), **attributes)
+
+    def pause(
+        self, container: str | None = None, *, pid: int | None = None
+    ) -> contextlib.AbstractContextManager[AppliedFault]:
+        """Freeze a container by name or a process by pid; resumed on the way out."""
+        return self.fault("pause", self._target(container, pid))
+
+    @contextlib.contextmanager
+    def fault(self, type: str, target: Target, **attributes: Any) -> Iterator[AppliedFault]:
+        """Any fault on any target, as in an experiment file's ``faults`` entry."""
+        from pydantic import TypeAdapter  # noqa: PLC0415
+
+        from .model import Fault  # noqa: PLC0415
+        from .runner.rollback import Drivers, driver_for  # noqa: PLC0415
+
+        fault = TypeAdapter(Fault).validate_python(
+            {"type": type, "target": target.name, **attributes}
+        )
+        name = driver_for(fault, target)
+        planned: list[AppliedFault] = []
+
+        async def act(revert: bool) -> None:
+            drivers = Drivers(self.url)  # a fresh one each time: clients belong to one loop
+            try:
+                driver = drivers.get(name)
+                if not planned:
+                    planned.append(driver.plan(fault, target))
+                await (driver.revert(planned[0]) if revert else driver.apply(planned[0]))
+            finally:
+                await drivers.aclose()
+
+        try:
+            _run(act(revert=False))
+        except BaseException:
+            if planned:
+                _run(act(revert=True))  # a half-applied fault is taken back too
+            raise
+        try:
+            yield planned[0]
+        finally:
+            _run(act(revert=True))
+
+    def _proxy(self, name: str) -> Target:
+        from .drivers.toxiproxy import proxy_target  # noqa: PLC0415
+
+        return proxy_target(self.url, name)
+
+    def _target(self, container: str | None, pid: int | None) -> Target:
+        from .drivers.base import Target  # noqa: PLC0415
+
+        if (container is None) == (pid is None):
+            raise ValueError("give a container name or pid=..., one of them")
+        if pid is not None:
+            from .drivers.process import process_target  # noqa: PLC0415
+
+            return process_target(pid)
+        import docker  # noqa: PLC0415
+        import docker.errors  # noqa: PLC0415
+
+        client = docker.from_env()
+        try:
+            found = client.containers.get(container)
+            return Target("container", found.name, dict(found.labels), {"id": found.id})
+        except docker.errors.NotFound:
+            raise ValueError(f"no container named '{container}' on the Docker engine") from None
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def chaos_proxy() -> Iterator[ProxyServer]:
+    """An embedded Toxiproxy-compatible server on loopback for the whole session."""
+    from .proxy import run_in_thread  # noqa: PLC0415
+
+    with run_in_thread() as server:
+        yield server
+
+
+@pytest.fixture
+def toxiproxy(chaos_proxy: ProxyServer) -> ToxiproxyDriver:
+    """The Toxiproxy driver for the session's embedded server, for async code; its clients
+    belong to the event loop that first uses them (``await toxiproxy.aclose()`` there)."""
+    from .drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
+
+    return ToxiproxyDriver(chaos_proxy.url)
+
+
+@pytest.fixture
+def chaos(chaos_proxy: ProxyServer) -> Chaos:
+    """Faults as context managers that always revert, on the session's embedded proxy."""
+    return Chaos(chaos_proxy.url)

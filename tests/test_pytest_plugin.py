@@ -1,0 +1,143 @@
+"""The pytest plugin: ``pytest experiments/`` passes a HELD experiment and fails a DEVIATED one
+with its summary (pytester, real runs); the ``chaos`` fixture's faults are taken back even when
+the test body raises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from echo import Echo
+from waiting import wait_until
+
+from chaoskit.proxy import ProxyServer
+from chaoskit.pytest_plugin import Chaos
+
+pytest_plugins = ["pytester"]
+
+EXPERIMENT = """
+version: 1
+name: {name}
+system:
+  ports: [web, web_front]
+  processes:
+    - name: web
+      command: ["{python}", "-m", "http.server", "--bind", "127.0.0.1", "${{ports.web}}"]
+      cwd: "{folder}"
+      ready: {{http: "http://127.0.0.1:${{ports.web}}/"}}
+    - name: idle
+      command: ["{python}", "-c", "import time; time.sleep(600)"]
+targets:
+  web: {{kind: process, select: web, port: web, listen: web_front}}
+  idle: {{kind: process, select: idle}}
+load: {{url: "http://127.0.0.1:${{ports.web_front}}/", rate: 50/s, timeout: 2s}}
+steady_state:
+  - {{name: p50, of: latency, margin: 100%}}
+  - {{name: errors, of: error_rate, max: 5%}}
+faults: [{fault}]
+blast_radius: {{count: 1, seed: 1}}
+phases: {{warmup: 1s, baseline: 3s, fault: 3s, recovery: 1s}}
+safety: {{abort_when: [{{metric: errors, above: 50%, for: 2s}}], max_duration: 2m}}
+"""
+
+
+@pytest.mark.slow
+def test_pytest_runs_experiment_files_held_passes_and_deviated_fails(
+    pytester: pytest.Pytester,
+) -> None:
+    folder = pytester.path
+    for name, fault in (
+        ("idle-paused", "{type: pause, target: idle}"),  # nothing the load touches
+        ("web-slowed", "{type: latency, target: web, latency: 250ms}"),
+    ):
+        (folder / f"{name}.yaml").write_text(
+            EXPERIMENT.format(name=name, fault=fault, python=sys.executable, folder=folder)
+        )
+    (folder / "not-an-experiment.yaml").write_text("just: data\n")
+    reports = folder / "chaos-reports"
+    result = pytester.runpytest_subprocess(str(folder), "--chaos-report-dir", str(reports), "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*idle-paused.yaml::idle-paused PASSED*",
+                                 "*web-slowed.yaml::web-slowed FAILED*"])  # fmt: skip
+    result.stdout.fnmatch_lines(["*chaoskit: web-slowed*DEVIATED*", "*| p50 | DEVIATED |*"])
+    assert "Traceback" not in result.stdout.str()
+    assert len(list(reports.glob("*/report.html"))) == 2
+    assert (reports / "history.db").exists()
+
+
+@pytest.fixture
+def web(chaos: Chaos) -> Iterator[str]:
+    """An echo server behind proxy 'web' on the session's embedded proxy; its address."""
+    echo = Echo()
+    yield chaos.proxy("web", upstream=echo.address)
+    echo.listener.close()
+
+
+def _round_trip(address: str) -> float:
+    import socket
+
+    host, port = address.rsplit(":", 1)
+    start = time.perf_counter()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"ping")
+        assert sock.recv(4) == b"ping"
+    return time.perf_counter() - start
+
+
+def _toxics(proxy: ProxyServer, name: str) -> list[object]:
+    listed: list[object] = httpx.get(f"{proxy.url}/proxies/{name}/toxics", trust_env=False).json()
+    return listed
+
+
+def test_latency_is_taken_back_even_when_the_body_raises(
+    chaos: Chaos, chaos_proxy: ProxyServer, web: str
+) -> None:
+    def slowed_body_that_fails() -> None:
+        with chaos.latency("web", "300ms"):
+            assert len(_toxics(chaos_proxy, "web")) == 1
+            assert _round_trip(web) >= 0.3
+            raise RuntimeError("the body failed")
+
+    with pytest.raises(RuntimeError, match="the body failed"):
+        slowed_body_that_fails()
+    assert _toxics(chaos_proxy, "web") == []
+    assert _round_trip(web) < 0.3
+
+
+def test_a_paused_process_is_resumed_even_when_the_body_raises(chaos: Chaos) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        wait_until(lambda: _state(sleeper.pid) in "SR", 5, "the sleeper to start")
+
+        def paused_body_that_fails() -> None:
+            with chaos.pause(pid=sleeper.pid):
+                wait_until(lambda: _state(sleeper.pid) == "T", 2, "SIGSTOP to land")
+                raise KeyError("boom")
+
+        with pytest.raises(KeyError):
+            paused_body_that_fails()
+        wait_until(lambda: _state(sleeper.pid) != "T", 2, "SIGCONT to land")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_fault_on_a_missing_proxy_fails_before_the_body_and_leaves_nothing(
+    chaos: Chaos, chaos_proxy: ProxyServer
+) -> None:
+    entered = False
+    with pytest.raises(Exception, match="nope"), chaos.partition("nope"):
+        entered = True
+    assert not entered
+    with pytest.raises(ValueError, match="a container name or pid"):
+        chaos.crash()
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
