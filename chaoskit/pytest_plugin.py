@@ -136,12 +136,12 @@ class ExperimentItem(pytest.Item):
 
 def _finish(result_path: Path, result: dict[str, Any], reports: Path) -> str:
     """Write the reports and the history entry; the summary to show."""
-    from .gameday.history import record_run  # noqa: PLC0415
+    from .gameday.history import history_db, record_run  # noqa: PLC0415
     from .report import write_reports  # noqa: PLC0415
     from .report.markdown import render_markdown  # noqa: PLC0415
 
     write_reports(result_path)
-    record_run(reports / "history.db", result, result_path)
+    record_run(history_db(reports), result, result_path)
     return f"{render_markdown(result)}report: {result_path.parent / 'report.html'}"
 
 

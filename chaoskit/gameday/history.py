@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HistoryError", "RunRecord", "last_good", "record_run", "runs"]
+__all__ = ["HistoryError", "RunRecord", "history_db", "last_good", "record_run", "runs"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, started);
 """
+
+
+def history_db(reports: Path) -> Path:
+    """The history database of a reports folder."""
+    return reports / "history.db"
 
 
 class HistoryError(Exception):

@@ -17,7 +17,7 @@ from ..model.gameday import GameDayPlan
 from ..runner.run import PreflightError, run_experiment
 from ..runner.system import BringUpError
 from ..safety.policy import Policy
-from .history import record_run
+from .history import history_db, record_run
 
 __all__ = ["DayResult", "ExperimentOutcome", "PlanError", "load_plan", "run_plan"]
 
@@ -153,7 +153,7 @@ async def _run_one(
     result_path = outcome.run_dir / "result.json"
     if finish_run is not None:
         finish_run(result_path)
-    record_run(reports / "history.db", outcome.result, result_path)
+    record_run(history_db(reports), outcome.result, result_path)
     report = outcome.run_dir / "report.html"
     return ExperimentOutcome(
         name,

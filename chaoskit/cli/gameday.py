@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .exitcodes import ExitCode
+from ..exitcodes import ExitCode
+from ._shared import ReportsOption
 
 if TYPE_CHECKING:
-    from .gameday.plan import DayResult
-    from .model.gameday import GameDayPlan
-    from .safety.policy import Policy
+    from ..gameday.plan import DayResult
+    from ..model.gameday import GameDayPlan
+    from ..safety.policy import Policy
 
 gameday_app = typer.Typer(
     help="Game days: plans of experiments run in order, on a schedule, within windows.",
@@ -30,16 +31,15 @@ _EXIT = {
     "inconclusive": ExitCode.INCONCLUSIVE,
 }
 
-ReportsOption = Annotated[Path, typer.Option(help="Where runs write their folders.")]
 PolicyOption = Annotated[
     Path | None, typer.Option("--policy", help="Site policy file (default: as for run).")
 ]
 
 
 def _load(plan_path: Path, policy: Path | None) -> tuple[GameDayPlan, Policy]:
-    from .gameday.plan import load_plan  # noqa: PLC0415
-    from .loader import LoadError  # noqa: PLC0415
-    from .safety.policy import find_policy  # noqa: PLC0415
+    from ..gameday.plan import load_plan
+    from ..loader import LoadError
+    from ..safety.policy import find_policy
 
     try:
         return load_plan(plan_path), find_policy(policy)[0]
@@ -55,10 +55,10 @@ async def _day(
     plan: GameDayPlan, plan_path: Path, *, reports: Path, site: Policy, now: datetime, force: bool
 ) -> DayResult:
     """Run the day, write every report, tell the webhook."""
-    from .gameday.notify import notify  # noqa: PLC0415
-    from .gameday.plan import run_plan  # noqa: PLC0415
-    from .report import ReportError, write_reports  # noqa: PLC0415
-    from .report.gameday import write_day_reports  # noqa: PLC0415
+    from ..gameday.notify import notify
+    from ..gameday.plan import run_plan
+    from ..report import ReportError, write_reports
+    from ..report.gameday import write_day_reports
 
     def finish(result: Path) -> None:
         try:
@@ -81,9 +81,12 @@ def run(
     reports: ReportsOption = Path("reports"),
     policy: PolicyOption = None,
 ) -> None:
-    """Run a plan's experiments now, in order; refused outside its windows or on a blackout
-    date unless --force. Exit code: as for run, for the first experiment that did not hold."""
-    from .gameday.plan import PlanError  # noqa: PLC0415
+    """Run a plan's experiments now, in order.
+
+    Refused outside the plan's windows or on a blackout date unless --force. Exit code: as for
+    run, for the first experiment that did not hold.
+    """
+    from ..gameday.plan import PlanError
 
     loaded, site = _load(plan, policy)
     try:
@@ -106,10 +109,13 @@ def schedule(
     reports: ReportsOption = Path("reports"),
     policy: PolicyOption = None,
 ) -> None:
-    """Serve a plan's schedule until SIGINT/SIGTERM: each cron slot runs once, even across a
-    restart of this scheduler (slots are claimed in reports/gamedays/PLAN.json first)."""
-    from .gameday.plan import PlanError  # noqa: PLC0415
-    from .gameday.schedule import Scheduler, SchedulerBusy, state_path  # noqa: PLC0415
+    """Serve a plan's schedule until SIGINT/SIGTERM; each slot runs once.
+
+    Slots are claimed in reports/gamedays/PLAN.json before they run, so a restarted scheduler
+    never runs a slot twice.
+    """
+    from ..gameday.plan import PlanError
+    from ..gameday.schedule import Scheduler, SchedulerBusy, state_path
 
     loaded, site = _load(plan, policy)
     if loaded.schedule is None:
@@ -148,7 +154,7 @@ def status(
     reports: ReportsOption = Path("reports"),
 ) -> None:
     """Each plan's schedule, next slot, whether it may run now, and its last slots."""
-    from .gameday.schedule import Scheduler, next_slot, state_path  # noqa: PLC0415
+    from ..gameday.schedule import Scheduler, next_slot, state_path
 
     files = plans or sorted(Path("experiments/gamedays").glob("*.yaml"))
     if not files:

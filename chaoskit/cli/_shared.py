@@ -1,0 +1,38 @@
+"""What several commands share: ``--var`` parsing and reading a run's result.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..exitcodes import ExitCode
+
+VarOption = Annotated[
+    list[str] | None,
+    typer.Option("--var", help="Set a declared variable: NAME=VALUE (repeatable)."),
+]
+ReportsOption = Annotated[Path, typer.Option(help="Where runs write their folders.")]
+
+
+def parse_vars(items: list[str]) -> dict[str, str]:
+    """``--var NAME=VALUE`` options as a mapping; a malformed one is a usage error."""
+    values: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"'{item}' is not NAME=VALUE", param_hint="--var")
+        values[name.strip()] = value
+    return values
+
+
+def load_result(path: Path, command: str) -> dict[str, Any]:
+    """A run's result.json (or its folder's), or exit 2 saying what is wrong with it."""
+    from ..report import ReportError, load_result
+
+    try:
+        return load_result(path)
+    except ReportError as exc:
+        typer.echo(f"chaoskit {command}: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
