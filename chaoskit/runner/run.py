@@ -9,8 +9,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
-import platform
 import secrets
 import signal
 import time
@@ -19,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..drivers.base import AppliedFault, DriverError, Target
 from ..drivers.toxiproxy import default_url
 from ..exitcodes import ExitCode
@@ -31,30 +28,26 @@ from ..load import (
     ProbeSeries,
     RequestSamples,
 )
-from ..model import Experiment, Fault, through_proxy
+from ..model import Experiment
 from ..model.metrics import ProbeMetric
 from ..model.variables import render
 from ..safety.policy import Policy
 from ..safety.valve import Trip, Valve
-from ..stats import Verdict
 from . import watchdog
 from .fronts import FrontError, Fronts, fronted_keys, place_fronts
 from .journal import Journal, find_stale
 from .measure import current_value
-from .rollback import Drivers, driver_for, revert_all
+from .plan import PlannedFault, PreflightError, check_reachable, plan_faults
+from .result import outcome_of, result_document
+from .rollback import Drivers, revert_all
 from .sequential import SequentialWatch
 from .system import BringUpError, RunningSystem, bring_up
-from .targets import Draw, TargetError, check_draw, draw, engine_containers, select
+from .targets import Draw, TargetError, engine_containers
 from .verdict import Window, judge_run
 
 __all__ = ["PreflightError", "RunOutcome", "run_experiment"]
 
-RESULT_SCHEMA = "chaoskit.result/1"
 _TICK = 0.1
-
-
-class PreflightError(Exception):
-    """The run was refused before anything was touched; the message says why."""
 
 
 @dataclass
@@ -65,16 +58,6 @@ class RunOutcome:
     exit_code: ExitCode
     run_dir: Path
     result: dict[str, Any]
-
-
-@dataclass
-class _Planned:
-    fault: Fault
-    index: int
-    records: list[AppliedFault]
-    start: float
-    """Seconds into the fault phase."""
-    end: float
 
 
 @dataclass
@@ -117,45 +100,6 @@ class _Run:
         self.live: RunningSystem | None = None
         self.fronts = Fronts()
         self.sequential: SequentialWatch | None = None
-
-    # -- targets and records, before anything is touched -------------------------------------
-
-    def plan(self, live: RunningSystem, drivers: Drivers) -> list[_Planned]:
-        try:
-            available = live.targets()
-        except TargetError as error:
-            raise PreflightError(str(error)) from None
-        exp = self.exp
-        planned: list[_Planned] = []
-        fault_phase = exp.phases.fault.nanoseconds / 1e9
-        for index, fault in enumerate(exp.faults):
-            key = fault.target
-            if key not in self.draws:
-                try:
-                    candidates = select(key, exp.targets[key], available)
-                    drawn = draw(candidates, exp.blast_radius)
-                except TargetError as error:
-                    raise PreflightError(str(error)) from None
-                problems = check_draw(self.policy, key, drawn, len(candidates))
-                if problems:
-                    raise PreflightError("; ".join(str(p) for p in problems))
-                self.draws[key] = drawn
-            records = []
-            for member in self.draws[key].experiment:
-                target = member
-                if member.kind != "proxy" and through_proxy(fault):
-                    front = self.fronts.of(key, member)  # placed for each one at bring-up
-                    assert front is not None
-                    target = front
-                name = driver_for(fault, target)
-                try:
-                    records.append(drivers.get(name).plan(fault, target))
-                except DriverError as error:
-                    raise PreflightError(f"faults[{index}] on {target.name}: {error}") from None
-            start = fault.at.nanoseconds / 1e9
-            end = start + fault.duration.nanoseconds / 1e9 if fault.duration else fault_phase
-            planned.append(_Planned(fault, index, records, start, min(end, fault_phase)))
-        return planned
 
     # -- the phases ------------------------------------------------------------------------------
 
@@ -251,7 +195,7 @@ class _Run:
         return failures
 
     async def trial(
-        self, number: int, planned: list[_Planned], journal: Journal, drivers: Drivers
+        self, number: int, planned: list[PlannedFault], journal: Journal, drivers: Drivers
     ) -> Window | None:
         phases = self.exp.phases
         start = time.monotonic()
@@ -302,7 +246,7 @@ class _Run:
         self,
         start: float,
         end: float,
-        timeline: list[tuple[float, str, _Planned]],
+        timeline: list[tuple[float, str, PlannedFault]],
         *,
         live: dict[int, list[AppliedFault]],
         current: dict[tuple[str, str], Target],
@@ -446,8 +390,8 @@ async def run_experiment(
                 live.add_source(engine_containers)  # containers the run did not start, too
             drivers = Drivers(live.toxiproxy_url or default_url())
             state.fronts = await place_fronts(experiment, live)
-            planned = state.plan(live, drivers)
-            await _reachable(planned, drivers)
+            planned, state.draws = plan_faults(experiment, policy, live, state.fronts, drivers)
+            await check_reachable(planned, drivers)
             load = experiment.load.model_copy(
                 update={
                     "url": render(
@@ -522,66 +466,31 @@ async def run_experiment(
             journal.close()
         await loop.run_in_executor(None, dog.finish)
     trip: Trip | None = state.valve.tripped if state.valve else None
-    if trip is not None:
-        outcome, code = "aborted", ExitCode.ABORTED
-    elif error is not None or verdict is None:
-        outcome, code = "error", ExitCode.INTERNAL
-    else:
-        outcome = verdict["verdict"]
-        code = {Verdict.HELD.value: ExitCode.HELD, Verdict.DEVIATED.value: ExitCode.DEVIATED}.get(
-            outcome, ExitCode.INCONCLUSIVE
-        )
-    result = {
-        "schema": RESULT_SCHEMA,
-        "run": run_id,
-        "experiment": experiment.model_dump(mode="json", by_alias=True),
-        "source": None if source is None else _source(source),
-        "outcome": outcome,
-        "exit_code": int(code),
-        "ports": live_ports,
-        "draws": {key: d.to_json() for key, d in state.draws.items()},
-        "fronts": state.fronts.to_json(),
-        "sequential": None if state.sequential is None else state.sequential.to_json(),
-        "phases": state.state.phases,
-        "faults": state.state.events,
-        "safety": None
-        if trip is None
-        else {
-            "reason": trip.reason,
-            "detail": trip.detail,
-            "at": trip.at,
-            "metric": trip.metric,
-            "value": trip.value,
-        },
-        "error": error,
-        "verdict": verdict,
-        "samples": state.samples.to_json(),
-        "probes": {name: series.to_json() for name, series in state.probes.items()},
-        "host": os.uname().nodename,
-        "chaoskit": __version__,
-        "python": platform.python_version(),
-    }
+    outcome, code = outcome_of(trip, error, verdict)
+    result = result_document(
+        run_id=run_id,
+        experiment=experiment,
+        source=source,
+        outcome=outcome,
+        code=code,
+        ports=live_ports,
+        draws=state.draws,
+        fronts=state.fronts,
+        sequential=state.sequential,
+        phases=state.state.phases,
+        events=state.state.events,
+        trip=trip,
+        error=error,
+        verdict=verdict,
+        samples=state.samples,
+        probes=state.probes,
+    )
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False))
     return RunOutcome(outcome, code, run_dir, result)
 
 
-async def _reachable(planned: list[_Planned], drivers: Drivers) -> None:
-    """Every Toxiproxy API a planned fault needs answers now, before any fault is applied."""
-    from ..drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
-
-    urls = {r.params["url"] for p in planned for r in p.records if r.driver == "toxiproxy"}
-    for url in sorted(urls):
-        driver = drivers.get("toxiproxy")
-        assert isinstance(driver, ToxiproxyDriver)
-        try:
-            await driver.client(url).version()
-        except DriverError as error:
-            raise PreflightError(str(error)) from None
-    # The docker driver reaches the engine when it plans (it looks the container up).
-
-
 async def _phases(
-    state: _Run, planned: list[_Planned], journal: Journal, drivers: Drivers
+    state: _Run, planned: list[PlannedFault], journal: Journal, drivers: Drivers
 ) -> tuple[list[Window], tuple[float, float]]:
     """Warm-up, baseline, then the trials; stops early when the valve trips."""
     phases = state.exp.phases
@@ -616,14 +525,6 @@ def _rendered(value: Any, ports: dict[str, int], run: dict[str, str]) -> Any:
     if isinstance(value, dict):
         return {k: _rendered(v, ports, run) for k, v in value.items()}
     return value
-
-
-def _source(path: Path) -> dict[str, str] | None:
-    """The experiment file as written (None if it cannot be read any more)."""
-    try:
-        return {"path": str(path), "text": path.read_text(encoding="utf-8")}
-    except OSError:
-        return None
 
 
 def _empty_system() -> Any:

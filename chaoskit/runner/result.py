@@ -1,0 +1,96 @@
+"""The run's result document (``result.json``, schema ``chaoskit.result/1``) and its exit code."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..exitcodes import ExitCode
+from ..load import ProbeSeries, RequestSamples
+from ..model import Experiment
+from ..safety.valve import Trip
+from ..stats import Verdict
+from .fronts import Fronts
+from .sequential import SequentialWatch
+from .targets import Draw
+
+__all__ = ["RESULT_SCHEMA", "outcome_of", "result_document"]
+
+RESULT_SCHEMA = "chaoskit.result/1"
+
+
+def outcome_of(
+    trip: Trip | None, error: str | None, verdict: dict[str, Any] | None
+) -> tuple[str, ExitCode]:
+    """The run's outcome word and exit code: an abort and an error outrank any verdict."""
+    if trip is not None:
+        return "aborted", ExitCode.ABORTED
+    if error is not None or verdict is None:
+        return "error", ExitCode.INTERNAL
+    outcome = str(verdict["verdict"])
+    codes = {Verdict.HELD.value: ExitCode.HELD, Verdict.DEVIATED.value: ExitCode.DEVIATED}
+    return outcome, codes.get(outcome, ExitCode.INCONCLUSIVE)
+
+
+def result_document(
+    *,
+    run_id: str,
+    experiment: Experiment,
+    source: Path | None,
+    outcome: str,
+    code: ExitCode,
+    ports: dict[str, int],
+    draws: dict[str, Draw],
+    fronts: Fronts,
+    sequential: SequentialWatch | None,
+    phases: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    trip: Trip | None,
+    error: str | None,
+    verdict: dict[str, Any] | None,
+    samples: RequestSamples,
+    probes: dict[str, ProbeSeries],
+) -> dict[str, Any]:
+    """Everything about one run as plain JSON: the experiment as run and as written, draws,
+    phases, fault events, the valve's decision, verdicts, every sample, and the environment."""
+    return {
+        "schema": RESULT_SCHEMA,
+        "run": run_id,
+        "experiment": experiment.model_dump(mode="json", by_alias=True),
+        "source": None if source is None else _source(source),
+        "outcome": outcome,
+        "exit_code": int(code),
+        "ports": ports,
+        "draws": {key: d.to_json() for key, d in draws.items()},
+        "fronts": fronts.to_json(),
+        "sequential": None if sequential is None else sequential.to_json(),
+        "phases": phases,
+        "faults": events,
+        "safety": None
+        if trip is None
+        else {
+            "reason": trip.reason,
+            "detail": trip.detail,
+            "at": trip.at,
+            "metric": trip.metric,
+            "value": trip.value,
+        },
+        "error": error,
+        "verdict": verdict,
+        "samples": samples.to_json(),
+        "probes": {name: series.to_json() for name, series in probes.items()},
+        "host": os.uname().nodename,
+        "chaoskit": __version__,
+        "python": platform.python_version(),
+    }
+
+
+def _source(path: Path) -> dict[str, str] | None:
+    """The experiment file as written (None if it cannot be read any more)."""
+    try:
+        return {"path": str(path), "text": path.read_text(encoding="utf-8")}
+    except OSError:
+        return None
