@@ -5,7 +5,9 @@ test items (HELD passes, DEVIATED fails with the summary, INCONCLUSIVE is skippe
 - ``chaos_proxy``: an embedded Toxiproxy-compatible server for the session (``.url``);
 - ``toxiproxy``: the Toxiproxy driver for it (async);
 - ``chaos``: context managers that apply a fault and always take it back, e.g.
-  ``with chaos.latency("backend", "300ms"):`` or ``with chaos.crash("backend-1"):``.
+  ``with chaos.latency("backend", "300ms"):`` or ``with chaos.crash("backend-1"):``. Each
+  fault is journaled before it is applied (``--chaos-report-dir``/``pytest-*``), and a
+  watchdog process reverts what is left if pytest itself is killed.
 
 Everything heavy is imported when used, so the plugin costs pytest nothing when idle.
 """
@@ -15,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import secrets
+import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,11 +27,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 if TYPE_CHECKING:
-    from .drivers.base import AppliedFault, Target
+    from .drivers.base import AppliedFault, FaultDriver, Target
     from .drivers.toxiproxy import ToxiproxyDriver
     from .proxy import ProxyServer
+    from .runner.journal import Journal
+    from .runner.watchdog import Watchdog
 
-__all__ = ["Chaos", "ExperimentFailure", "ExperimentFile", "ExperimentItem"]
+__all__ = ["Chaos", "ChaosJournal", "ExperimentFailure", "ExperimentFile", "ExperimentItem"]
 
 _SUFFIXES = {".yaml", ".yml", ".json", ".toml"}
 _T = TypeVar("_T")
@@ -158,12 +165,69 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+class ChaosJournal:
+    """The write-ahead journal of the ``chaos`` fixtures and the watchdog that reverts what
+    it says is applied if pytest dies. Both start with the first fault, so a session that
+    injects nothing costs nothing; ``chaoskit rollback`` finds the journal under ``reports``."""
+
+    LEASE = 30.0
+    """Seconds without a renewal before the watchdog takes pytest for hung (a renewal thread
+    keeps it alive while a test blocks or sits in a debugger; death is seen at once)."""
+
+    def __init__(self, reports: Path) -> None:
+        self.reports = reports
+        self.applied: set[str] = set()
+        self._journal: Journal | None = None
+        self._dog: Watchdog | None = None
+        self._stop = threading.Event()
+        self._renewing: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def journal(self) -> Journal:
+        """The session's journal, with its watchdog started the first time."""
+        from .runner import watchdog  # noqa: PLC0415
+        from .runner.journal import Journal  # noqa: PLC0415
+
+        with self._lock:
+            if self._journal is None:
+                run = f"pytest-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+                journal = Journal.create(self.reports / run / "journal.jsonl", run)
+                self._dog = dog = watchdog.start(journal.path, timeout=self.LEASE)
+                self._renewing = threading.Thread(
+                    target=self._renew, args=(dog,), name="chaos-lease", daemon=True
+                )
+                self._renewing.start()
+                self._journal = journal
+            return self._journal
+
+    def _renew(self, dog: Watchdog) -> None:
+        while not self._stop.is_set():
+            dog.renew()
+            self._stop.wait(dog.timeout / 4)
+
+    def close(self) -> None:
+        """End the session: the journal is marked finished when nothing is left applied, and
+        the watchdog reverts whatever is (it never is, unless a revert failed)."""
+        if self._journal is None or self._dog is None:
+            return
+        self._stop.set()
+        if self._renewing is not None:
+            self._renewing.join()
+        if self.applied:
+            self._journal.release()
+        else:
+            self._journal.close()
+        self._dog.finish()
+
+
 class Chaos:
     """Faults as context managers that always revert, on a Toxiproxy API (``url``), the
-    Docker engine (containers by name) and local processes (by pid)."""
+    Docker engine (containers by name) and local processes (by pid). With ``journal``, each
+    fault is journaled before it is applied and its revert after."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, journal: ChaosJournal | None = None) -> None:
         self.url = url
+        self._ledger = journal
 
     def proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0") -> str:
         """Create (or replace) proxy ``name`` relaying to ``upstream``; where it listens."""
@@ -224,13 +288,25 @@ class Chaos:
         name = driver_for(fault, target)
         planned: list[AppliedFault] = []
 
+        ledger = self._ledger
+        journal = ledger.journal() if ledger is not None else None
+
         async def act(revert: bool) -> None:
             drivers = Drivers(self.url)  # a fresh one each time: clients belong to one loop
             try:
                 driver = drivers.get(name)
                 if not planned:
                     planned.append(driver.plan(fault, target))
-                await (driver.revert(planned[0]) if revert else driver.apply(planned[0]))
+                record = planned[0]
+                if revert:
+                    await self._revert(driver, record, journal)
+                    return
+                if journal is not None and ledger is not None:
+                    journal.injecting(record)  # before it is applied: a crash cannot hide it
+                    ledger.applied.add(record.id)
+                await driver.apply(record)
+                if journal is not None:
+                    journal.applied(record)
             finally:
                 await drivers.aclose()
 
@@ -244,6 +320,22 @@ class Chaos:
             yield planned[0]
         finally:
             _run(act(revert=True))
+
+    async def _revert(
+        self, driver: FaultDriver, record: AppliedFault, journal: Journal | None
+    ) -> None:
+        """Revert ``record``, journaling the outcome (a failed revert stays applied)."""
+        error: str | None = None
+        try:
+            await driver.revert(record)
+        except Exception as exc:
+            error = str(exc)
+            raise
+        finally:
+            if journal is not None:
+                journal.reverted(record, error)
+            if error is None and self._ledger is not None:
+                self._ledger.applied.discard(record.id)
 
     def _proxy(self, name: str) -> Target:
         from .drivers.toxiproxy import proxy_target  # noqa: PLC0415
@@ -290,7 +382,17 @@ def toxiproxy(chaos_proxy: ProxyServer) -> ToxiproxyDriver:
     return ToxiproxyDriver(chaos_proxy.url)
 
 
+@pytest.fixture(scope="session")
+def chaos_journal(pytestconfig: pytest.Config) -> Iterator[ChaosJournal]:
+    """The session's fault journal and watchdog (under ``--chaos-report-dir``), started by
+    the first fault."""
+    journal = ChaosJournal(Path(pytestconfig.getoption("--chaos-report-dir")))
+    yield journal
+    journal.close()
+
+
 @pytest.fixture
-def chaos(chaos_proxy: ProxyServer) -> Chaos:
-    """Faults as context managers that always revert, on the session's embedded proxy."""
-    return Chaos(chaos_proxy.url)
+def chaos(chaos_proxy: ProxyServer, chaos_journal: ChaosJournal) -> Chaos:
+    """Faults as context managers that always revert, on the session's embedded proxy;
+    journaled, so that even a killed pytest leaves nothing applied."""
+    return Chaos(chaos_proxy.url, chaos_journal)
