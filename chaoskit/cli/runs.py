@@ -111,6 +111,7 @@ def run(
         record_run(history_db(reports), result, outcome.run_dir / "result.json")
     except HistoryError as exc:  # the verdict stands; only the history missed it
         typer.echo(f"chaoskit run: not recorded in the history: {exc}", err=True)
+    raise typer.Exit(outcome.exit_code)
 
 
 def halt(
