@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +45,8 @@ def docker_client():  # type: ignore[no-untyped-def]
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and no Docker engine is reachable: {exc}")
         pytest.skip(f"no Docker engine reachable: {exc}")
-    return client
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +71,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "docker_client" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("docker"))
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect garbage as each test ends, so that a resource it leaked (an unclosed socket or
+    Docker client) fails that test, not whichever test the collector happened to run in."""
+    yield
+    gc.collect()

@@ -217,63 +217,65 @@ def _run_containers(stack: StackPlan, timeout: float) -> Iterator[None]:
     from ..drivers.clock import container_faketime  # noqa: PLC0415
     from .image import ensure_image  # noqa: PLC0415
 
-    client = docker.from_env()
-    image = ensure_image(client, log=lambda line: print(line, file=sys.stderr))
-    names = [*stack.names(), "frontend"]
-    for name in names:
-        with contextlib.suppress(docker.errors.NotFound):
-            client.containers.get(name)
-            raise RuntimeError(
-                f"a container named '{name}' already exists: stop the other stack first "
-                f"(docker rm -f {name})"
-            )
-    labels = {LABEL: str(stack.frontend)}
-    network = client.networks.create(f"chaoskit-stack-{stack.frontend}", labels=labels)
-    created: list[Any] = []
-    deadline = time.monotonic() + timeout
-
-    def run(name: str, command: list[str], port: int, **extra: Any) -> None:
-        container = client.containers.create(
-            image,
-            command=command,
-            name=name,
-            labels=labels,
-            ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
-            restart_policy={"Name": "unless-stopped"},
-            **extra,
-        )
-        created.append(container)
-        network.connect(container, aliases=[name])
-        container.start()
-
-    try:
-        for name, port in zip(stack.names(), stack.backends, strict=True):
-            faked: dict[str, Any] = {}
-            if stack.faketime is not None:
-                env, volumes, _ = container_faketime(stack.faketime, name)
-                faked = {"environment": env, "volumes": volumes}
-            run(
-                name,
-                ["chaoskit.stack.backend", "--name", name, "--host", "0.0.0.0",
-                 "--port", str(CONTAINER_PORT), "--data-dir", "/data"],
-                port,
-                tmpfs={"/data": f"size={stack.tmpfs or 64 * 1024 * 1024}"},
-                **faked,
-            )  # fmt: skip
-        for port in stack.backends:
-            _wait_container(f"http://127.0.0.1:{port}/health/ready", deadline, created)
-        command = ["chaoskit.stack.frontend", "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
-        for name in stack.names():
-            command += ["--backend", f"{name}=http://{name}:{CONTAINER_PORT}"]
-        run("frontend", command, stack.frontend)
-        _wait_container(f"http://127.0.0.1:{stack.frontend}/health/live", deadline, created)
-        yield
-    finally:
-        for container in created:
+    with contextlib.closing(docker.from_env()) as client:  # closed on every path
+        image = ensure_image(client, log=lambda line: print(line, file=sys.stderr))
+        names = [*stack.names(), "frontend"]
+        for name in names:
             with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-        with contextlib.suppress(docker.errors.NotFound):
-            network.remove()
+                client.containers.get(name)
+                raise RuntimeError(
+                    f"a container named '{name}' already exists: stop the other stack first "
+                    f"(docker rm -f {name})"
+                )
+        labels = {LABEL: str(stack.frontend)}
+        network = client.networks.create(f"chaoskit-stack-{stack.frontend}", labels=labels)
+        created: list[Any] = []
+        deadline = time.monotonic() + timeout
+
+        def run(name: str, command: list[str], port: int, **extra: Any) -> None:
+            container = client.containers.create(
+                image,
+                command=command,
+                name=name,
+                labels=labels,
+                ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+                restart_policy={"Name": "unless-stopped"},
+                **extra,
+            )
+            created.append(container)
+            network.connect(container, aliases=[name])
+            container.start()
+
+        try:
+            for name, port in zip(stack.names(), stack.backends, strict=True):
+                faked: dict[str, Any] = {}
+                if stack.faketime is not None:
+                    env, volumes, _ = container_faketime(stack.faketime, name)
+                    faked = {"environment": env, "volumes": volumes}
+                run(
+                    name,
+                    ["chaoskit.stack.backend", "--name", name, "--host", "0.0.0.0",
+                     "--port", str(CONTAINER_PORT), "--data-dir", "/data"],
+                    port,
+                    tmpfs={"/data": f"size={stack.tmpfs or 64 * 1024 * 1024}"},
+                    **faked,
+                )  # fmt: skip
+            for port in stack.backends:
+                _wait_container(f"http://127.0.0.1:{port}/health/ready", deadline, created)
+            command = [
+                "chaoskit.stack.frontend", "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)
+            ]  # fmt: skip
+            for name in stack.names():
+                command += ["--backend", f"{name}=http://{name}:{CONTAINER_PORT}"]
+            run("frontend", command, stack.frontend)
+            _wait_container(f"http://127.0.0.1:{stack.frontend}/health/live", deadline, created)
+            yield
+        finally:
+            for container in created:
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
 
 
 def _wait_container(url: str, deadline: float, containers: list[Any]) -> None:
