@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 if TYPE_CHECKING:
-    from .drivers.base import AppliedFault, FaultDriver, Target
+    from .drivers.base import AppliedFault, Target
     from .drivers.toxiproxy import ToxiproxyDriver
     from .proxy import ProxyServer
     from .runner.journal import Journal
@@ -176,7 +176,6 @@ class ChaosJournal:
 
     def __init__(self, reports: Path) -> None:
         self.reports = reports
-        self.applied: set[str] = set()
         self._journal: Journal | None = None
         self._dog: Watchdog | None = None
         self._stop = threading.Event()
@@ -213,8 +212,10 @@ class ChaosJournal:
         self._stop.set()
         if self._renewing is not None:
             self._renewing.join()
-        if self.applied:
-            self._journal.release()
+        from .runner.journal import read_journal  # noqa: PLC0415
+
+        if read_journal(self._journal.path).pending:
+            self._journal.release()  # left open: the watchdog reverts it, or rollback will
         else:
             self._journal.close()
         self._dog.finish()
@@ -227,7 +228,7 @@ class Chaos:
 
     def __init__(self, url: str, journal: ChaosJournal | None = None) -> None:
         self.url = url
-        self._ledger = journal
+        self._journal = journal
 
     def proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0") -> str:
         """Create (or replace) proxy ``name`` relaying to ``upstream``; where it listens."""
@@ -279,17 +280,15 @@ class Chaos:
         """Any fault on any target, as in an experiment file's ``faults`` entry."""
         from pydantic import TypeAdapter  # noqa: PLC0415
 
+        from .drivers.base import DriverError  # noqa: PLC0415
         from .model import Fault  # noqa: PLC0415
-        from .runner.rollback import Drivers, driver_for  # noqa: PLC0415
+        from .runner.rollback import Drivers, driver_for, revert_all  # noqa: PLC0415
 
         fault = TypeAdapter(Fault).validate_python(
             {"type": type, "target": target.name, **attributes}
         )
         name = driver_for(fault, target)
         planned: list[AppliedFault] = []
-
-        ledger = self._ledger
-        journal = ledger.journal() if ledger is not None else None
 
         async def act(revert: bool) -> None:
             drivers = Drivers(self.url)  # a fresh one each time: clients belong to one loop
@@ -298,12 +297,14 @@ class Chaos:
                 if not planned:
                     planned.append(driver.plan(fault, target))
                 record = planned[0]
+                journal = self._journal.journal() if self._journal is not None else None
                 if revert:
-                    await self._revert(driver, record, journal)
+                    [outcome] = await revert_all([record], drivers, journal)
+                    if not outcome.ok:
+                        raise DriverError(f"could not revert {record.fault}: {outcome.error}")
                     return
-                if journal is not None and ledger is not None:
+                if journal is not None:
                     journal.injecting(record)  # before it is applied: a crash cannot hide it
-                    ledger.applied.add(record.id)
                 await driver.apply(record)
                 if journal is not None:
                     journal.applied(record)
@@ -320,22 +321,6 @@ class Chaos:
             yield planned[0]
         finally:
             _run(act(revert=True))
-
-    async def _revert(
-        self, driver: FaultDriver, record: AppliedFault, journal: Journal | None
-    ) -> None:
-        """Revert ``record``, journaling the outcome (a failed revert stays applied)."""
-        error: str | None = None
-        try:
-            await driver.revert(record)
-        except Exception as exc:
-            error = str(exc)
-            raise
-        finally:
-            if journal is not None:
-                journal.reverted(record, error)
-            if error is None and self._ledger is not None:
-                self._ledger.applied.discard(record.id)
 
     def _proxy(self, name: str) -> Target:
         from .drivers.toxiproxy import proxy_target  # noqa: PLC0415
