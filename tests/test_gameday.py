@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from web_experiment import web_experiment
 
 from chaoskit.gameday.plan import PlanError, load_plan, run_plan
 from chaoskit.gameday.schedule import Scheduler, SchedulerBusy, next_slot, state_path
@@ -74,28 +75,6 @@ def test_a_plan_file_with_a_bad_cron_or_zone_says_where(tmp_path: Path) -> None:
     assert "is not a cron expression" in text and "unknown time zone 'Mars/Base'" in text
 
 
-EXPERIMENT = """
-version: 1
-name: {name}
-system:
-  ports: [web, web_front]
-  processes:
-    - name: web
-      command: ["{python}", "-m", "http.server", "--bind", "127.0.0.1", "${{ports.web}}"]
-      cwd: "{folder}"
-      ready: {{http: "http://127.0.0.1:${{ports.web}}/"}}
-targets: {{web: {{kind: process, select: web, port: web, listen: web_front}}}}
-load: {{url: "http://127.0.0.1:${{ports.web_front}}/", rate: 40/s, timeout: 2s}}
-steady_state:
-  - {{name: p50, of: latency, margin: 50%}}
-  - {{name: errors, of: error_rate, max: 5%}}
-faults: [{{type: latency, target: web, latency: 250ms}}]
-blast_radius: {{count: 1, seed: 1}}
-phases: {{warmup: 1s, baseline: 3s, fault: 3s, recovery: 1s}}
-safety: {{abort_when: [{{metric: errors, above: 50%, for: 2s}}], max_duration: 2m}}
-"""
-
-
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A local HTTP server recording every JSON body POSTed to it."""
@@ -124,9 +103,7 @@ def test_a_game_day_stops_at_its_first_deviation_reports_and_notifies(
 ) -> None:
     url, received = webhook
     for name in ("first", "second"):
-        (tmp_path / f"{name}.yaml").write_text(
-            EXPERIMENT.format(name=name, python=sys.executable, folder=tmp_path)
-        )
+        (tmp_path / f"{name}.yaml").write_text(web_experiment(name, tmp_path))
     (tmp_path / "day.yaml").write_text(
         f"name: day\nexperiments: [first.yaml, second.yaml]\nnotify: {{url: '{url}'}}\n"
     )

@@ -17,37 +17,13 @@ import httpx
 import pytest
 from echo import Echo
 from waiting import wait_until
+from web_experiment import SLOWED, web_experiment
 
 from chaoskit.proxy import ProxyServer
 from chaoskit.pytest_plugin import Chaos, ChaosJournal
 from chaoskit.runner.journal import read_journal
 
 pytest_plugins = ["pytester"]
-
-EXPERIMENT = """
-version: 1
-name: {name}
-system:
-  ports: [web, web_front]
-  processes:
-    - name: web
-      command: ["{python}", "-m", "http.server", "--bind", "127.0.0.1", "${{ports.web}}"]
-      cwd: "{folder}"
-      ready: {{http: "http://127.0.0.1:${{ports.web}}/"}}
-    - name: idle
-      command: ["{python}", "-c", "import time; time.sleep(600)"]
-targets:
-  web: {{kind: process, select: web, port: web, listen: web_front}}
-  idle: {{kind: process, select: idle}}
-load: {{url: "http://127.0.0.1:${{ports.web_front}}/", rate: 50/s, timeout: 2s}}
-steady_state:
-  - {{name: p50, of: latency, margin: 100%}}
-  - {{name: errors, of: error_rate, max: 5%}}
-faults: [{fault}]
-blast_radius: {{count: 1, seed: 1}}
-phases: {{warmup: 1s, baseline: 3s, fault: 3s, recovery: 1s}}
-safety: {{abort_when: [{{metric: errors, above: 50%, for: 2s}}], max_duration: 2m}}
-"""
 
 
 @pytest.mark.slow
@@ -57,10 +33,10 @@ def test_pytest_runs_experiment_files_held_passes_and_deviated_fails(
     folder = pytester.path
     for name, fault in (
         ("idle-paused", "{type: pause, target: idle}"),  # nothing the load touches
-        ("web-slowed", "{type: latency, target: web, latency: 250ms}"),
+        ("web-slowed", SLOWED),
     ):
         (folder / f"{name}.yaml").write_text(
-            EXPERIMENT.format(name=name, fault=fault, python=sys.executable, folder=folder)
+            web_experiment(name, folder, fault=fault, rate="50/s", margin="100%", idle=True)
         )
     (folder / "not-an-experiment.yaml").write_text("just: data\n")
     reports = folder / "chaos-reports"

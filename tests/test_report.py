@@ -15,33 +15,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from web_experiment import web_experiment
 
 pytestmark = pytest.mark.slow
 CHAOSKIT = [sys.executable, "-m", "chaoskit"]
-
-EXPERIMENT = """
-version: 1
-name: report-e2e
-description: A web server slowed through the proxy chaoskit puts in front of it.
-system:
-  ports: [web, web_front]
-  processes:
-    - name: web
-      command: ["{python}", "-m", "http.server", "--bind", "127.0.0.1", "${{ports.web}}"]
-      cwd: "{folder}"
-      ready: {{http: "http://127.0.0.1:${{ports.web}}/"}}
-targets: {{web: {{kind: process, select: web, port: web, listen: web_front}}}}
-load: {{url: "http://127.0.0.1:${{ports.web_front}}/", rate: 40/s, timeout: 2s}}
-steady_state:
-  - {{name: p50, of: latency, margin: 50%}}
-  - {{name: errors, of: error_rate, max: 5%}}
-  - {{name: up, of: probe, interval: 250ms, min: 1,
-      probe: {{type: http, url: "http://127.0.0.1:${{ports.web}}/"}}}}
-faults: [{{type: latency, target: web, latency: 250ms}}]
-blast_radius: {{count: 1, seed: 1}}
-phases: {{warmup: 1s, baseline: 4s, fault: 3s, recovery: 2s}}
-safety: {{abort_when: [{{metric: errors, above: 50%, for: 2s}}], max_duration: 2m}}
-"""
 
 
 def chromium() -> str:
@@ -57,7 +34,15 @@ def chromium() -> str:
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report")
     experiment = folder / "report.yaml"
-    experiment.write_text(EXPERIMENT.format(python=sys.executable, folder=folder))
+    experiment.write_text(
+        web_experiment(
+            "report-e2e",
+            folder,
+            probe=True,
+            phases="{warmup: 1s, baseline: 4s, fault: 3s, recovery: 2s}",
+            description="A web server slowed through the proxy chaoskit puts in front of it.",
+        )
+    )
     done = subprocess.run(
         [*CHAOSKIT, "run", str(experiment), "--reports", str(folder / "reports")],
         capture_output=True, text=True, timeout=120, check=False,
