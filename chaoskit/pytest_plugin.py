@@ -281,6 +281,7 @@ class Chaos:
         from pydantic import TypeAdapter  # noqa: PLC0415
 
         from .drivers.base import DriverError  # noqa: PLC0415
+        from .drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
         from .model import Fault  # noqa: PLC0415
         from .runner.rollback import Drivers, driver_for, revert_all  # noqa: PLC0415
 
@@ -303,6 +304,8 @@ class Chaos:
                     if not outcome.ok:
                         raise DriverError(f"could not revert {record.fault}: {outcome.error}")
                     return
+                if isinstance(driver, ToxiproxyDriver):
+                    await driver.check(record)  # a disabled proxy must not be enabled after
                 if journal is not None:
                     journal.injecting(record)  # before it is applied: a crash cannot hide it
                 await driver.apply(record)

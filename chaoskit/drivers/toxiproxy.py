@@ -544,6 +544,25 @@ class ToxiproxyDriver:
             self.name, fault.type, target, {**where, "toxics": toxics}, undo, record_id
         )
 
+    async def check(self, record: AppliedFault) -> None:
+        """Before anything is applied: the API answers, the proxy exists and, for a refuse
+        partition, is enabled now (else its revert would enable a proxy that was disabled
+        before the fault). Raises :class:`DriverError` saying which."""
+        params = record.params
+        client, name = self.client(params["url"]), params["proxy"]
+        try:
+            proxy = await client.proxy(name)
+        except ToxiproxyError as error:
+            if error.gone:
+                raise DriverError(f"no proxy '{name}' at {params['url']}") from None
+            raise
+        if "enabled" in params and not proxy.enabled:
+            raise DriverError(
+                f"proxy '{name}' at {params['url']} is disabled already: a refuse partition "
+                "would change nothing, and taking it back would enable it; enable the proxy "
+                "first or choose another target"
+            )
+
     async def apply(self, record: AppliedFault) -> None:
         """Add the planned toxics (all or none), or disable the proxy."""
         params = record.params

@@ -81,15 +81,15 @@ def plan_faults(
 
 
 async def check_reachable(planned: list[PlannedFault], drivers: Drivers) -> None:
-    """Every Toxiproxy API a planned fault needs answers now, before any fault is applied."""
+    """Every Toxiproxy API a planned fault needs answers now, its proxy exists, and a proxy a
+    refuse partition will disable is enabled: all before any fault is applied."""
     from ..drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
 
-    urls = {r.params["url"] for p in planned for r in p.records if r.driver == "toxiproxy"}
-    for url in sorted(urls):
+    for record in (r for p in planned for r in p.records if r.driver == "toxiproxy"):
         driver = drivers.get("toxiproxy")
         assert isinstance(driver, ToxiproxyDriver)
         try:
-            await driver.client(url).version()
+            await driver.check(record)
         except DriverError as error:
             raise PreflightError(str(error)) from None
     # The docker driver reaches the engine when it plans (it looks the container up).

@@ -304,6 +304,21 @@ def test_partition_refuse_refuses_connections_until_reverted(
         assert fastest(fresh) < FAST
 
 
+def test_a_refuse_partition_on_a_disabled_proxy_is_refused_before_it_is_applied(
+    run: Run[Any], driver: ToxiproxyDriver, proxied: Proxied
+) -> None:
+    record = driver.plan(fault("partition", mode="refuse"), proxied.target)
+    run(driver.check(record))  # enabled: fine
+    httpx.post(f"{proxied.url}/proxies/{proxied.name}", json={"enabled": False}, trust_env=False)
+    with pytest.raises(DriverError, match=r"disabled already.*taking it back would enable it"):
+        run(driver.check(record))
+    latency = driver.plan(fault("latency", latency="10ms"), proxied.target)
+    run(driver.check(latency))  # toxics on a disabled proxy change nothing on revert
+    missing = driver.plan(fault("latency", latency="10ms"), proxy_target(proxied.url, "nope"))
+    with pytest.raises(DriverError, match="no proxy 'nope' at"):
+        run(driver.check(missing))
+
+
 def test_limit_data_closes_after_the_limit(
     run: Run[Any], driver: ToxiproxyDriver, proxied: Proxied
 ) -> None:
