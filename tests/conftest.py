@@ -65,6 +65,7 @@ def stack_image(docker_client):  # type: ignore[no-untyped-def]
         pytest.skip(f"the stack image cannot be built here: {exc}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the group into a node id
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist, every test on the Docker engine runs on one worker, one at a time:
     they share the stack image (built once) and container names."""
