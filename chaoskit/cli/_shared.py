@@ -27,7 +27,7 @@ def parse_vars(items: list[str]) -> dict[str, str]:
     return values
 
 
-def load_result(path: Path, command: str) -> dict[str, Any]:
+def result_or_exit(path: Path, command: str) -> dict[str, Any]:
     """A run's result.json (or its folder's), or exit 2 saying what is wrong with it."""
     from ..report import ReportError, load_result
 

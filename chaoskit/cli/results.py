@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..exitcodes import ExitCode
-from ._shared import load_result
+from ._shared import result_or_exit
 
 
 def history(
@@ -71,7 +71,7 @@ def gate(
     from ..gameday.gate import compare_runs
     from ..gameday.history import HistoryError, history_db, last_good, record_run
 
-    loaded = load_result(result, "gate")
+    loaded = result_or_exit(result, "gate")
     path = result / "result.json" if result.is_dir() else result
     try:
         entry = record_run(history_db(reports), loaded, path)
