@@ -1,7 +1,9 @@
-"""What several commands share: ``--var`` parsing and reading a run's result.json."""
+"""What several commands share: ``--var`` parsing, bad input as exit 2, reading result.json."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,5 +36,20 @@ def result_or_exit(path: Path, command: str) -> dict[str, Any]:
     try:
         return load_result(path)
     except ReportError as exc:
+        typer.echo(f"chaoskit {command}: {exc}", err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+
+
+@contextmanager
+def exit_on_bad_input(command: str) -> Iterator[None]:
+    """A file that does not load (its problems listed) or cannot be read: say so, exit 2."""
+    from ..loader import LoadError
+
+    try:
+        yield
+    except LoadError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(ExitCode.INVALID) from None
+    except OSError as exc:
         typer.echo(f"chaoskit {command}: {exc}", err=True)
         raise typer.Exit(ExitCode.INVALID) from None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..exitcodes import ExitCode
-from ._shared import ReportsOption
+from ._shared import ReportsOption, exit_on_bad_input
 
 if TYPE_CHECKING:
     from ..gameday.plan import DayResult
@@ -38,17 +38,10 @@ PolicyOption = Annotated[
 
 def _load(plan_path: Path, policy: Path | None) -> tuple[GameDayPlan, Policy]:
     from ..gameday.plan import load_plan
-    from ..loader import LoadError
     from ..safety.policy import find_policy
 
-    try:
+    with exit_on_bad_input("gameday"):
         return load_plan(plan_path), find_policy(policy)[0]
-    except LoadError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(ExitCode.INVALID) from None
-    except OSError as exc:
-        typer.echo(f"chaoskit gameday: {exc}", err=True)
-        raise typer.Exit(ExitCode.INVALID) from None
 
 
 async def _day(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..exitcodes import ExitCode
-from ._shared import ReportsOption, VarOption, parse_vars
+from ._shared import ReportsOption, VarOption, exit_on_bad_input, parse_vars
 
 
 def run(
@@ -30,20 +30,14 @@ def run(
     """
     import asyncio
 
-    from ..loader import LoadError, load_experiment
+    from ..loader import load_experiment
     from ..runner.run import PreflightError, run_experiment
     from ..runner.system import BringUpError
     from ..safety.policy import find_policy
 
-    try:
+    with exit_on_bad_input("run"):
         experiment = load_experiment(path, variables=parse_vars(var or []))
         site, _ = find_policy(policy)
-    except LoadError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(ExitCode.INVALID) from None
-    except OSError as exc:
-        typer.echo(f"chaoskit run: {exc}", err=True)
-        raise typer.Exit(ExitCode.INVALID) from None
     from ..report.console import RunConsole
     from ..runner.journal import find_stale
     from ..runner.rollback import rollback as replay
