@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from killed_run import KilledRun
 from waiting import wait_until
 
 from chaoskit.stack.launcher import free_ports
 
 pytestmark = pytest.mark.slow
-CHAOSKIT = [sys.executable, "-m", "chaoskit"]
 
 
 @pytest.fixture
@@ -51,13 +49,6 @@ def two_backends(docker_client: Any, stack_image: str) -> Iterator[tuple[str, st
     finally:
         for container in made:
             container.remove(force=True)
-
-
-def _injected(journal: Path) -> int:
-    """How many faults the journal says were applied so far."""
-    if not journal.exists():
-        return 0
-    return sum(json.loads(line)["event"] == "applied" for line in journal.read_text().splitlines())
 
 
 @pytest.mark.parametrize("seed", [12, 17])  # trial 2 at 0.7 s, trial 3 at 1.0 s
@@ -89,27 +80,12 @@ safety: {{abort_when: [{{metric: errors, above: 50%, for: 10s}}], max_duration: 
     draw = random.Random(seed)
     trial = draw.randint(1, trials)
     moment = draw.uniform(0.0, 2.5)  # into the fault phase or, past 2 s, the recovery phase
-    runner = subprocess.Popen(
-        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-    def applied() -> int:
-        if runner.poll() is not None:
-            raise AssertionError(f"the run ended early: {runner.communicate()[1]}")
-        journals = list(reports.glob("*/journal.jsonl"))
-        return _injected(journals[0]) if journals else 0
-
+    runner = KilledRun(experiment, reports)
     try:
-        wait_until(lambda: applied() >= 2 * trial, 60, f"both faults of trial {trial}")
+        wait_until(lambda: runner.applied() >= 2 * trial, 60, f"both faults of trial {trial}")
         time.sleep(moment)  # the random moment under test, not a synchronisation
     finally:
         runner.kill()
-        runner.wait()
-        assert runner.stderr is not None
-        runner.stderr.close()
     killed = time.monotonic()
 
     def healthy() -> bool:

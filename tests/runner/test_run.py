@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from killed_run import KilledRun
 from waiting import answers, wait_until
 
 from chaoskit.stack.launcher import free_ports
@@ -203,29 +204,13 @@ safety: {{abort_when: [{{metric: errors, above: 50%, for: 5s}}], max_duration: 5
 """
     )
     reports = tmp_path / "reports"
-    runner = subprocess.Popen(
-        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    runner = KilledRun(experiment, reports)
     toxics = f"{api}/proxies/web/toxics"
-
-    def injected() -> int:
-        if runner.poll() is not None:
-            raise AssertionError(f"the run ended early: {runner.communicate()[1]}")
-        journals = list(reports.glob("*/journal.jsonl"))
-        lines = journals[0].read_text().splitlines() if journals else []
-        return sum(json.loads(line)["event"] == "applied" for line in lines)
-
     try:
-        wait_until(lambda: injected() >= trial, 30, f"the fault of trial {trial}")
+        wait_until(lambda: runner.applied() >= trial, 30, f"the fault of trial {trial}")
         time.sleep(moment)  # the random moment under test, not a synchronisation
     finally:
         runner.kill()
-        runner.wait()
-        assert runner.stderr is not None
-        runner.stderr.close()
     killed = time.monotonic()
     wait_until(lambda: httpx.get(toxics, trust_env=False).json() == [], 2, "the watchdog's revert")
     assert time.monotonic() - killed < 2
