@@ -2,9 +2,18 @@
 of chaoskit. Method: docs/statistics.md."""
 
 from ._types import Effect, Judgement, Verdict
-from .compare import DEFAULT_MARGINS, compare
+from .compare import DEFAULT_MARGINS, compare, shown_beyond_margin
 from .experiment import ExperimentJudgement, holm, judge_experiment
-from .recovery import TrialSummary, recovery_time, summarize_trials
+from .limits import LimitCheck, beyond_limit
+from .recovery import (
+    TrialSummary,
+    outside_band,
+    outside_rate,
+    recovered_at,
+    recovery_time,
+    summarize_trials,
+    was_outside,
+)
 from .sequential import ErrorRateMixture, LatencyMSPRT, SequentialDecision
 
 __all__ = [
@@ -14,12 +23,19 @@ __all__ = [
     "ExperimentJudgement",
     "Judgement",
     "LatencyMSPRT",
+    "LimitCheck",
     "SequentialDecision",
     "TrialSummary",
     "Verdict",
+    "beyond_limit",
     "compare",
     "holm",
     "judge_experiment",
+    "outside_band",
+    "outside_rate",
+    "recovered_at",
     "recovery_time",
+    "shown_beyond_margin",
     "summarize_trials",
+    "was_outside",
 ]

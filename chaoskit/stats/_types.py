@@ -46,3 +46,6 @@ class Judgement:
     direction: str = "increase"
     n_effective: tuple[float, float] | None = None
     """Independent-equivalent sample sizes after autocorrelation."""
+    basis: str = "margin"
+    """What decided the verdict: ``margin`` (this comparison), or a caller's own test that
+    overrode it (e.g. ``sequential``, ``limit``)."""

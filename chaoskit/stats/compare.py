@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -15,7 +15,7 @@ from scipy import stats
 from ._series import Floats, as_floats, mean_variance
 from ._types import Effect, Judgement, Verdict
 
-__all__ = ["DEFAULT_MARGINS", "compare"]
+__all__ = ["DEFAULT_MARGINS", "compare", "shown_beyond_margin"]
 
 Kind = Literal["latency", "error_rate", "throughput"]
 Direction = Literal["increase", "decrease", "both"]
@@ -37,11 +37,14 @@ def compare(
     alpha: float = 0.05,
     direction: Direction | None = None,
     quantile: float | None = None,
+    ceiling: float | None = None,
 ) -> Judgement:
     """Judge ``treatment`` against ``control`` for one metric.
 
     - ``latency``: per-request seconds in time order; compared on log scale, so effects and
-      margins are ratios (default 1.10, or 1.25 with ``quantile`` 0.95/0.99).
+      margins are ratios (default 1.10, or 1.25 with ``quantile`` 0.95/0.99). ``ceiling`` (the
+      load's timeout) marks failed requests, which the caller counts at that value: a window
+      all at the ceiling is an outage, not a broken measurement.
     - ``error_rate``: per-request outcomes (True = error) in time order; margin an absolute
       increase (default max(0.0005, half the control's rate)).
     - ``throughput``: counts per second; margin the lowest acceptable ratio (default 0.95).
@@ -67,7 +70,7 @@ def compare(
         chosen = (
             margin if margin is not None else DEFAULT_MARGINS["latency_tail" if tail else "latency"]
         )
-        return _latency(x, y, _Case(kind, chosen, alpha, harmful, n, note), quantile)
+        return _latency(x, y, _Case(kind, chosen, alpha, harmful, n, note), quantile, ceiling)
     if kind == "error_rate":
         default = max(0.0005, 0.5 * float(x.mean())) if x.size else 0.0005
         chosen = margin if margin is not None else default
@@ -113,7 +116,10 @@ class _Case:
             p_dev = float(min(1.0, 2 * t.sf(abs(z))))
             p_eq = float(max(t.cdf((diff - bound) / se), t.sf((diff + bound) / se)))
         half = float(t.ppf(1 - self.alpha)) * se
-        effect = Effect(to_effect(diff), to_effect(diff - half), to_effect(diff + half), scale)
+        low, high = to_effect(diff - half), to_effect(diff + half)
+        if scale == "difference":  # of two shares: never beyond ±1
+            low, high = max(low, -1.0), min(high, 1.0)
+        effect = Effect(to_effect(diff), low, high, scale)
         interval = f"{scale} {effect.estimate:.4g} [{effect.low:.4g}, {effect.high:.4g}]"
         if p_eq < self.alpha:
             verdict, reason = Verdict.HELD, f"inside the margin {self.margin:.4g}: {interval}"
@@ -139,14 +145,28 @@ def _welch_df(vx: float, nx: float, vy: float, ny: float) -> float:
     return (vx + vy) ** 2 / denominator if denominator > 0 else max(nx + ny - 2, 1)
 
 
-def _latency(x: Floats, y: Floats, case: _Case, quantile: float | None) -> Judgement:
+def _latency(
+    x: Floats, y: Floats, case: _Case, quantile: float | None, ceiling: float | None
+) -> Judgement:
     if case.margin <= 1.0:
         raise ValueError(f"a latency margin is a ratio above 1 (e.g. 1.1), got {case.margin}")
     if min(case.n) < MIN_SAMPLES:
         return case.inconclusive(f"too few samples {case.n}; need {MIN_SAMPLES} per window")
     if (x <= 0).any() or (y <= 0).any():
         raise ValueError("latencies must be positive seconds")
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
+    if ceiling is not None:
+        if (x >= ceiling).all():
+            return case.inconclusive(
+                "every request of the control failed: no steady state to compare against"
+            )
+        failed = int((y >= ceiling).sum())
+        if failed:
+            case = replace(
+                case,
+                note=f" ({failed} of {y.size} requests failed and count at the {ceiling:g}s "
+                f"timeout){case.note}",
+            )
+    if np.ptp(x) == 0 or (np.ptp(y) == 0 and (ceiling is None or y[0] < ceiling)):
         return case.inconclusive("constant latency in a window: a broken measurement")
     lx, ly = np.log(x), np.log(y)
     bound = math.log(case.margin)
@@ -179,8 +199,10 @@ def _error_rate(x: Floats, y: Floats, case: _Case) -> Judgement:
         raise ValueError("error-rate windows hold outcomes: True/1 for an error, False/0 for none")
     if min(case.n) < MIN_SAMPLES:
         return case.inconclusive(f"too few requests {case.n}; need {MIN_SAMPLES} per window")
-    if float(x.mean()) == 1.0 or float(y.mean()) == 1.0:
-        return case.inconclusive("every request failed in a window: no steady state")
+    if float(x.mean()) == 1.0:
+        return case.inconclusive(
+            "every request of the control failed: no steady state to compare against"
+        )
     if not 0 < case.margin < 1:
         raise ValueError(f"an error-rate margin is a share between 0 and 1, got {case.margin}")
     vx, ex = mean_variance(x)
@@ -205,8 +227,10 @@ def _throughput(x: Floats, y: Floats, case: _Case) -> Judgement:
     if (x < 0).any() or (y < 0).any():
         raise ValueError("throughput windows hold counts per second: no negative values")
     mx, my = float(x.mean()), float(y.mean())
-    if mx == 0 or my == 0:
-        return case.inconclusive("no requests at all in a window: no steady state")
+    if mx == 0:
+        return case.inconclusive("no requests at all in the control: no steady state")
+    if my == 0:  # none at all in the treatment: as if half a request had got through
+        my = 0.5 / y.size
     vx, ex = mean_variance(x)
     vy, ey = mean_variance(y)
     vx, vy = max(vx, mx / x.size), max(vy, my / y.size)  # at least Poisson noise
@@ -214,3 +238,22 @@ def _throughput(x: Floats, y: Floats, case: _Case) -> Judgement:
     df = _welch_df(lvx, ex, lvy, ey)
     bound = -math.log(case.margin)
     return case.decide(math.log(my / mx), lvx + lvy, df, bound, (ex, ey), math.exp, "ratio")
+
+
+def shown_beyond_margin(judgement: Judgement) -> bool:
+    """Whether the change's whole interval lies beyond the margin on the harmful side: not only
+    a real change, but one shown to be larger than the margin allows."""
+    effect, margin = judgement.effect, judgement.margin
+    if effect is None or not math.isfinite(margin):
+        return False
+    if effect.scale == "difference":
+        up, down = margin, -margin
+    else:
+        up, down = (margin, 1 / margin) if margin > 1 else (1 / margin, margin)
+    worse_up = effect.low > up
+    worse_down = effect.high < down
+    if judgement.direction == "increase":
+        return worse_up
+    if judgement.direction == "decrease":
+        return worse_down
+    return worse_up or worse_down

@@ -48,8 +48,13 @@ def judge_experiment(
     critical: Collection[str] = (),
     *,
     alpha: float = 0.05,
+    decisive: Collection[str] = (),
 ) -> ExperimentJudgement:
-    """Combine per-metric judgements; ``critical`` metrics fail the run if they deviate."""
+    """Combine per-metric judgements; ``critical`` metrics fail the run if they deviate.
+
+    A metric in ``decisive`` that is DEVIATED stays so without Holm's correction: its verdict
+    came from a test outside the family of comparisons (e.g. a declared limit clearly broken).
+    """
     if not judgements:
         return ExperimentJudgement(Verdict.INCONCLUSIVE, 0.0, "fail", [], {}, "no metrics")
     unknown = set(critical) - set(judgements)
@@ -61,6 +66,9 @@ def judge_experiment(
     for name in names:
         j = judgements[name]
         if j.verdict is Verdict.HELD:
+            continue
+        if name in decisive and j.verdict is Verdict.DEVIATED:
+            deviated.append(name)
             continue
         p = j.p_deviation if name in critical else adjusted[name]
         if not math.isnan(p) and p < alpha:

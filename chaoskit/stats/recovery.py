@@ -10,13 +10,154 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special, stats
 
-from ._series import as_floats
+from ._series import as_floats, mean_variance
 
-__all__ = ["TrialSummary", "recovery_time", "summarize_trials"]
+__all__ = [
+    "TrialSummary",
+    "outside_band",
+    "outside_rate",
+    "recovered_at",
+    "recovery_time",
+    "summarize_trials",
+    "was_outside",
+]
 
 Data = Sequence[Any] | NDArray[Any]
+
+_NOT_ZERO = 0.001
+"""The least time to recovery of a metric that was out: 0.0 means it never left its band."""
+
+
+def outside_band(
+    values: Data,
+    baseline: Data,
+    *,
+    alpha: float = 0.05,
+    higher_is_worse: bool = True,
+    scans: int | None = None,
+) -> NDArray[np.float64]:
+    """Per window: 1.0 outside the baseline's band on the harmful side, 0.0 inside, NaN for a
+    window without data.
+
+    The band is the baseline's median plus a robust spread (scaled MAD), widened for the
+    number of windows scanned (``scans``, default all of ``values``: Bonferroni) and for the
+    baseline's own uncertainty (a t quantile on its effective size, autocorrelation counted).
+    """
+    v = np.asarray(values, dtype=float)
+    b, _ = as_floats(baseline, "baseline")
+    if b.size < 3:
+        raise ValueError("the baseline needs at least 3 values to set a band")
+    centre = float(np.median(b))
+    spread = float(stats.median_abs_deviation(b, scale="normal"))
+    if spread == 0.0:
+        spread = float(np.std(b, ddof=1)) or abs(centre) * 1e-3 or 1e-9
+    _, n_eff = mean_variance(b)  # an autocorrelated baseline knows less than its length says
+    z = float(stats.t(max(n_eff - 1.0, 10.0)).ppf(1 - alpha / max(1, scans or v.size)))
+    limit = z * spread * math.sqrt(1 + 1 / n_eff)
+    worse = (v - centre) if higher_is_worse else (centre - v)
+    with np.errstate(invalid="ignore"):
+        flags = (worse > limit).astype(float)
+    flags[np.isnan(v)] = math.nan
+    return flags
+
+
+def outside_rate(
+    events: Data,
+    totals: Data,
+    baseline_events: Data,
+    baseline_totals: Data,
+    *,
+    alpha: float = 0.05,
+    scans: int | None = None,
+) -> NDArray[np.float64]:
+    """Per window of counted requests: 1.0 when its share of ``events`` (errors) is too high
+    for the baseline's rate, 0.0 when not, NaN for a window without requests.
+
+    Each window is tested against a binomial at the baseline's rate (with half an event
+    added, so a clean baseline still allows a stray error), its spread widened by the
+    baseline's own overdispersion (errors come in bursts), at ``alpha`` over ``scans``
+    windows (Bonferroni).
+    """
+    k = np.asarray(events, dtype=float)
+    n = np.asarray(totals, dtype=float)
+    bk = np.asarray(baseline_events, dtype=float)
+    bn = np.asarray(baseline_totals, dtype=float)
+    if k.shape != n.shape or bk.shape != bn.shape:
+        raise ValueError("events and totals differ in length")
+    seen = bn > 0
+    if int(seen.sum()) < 3:
+        raise ValueError("the baseline needs at least 3 windows with requests to set a rate")
+    rate = (float(bk.sum()) + 0.5) / (float(bn.sum()) + 1.0)
+    shares = bk[seen] / bn[seen]
+    binomial = rate * (1 - rate) / float(np.mean(bn[seen]))
+    dispersion = max(1.0, float(np.var(shares, ddof=1)) / binomial) if binomial > 0 else 1.0
+    # A window of n requests behaves like n / dispersion independent ones.
+    n_eff = n / dispersion
+    k_eff = k / dispersion
+    threshold = alpha / max(1, scans or k.size)
+    flags = np.full(k.shape, math.nan)
+    some = n > 0
+    # P(X >= k) for X ~ Binomial(n, rate), continuous in k and n: I_rate(k, n - k + 1).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tail = np.where(
+            k_eff[some] > 0,
+            special.betainc(np.maximum(k_eff[some], 1e-12), n_eff[some] - k_eff[some] + 1, rate),
+            1.0,
+        )
+    flags[some] = (tail < threshold).astype(float)
+    return flags
+
+
+def recovered_at(
+    times: Data,
+    outside: Data,
+    *,
+    hold: int = 3,
+    relapse: int = 2,
+    outside_before: bool = False,
+) -> float | None:
+    """When the metric was back for good, from per-window flags (1 outside the band, 0
+    inside, NaN unknown) and each window's end (seconds since the revert).
+
+    The metric is *out* during ``relapse`` or more known windows outside in a row (a single
+    one is noise), and was out at the revert when ``outside_before``. It is back at the end
+    of the first window inside after the last time it was out, provided at least ``hold``
+    known windows follow from there: a short return to the band before a relapse never counts.
+    0.0 when it was never out; None when it was not back for ``hold`` windows by the last one
+    (censored). Windows without data neither count towards ``hold`` nor end a stretch.
+    """
+    t, _ = as_floats(times, "times")
+    flags = np.asarray(outside, dtype=float)
+    if t.size != flags.size:
+        raise ValueError(f"times and flags differ in length ({t.size} and {flags.size})")
+    if hold < 1 or relapse < 1:
+        raise ValueError("hold and relapse must be at least 1")
+    known = ~np.isnan(flags)
+    kt, kf = t[known], flags[known] > 0.5
+    last_out = _end_of_last_run(kf, relapse)  # index after the last run of `relapse` outside
+    if last_out is None:
+        if not outside_before:
+            return 0.0
+        last_out = 0
+    inside = np.flatnonzero(~kf[last_out:])
+    if not inside.size:
+        return None
+    first = last_out + int(inside[0])
+    if kt.size - first < hold:
+        return None
+    return float(kt[first])
+
+
+def _end_of_last_run(out: NDArray[np.bool_], length: int) -> int | None:
+    """Index just after the last run of ``length`` or more True values."""
+    end, run = None, 0
+    for i, outside in enumerate(out):
+        run = run + 1 if outside else 0
+        if run >= length:
+            end = i + 1
+    return end
 
 
 def recovery_time(
@@ -25,54 +166,44 @@ def recovery_time(
     baseline: Data,
     *,
     alpha: float = 0.05,
-    hold: int = 5,
+    hold: int = 3,
+    relapse: int = 2,
     higher_is_worse: bool = True,
     window_lag: float = 0.0,
+    before: Data = (),
 ) -> float | None:
-    """Seconds from the revert until ``values`` are back in the baseline band for good; 0.0
-    if they never left it; None if not recovered by the last sample (censored).
+    """Seconds from the revert until per-window ``values`` are back in the baseline band for
+    good (:func:`outside_band`, then :func:`recovered_at`); 0.0 if they never left it; None if
+    not back by the last window (censored).
 
-    The band is the baseline's median plus a robust spread, widened for the number of windows
-    scanned (Bonferroni) and the baseline's own uncertainty. Leaving the band counts only when
-    it lasts ``hold`` windows in a row (one noisy window is not a relapse), and recovery needs
-    ``hold`` windows inside after the last such stretch. ``window_lag`` (e.g. half a rolling
-    window) is subtracted, since a rolling statistic trails the system.
+    ``before`` holds the last windows before the revert: when the last ``relapse`` of them are
+    outside the band, the metric was out at the revert and can never read 0.0. ``window_lag``
+    (e.g. half a rolling window) is subtracted, since a rolling statistic trails the system.
     """
     t, _ = as_floats(times, "times")
     v = np.asarray(values, dtype=float)
-    b, _ = as_floats(baseline, "baseline")
     if t.size != v.size:
         raise ValueError(f"times and values differ in length ({t.size} and {v.size})")
-    if b.size < 3:
-        raise ValueError("the baseline needs at least 3 values to set a band")
-    if hold < 1:
-        raise ValueError("hold must be at least 1")
+    prior = np.asarray(before, dtype=float)
+    flags = outside_band(
+        np.concatenate([prior, v]), baseline, alpha=alpha, higher_is_worse=higher_is_worse
+    )
     if t.size == 0:
         return None
-    centre = float(np.median(b))
-    spread = float(stats.median_abs_deviation(b, scale="normal"))
-    if spread == 0.0:
-        spread = float(np.std(b, ddof=1)) or abs(centre) * 1e-3 or 1e-9
-    z = float(stats.norm.ppf(1 - alpha / max(1, t.size)))
-    limit = z * spread * math.sqrt(1 + 1 / b.size)
-    worse = (v - centre) if higher_is_worse else (centre - v)
-    out = worse > limit  # NaN windows (no data) count as inside, not as a breach
-    last_end = _end_of_last_breach(out, hold)
-    if last_end is None:
-        return 0.0
-    if v.size - last_end < hold:
-        return None
-    return max(0.0, float(t[last_end]) - window_lag)
+    found = recovered_at(
+        t, flags[prior.size :], hold=hold, relapse=relapse,
+        outside_before=was_outside(flags[: prior.size], relapse),
+    )  # fmt: skip
+    if found is None or found == 0.0:
+        return found
+    return max(found - window_lag, _NOT_ZERO)  # once out, never "never left"
 
 
-def _end_of_last_breach(out: NDArray[np.bool_], hold: int) -> int | None:
-    """Index just after the last run of ``hold`` or more windows outside the band."""
-    end, run = None, 0
-    for i, outside in enumerate(out):
-        run = run + 1 if outside else 0
-        if run >= hold:
-            end = i + 1
-    return end
+def was_outside(flags: Data, relapse: int = 2) -> bool:
+    """Were the last ``relapse`` known windows before the revert all outside the band?"""
+    f = np.asarray(flags, dtype=float)
+    known = f[~np.isnan(f)]
+    return bool(known.size >= relapse and (known[-relapse:] > 0.5).all())
 
 
 @dataclass(frozen=True)

@@ -109,8 +109,8 @@ def test_tail_quantile_detects_a_slower_tail() -> None:
         ([0.1], [0.1] * 20, "latency", "too few samples"),
         ([0.1] * 20, [0.1] * 20, "latency", "constant latency"),
         ([float("nan")] * 30, [0.1, 0.2] * 15, "latency", "30 NaN value(s) dropped"),
-        ([True] * 50, [False, True] * 25, "error_rate", "every request failed"),
-        ([0] * 10, [0] * 10, "throughput", "no requests at all"),
+        ([True] * 50, [False, True] * 25, "error_rate", "every request of the control failed"),
+        ([0] * 10, [0] * 10, "throughput", "no requests at all in the control"),
     ],
 )
 def test_degenerate_inputs_are_inconclusive(control, treatment, kind, reason) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,75 @@
+"""Is a window clearly beyond a declared limit (an SLO's ``max``/``min``)? A one-sided test of
+one window against a fixed number, for a share of requests or a mean of counts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from numpy.typing import NDArray
+from scipy import stats
+
+from ._series import as_floats, mean_variance
+from .compare import MIN_SAMPLES
+
+__all__ = ["LimitCheck", "beyond_limit"]
+
+Data = Sequence[Any] | NDArray[Any]
+
+
+@dataclass(frozen=True)
+class LimitCheck:
+    """A window against a limit: ``broken`` only when the whole one-sided interval is beyond."""
+
+    broken: bool
+    estimate: float
+    """The window's share (of flagged requests) or mean (of counts)."""
+    bound: float
+    """The one-sided (1 - alpha) bound nearest the limit: the window is at least this bad."""
+    p_value: float
+    """One-sided p-value against "within the limit" (small: clearly beyond)."""
+    n: int
+    limit: float
+    side: str
+
+
+def beyond_limit(
+    values: Data,
+    limit: float,
+    *,
+    side: Literal["above", "below"],
+    alpha: float = 0.05,
+    share: bool = True,
+) -> LimitCheck:
+    """Test whether ``values`` (time-ordered) lie beyond ``limit`` on ``side``.
+
+    With ``share``, values are 0/1 flags (an error, a request slower than an SLO) and the
+    statistic is their share, its variance floored by the binomial one with half a flag added
+    (so a window of all flags or none stays honest); otherwise they are counts per second,
+    floored by Poisson noise. Autocorrelation widens the interval as in :func:`compare`.
+    Fewer than 10 values never count as broken.
+    """
+    if side not in ("above", "below"):
+        raise ValueError(f"side must be 'above' or 'below', got {side!r}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be between 0 and 0.5, got {alpha}")
+    x, _ = as_floats(values, "values")
+    if x.size < MIN_SAMPLES:
+        mean = float(x.mean()) if x.size else math.nan
+        return LimitCheck(False, mean, math.nan, math.nan, int(x.size), limit, side)
+    mean = float(x.mean())
+    variance, n_eff = mean_variance(x)
+    if share:
+        p = (float(x.sum()) + 0.5) / (x.size + 1)
+        variance = max(variance, p * (1 - p) / x.size)
+    else:
+        variance = max(variance, max(mean, 1.0) / x.size)
+    se = math.sqrt(variance)
+    t = stats.t(max(n_eff - 1.0, 1.0))
+    gap = (mean - limit) if side == "above" else (limit - mean)
+    p_value = float(t.sf(gap / se))
+    half = float(t.ppf(1 - alpha)) * se
+    bound = mean - half if side == "above" else mean + half
+    return LimitCheck(p_value < alpha, mean, bound, p_value, int(x.size), limit, side)
