@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Final, Literal
 
@@ -73,6 +73,29 @@ class Samples:
     def __len__(self) -> int:
         return int(self.due.size)
 
+    def where(self, keep: NDArray[np.bool_]) -> Samples:
+        """The requests ``keep`` marks, in the same window."""
+        return Samples(
+            self.start, self.end, self.due[keep], self.wall[keep], self.latency[keep],
+            self.send_lag[keep], self.status[keep], self.error[keep], self.group[keep],
+            self.group_names,
+        )  # fmt: skip
+
+    def of_answered(self) -> Samples:
+        """The requests that got an answer (any status)."""
+        return self.where(self.status > 0)
+
+    def between(self, start: float, end: float) -> Samples:
+        """The requests due in ``[start, end)``, as a window of that span."""
+        keep = (self.due >= start) & (self.due < end)
+        return replace(self.where(keep), start=start, end=end)
+
+    def of_group(self, group: str | Collection[str]) -> Samples:
+        """The requests of one group tag or several."""
+        tags = [group] if isinstance(group, str) else list(group)
+        codes = [self.group_names.index(t) for t in tags if t in self.group_names]
+        return self.where(np.isin(self.group, codes))
+
     @property
     def ok(self) -> NDArray[np.bool_]:
         """Requests answered with a status below 400."""
@@ -101,6 +124,22 @@ class Samples:
                     "such as '429', 'timeout' or 'connect'"
                 )
         return mask
+
+    @property
+    def ended(self) -> NDArray[np.float64]:
+        """When each request's outcome was known (monotonic): its answer's end, its deadline for
+        one that timed out, its due time for one never sent."""
+        ended: NDArray[np.float64] = self.due + np.nan_to_num(self.latency, nan=0.0)
+        return ended
+
+    def censored_latencies(self, ceiling: float) -> NDArray[np.float64]:
+        """Latency of every request, in due order, a failed one counted at ``ceiling`` (the
+        load's timeout): one that got no answer, was never sent, or was answered 5xx. An
+        answer below 400 (or 4xx) counts as measured, capped at ``ceiling``."""
+        failed = self.errors(("5xx", "timeout", "connect")) | np.isnan(self.latency)
+        measured = np.minimum(np.nan_to_num(self.latency, nan=ceiling), ceiling)
+        censored: NDArray[np.float64] = np.where(failed, ceiling, measured)
+        return censored
 
     def latencies(self, of: Literal["ok", "answered", "sent"] = "answered") -> NDArray[np.float64]:
         """Latency in seconds per request, in due order, of the requests answered below 400
@@ -153,7 +192,11 @@ class RequestSamples:
     requests still in flight are left out of every query.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(self, capacity: int = 4096, *, fallback_group: str | None = None) -> None:
+        self.fallback_group = fallback_group
+        """The group of a request that carries none (no answer, or no group header): with a
+        concurrent control, the runner sets ``experiment``, so a failure nobody can attribute
+        never helps the claim that the system held."""
         self._size = 0
         self._capacity = max(16, capacity)
         self._due = np.empty(self._capacity, np.float64)
@@ -171,6 +214,11 @@ class RequestSamples:
     def __len__(self) -> int:
         """Finished requests (in flight ones are not counted)."""
         return self._size - self._pending
+
+    @property
+    def first_due(self) -> float | None:
+        """When the first request was due (the load's start), None before any."""
+        return float(self._due[0]) if self._size else None
 
     @property
     def pending(self) -> int:
@@ -218,14 +266,18 @@ class RequestSamples:
         self._lag[row] = send_lag
         self._status[row] = status
         self._error[row] = error
+        group = group if group is not None else self.fallback_group
         if group is not None:
-            code = self._group_codes.get(group)
-            if code is None:
-                code = self._group_codes[group] = len(self._group_codes)
-            self._group[row] = code
+            self._group[row] = self._code(group)
         if message is not None and error.label is not None:
             self.first_errors.setdefault(error.label, message)
         self._pending -= 1
+
+    def _code(self, group: str) -> int:
+        code = self._group_codes.get(group)
+        if code is None:
+            code = self._group_codes[group] = len(self._group_codes)
+        return code
 
     def window(
         self,
@@ -236,18 +288,66 @@ class RequestSamples:
     ) -> Samples:
         """Finished requests due in ``[start, end)`` (monotonic seconds; open ends allowed),
         of one group tag or several (default: every request, tagged or not)."""
+        lo, hi = self._rows(start, end)
+        keep = self._error[lo:hi] != _PENDING
+        return self._view(lo, hi, keep, start=start, end=end, group=group)
+
+    def waiting(self, start: float, now: float) -> NDArray[np.float64]:
+        """How long each request due in ``[start, now)`` and not finished has waited so far."""
+        lo, hi = self._rows(start, now)
+        pending = self._error[lo:hi] == _PENDING
+        ages: NDArray[np.float64] = now - self._due[lo:hi][pending]
+        return ages
+
+    def as_of(
+        self,
+        now: float,
+        timeout: float,
+        start: float | None = None,
+        *,
+        group: str | Collection[str] | None = None,
+    ) -> Samples:
+        """Requests due in ``[start, now)`` whose outcome is known at ``now``: the finished ones,
+        and those still waiting past their deadline (due + ``timeout``), shown as timeouts at
+        that deadline (in the fallback group) — a hang is a failure from its deadline on, not
+        missing data until the client gives up."""
+        lo, hi = self._rows(start, now)
+        pending = self._error[lo:hi] == _PENDING
+        overdue = pending & (self._due[lo:hi] + timeout <= now)
+        view = self._view(lo, hi, ~pending | overdue, start=start, end=now, group=None)
+        if overdue.any():
+            late = overdue[~pending | overdue]
+            view.latency[late] = timeout
+            view.error[late] = int(ErrorClass.TIMEOUT)
+            fallback = -1 if self.fallback_group is None else self._code(self.fallback_group)
+            view.group[late] = fallback
+            object.__setattr__(view, "group_names", self.group_names)
+        return view if group is None else view.of_group(group)
+
+    def _rows(self, start: float | None, end: float | None) -> tuple[int, int]:
         due = self._due[: self._size]
         lo = 0 if start is None else int(np.searchsorted(due, start, side="left"))
         hi = self._size if end is None else int(np.searchsorted(due, end, side="left"))
-        keep = self._error[lo:hi] != _PENDING
+        return lo, hi
+
+    def _view(
+        self,
+        lo: int,
+        hi: int,
+        keep: NDArray[np.bool_],
+        *,
+        start: float | None,
+        end: float | None,
+        group: str | Collection[str] | None,
+    ) -> Samples:
         if group is not None:
             tags = [group] if isinstance(group, str) else list(group)
             codes = [self._group_codes.get(tag, -2) for tag in tags]
-            keep &= np.isin(self._group[lo:hi], codes)
-        first = float(due[lo]) if lo < self._size else 0.0
+            keep = keep & np.isin(self._group[lo:hi], codes)
+        first = float(self._due[lo]) if lo < self._size else 0.0
         return Samples(
             start=first if start is None else start,
-            end=(float(due[hi - 1]) if hi > lo else first) if end is None else end,
+            end=(float(self._due[hi - 1]) if hi > lo else first) if end is None else end,
             due=self._due[lo:hi][keep],
             wall=self._wall[lo:hi][keep],
             latency=self._latency[lo:hi][keep],

@@ -115,3 +115,48 @@ def test_rows_are_reserved_in_order_and_finished_once() -> None:
     with pytest.raises(ValueError, match="already finished"):
         samples.finish(row, latency=0.1, status=200)
     assert ErrorClass.NONE.label is None and ErrorClass.HTTP_5XX.label == "http_5xx"
+
+
+def test_a_request_waiting_past_its_deadline_has_failed_at_the_deadline() -> None:
+    """Rows due at 100.0, 100.1, ...; row 0 answered, the rest still waiting (a hang)."""
+    samples = RequestSamples()
+    for i in range(10):
+        samples.reserve(100 + i / 10, 0.0)
+    samples.finish(0, latency=0.01, status=200)
+    seen = samples.as_of(101.35, timeout=1.0)
+    # rows 1..3 (due 100.1-100.3) are overdue at 101.35; 4..9 may still be answered
+    assert len(seen) == 4 and len(samples.window()) == 1
+    assert seen.error.tolist() == [0, ErrorClass.TIMEOUT, ErrorClass.TIMEOUT, ErrorClass.TIMEOUT]
+    assert seen.ended.tolist() == pytest.approx([100.01, 101.1, 101.2, 101.3])
+    assert samples.pending == 9  # the view changes nothing stored
+    assert len(samples.as_of(101.35, timeout=1.0, start=100.25)) == 1
+
+
+def test_the_fallback_group_takes_requests_nobody_can_attribute() -> None:
+    samples = RequestSamples(fallback_group="experiment")
+    for i in range(4):
+        samples.reserve(100 + i, 0.0)
+    samples.finish(0, latency=0.01, status=200, group="control")
+    samples.finish(1, latency=0.01, status=0, error=ErrorClass.CONNECT)  # refused: no header
+    seen = samples.as_of(110.0, timeout=2.0)  # rows 2 and 3 timed out, unanswered
+    assert len(seen.of_group("experiment")) == 3 and len(seen.of_group("control")) == 1
+    assert len(samples.window(group="experiment")) == 1
+    untagged = RequestSamples()
+    untagged.reserve(100.0, 0.0)
+    untagged.finish(0, latency=0.01, status=0, error=ErrorClass.CONNECT)
+    assert untagged.window().group.tolist() == [-1]
+
+
+def test_censored_latencies_count_a_failure_at_the_timeout() -> None:
+    window = filled(n=7).window()  # 200, 503, timeout, 429, reset, not sent
+    assert window.censored_latencies(2.0).tolist() == pytest.approx(
+        [0.01, 2.0, 2.0, 0.05, 2.0, 2.0]
+    )
+    assert window.latencies().tolist() == pytest.approx([0.01, 0.02, 0.05])  # answered only
+
+
+def test_between_narrows_a_window_and_its_span() -> None:
+    window = filled(n=20).window()
+    part = window.between(100.5, 101.0)
+    assert part.start == 100.5 and part.end == 101.0
+    assert np.all((part.due >= 100.5) & (part.due < 101.0)) and len(part) == 5
