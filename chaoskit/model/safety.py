@@ -50,7 +50,9 @@ class AbortCondition(Model):
     for_: NonNegativeDuration = Field(default=Duration(0), alias="for")
     """How long the breach must last before the valve trips; ``0s`` trips at once."""
     group: str = "experiment"
-    """Which traffic to watch: ``experiment``, ``control`` or ``all``."""
+    """Which traffic to watch: ``experiment`` (the requests the fault can reach: the
+    experiment group with a concurrent control, every request without one), ``control`` or
+    ``all``."""
 
     @field_validator("above", "below", mode="before")
     @classmethod

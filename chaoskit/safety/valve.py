@@ -2,7 +2,8 @@
 kill switch (a file, a signal, ``chaoskit halt``) — whatever the statistics would say.
 
 The valve only decides; the runner acts on its decision (revert everything, then record why).
-It reads current metric values through a callable, so it knows nothing of HTTP or probes.
+It reads each condition through a :class:`Watch`, so it knows nothing of HTTP or probes; it
+keeps, per condition, why it did or did not fire.
 """
 
 from __future__ import annotations
@@ -11,15 +12,59 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from ..model.safety import AbortCondition, Safety, Threshold
 from ..units import Duration, Percent, Rate
 
-__all__ = ["Reading", "Trip", "Valve", "threshold_value"]
+__all__ = [
+    "ConditionRecord",
+    "Reading",
+    "Trip",
+    "Valve",
+    "Watch",
+    "shown",
+    "threshold_value",
+]
 
-Reading = Callable[[str, str], float | None]
-"""``read(metric, group)``: the metric's current value in base units (seconds, a fraction,
-per second, or the probe's number), or None when there is not enough data yet."""
+
+@dataclass(frozen=True)
+class Reading:
+    """What one abort condition sees at one check."""
+
+    value: float | None
+    """The metric now, in base units, for people (None: no data yet)."""
+    breached: bool | None
+    """Beyond the limit now; None when the data cannot tell (no request has an outcome yet, the
+    probe's last reading failed): the breach clock then neither starts nor stops."""
+    since: float | None = None
+    """When the breach began (monotonic), when the data knows: the outcome of the first bad
+    request. None: from the first check that saw it."""
+
+
+class Watch(Protocol):
+    """How the valve sees the run's measurements (the runner provides it)."""
+
+    def read(self, condition: AbortCondition, now: float) -> Reading:
+        """The condition's metric as of ``now``."""
+        ...
+
+    def scope(self, condition: AbortCondition) -> str:
+        """The traffic the condition watches, in words (e.g. ``all requests``)."""
+        ...
+
+
+def shown(value: float | None, limit: Threshold) -> str:
+    """A value of a condition's metric in its limit's unit, for people."""
+    if value is None:
+        return "unknown"
+    if isinstance(limit, Duration):
+        return f"{value * 1000:.4g}ms" if value < 10 else f"{value:.4g}s"
+    if isinstance(limit, Percent):
+        return f"{value * 100:.3g}%"
+    if isinstance(limit, Rate):
+        return f"{value:.4g}/s"
+    return f"{value:g}"
 
 
 def threshold_value(limit: Threshold) -> float:
@@ -46,24 +91,79 @@ class Trip:
     value: float | None = None
 
 
+@dataclass
+class ConditionRecord:
+    """One abort condition over the run: what it watched and how close it came."""
+
+    condition: AbortCondition
+    scope: str
+    checks: int = 0
+    unknown: int = 0
+    """Checks whose data could not tell (no outcome yet, a failed probe reading)."""
+    worst: float | None = None
+    longest: float = 0.0
+    """The longest breach seen, in seconds (the valve trips when it reaches ``for``)."""
+    since: float | None = None
+    tripped: bool = False
+
+    def note(self, reading: Reading, now: float) -> float | None:
+        """Take one reading; the breach's length so far (None: not breached)."""
+        self.checks += 1
+        if reading.value is not None:
+            above = self.condition.above is not None
+            if self.worst is None or (reading.value > self.worst) == above:
+                self.worst = reading.value
+        if reading.breached is None:
+            self.unknown += 1
+        elif not reading.breached:
+            self.since = None
+            return None
+        elif self.since is None:  # a breach begins: dated by the data when it can tell
+            self.since = min(now, reading.since) if reading.since is not None else now
+        if self.since is None:
+            return None
+        lasted = max(0.0, now - self.since)
+        self.longest = max(self.longest, lasted)
+        return lasted
+
+    def to_json(self) -> dict[str, Any]:
+        """For the result file: the condition in words, and what it saw."""
+        c = self.condition
+        side = "above" if c.above is not None else "below"
+        return {
+            "metric": c.metric,
+            "condition": f"{c.metric} {side} {c.limit} for {c.for_}",
+            "limit": threshold_value(c.limit),
+            "side": side,
+            "for": c.for_.nanoseconds / 1e9,
+            "watched": self.scope,
+            "tripped": self.tripped,
+            "longest_breach": self.longest,
+            "worst": self.worst,
+            "worst_shown": None if self.worst is None else shown(self.worst, c.limit),
+            "checks": self.checks,
+            "unknown": self.unknown,
+        }
+
+
 class Valve:
     """Decides, on each :meth:`check`, whether the run must stop now."""
 
     def __init__(
         self,
         safety: Safety,
-        read: Reading,
+        watch: Watch,
         *,
         kill_file: Path | None = None,
         started: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.safety = safety
-        self._read = read
+        self._watch = watch
         self._clock = clock
         self.kill_file = kill_file
         self.started = clock() if started is None else started
-        self._breached_since: dict[int, float] = {}
+        self.records = [ConditionRecord(c, watch.scope(c)) for c in safety.abort_when]
         self.tripped: Trip | None = None
 
     def pull(self, reason: str, detail: str) -> Trip:
@@ -84,31 +184,28 @@ class Valve:
             )
         if self.kill_file is not None and self.kill_file.exists():
             return self.pull("kill_file", f"{self.kill_file} appeared (chaoskit halt)")
-        for index, condition in enumerate(self.safety.abort_when):
-            trip = self._condition(index, condition, now)
+        for record in self.records:
+            trip = self._condition(record, now)
             if trip is not None:
                 self.tripped = trip
                 return trip
         return None
 
-    def _condition(self, index: int, condition: AbortCondition, now: float) -> Trip | None:
-        value = self._read(condition.metric, condition.group)
-        bound = threshold_value(condition.limit)
-        above = condition.above is not None
-        breached = value is not None and (value > bound if above else value < bound)
-        if not breached:
-            self._breached_since.pop(index, None)
+    def _condition(self, record: ConditionRecord, now: float) -> Trip | None:
+        condition = record.condition
+        record.scope = self._watch.scope(condition)  # it can change once the draw is known
+        reading = self._watch.read(condition, now)
+        lasted = record.note(reading, now)
+        if lasted is None or lasted < condition.for_.nanoseconds / 1e9:
             return None
-        since = self._breached_since.setdefault(index, now)
-        if now - since < condition.for_.nanoseconds / 1e9:
-            return None
-        side = "above" if above else "below"
+        record.tripped = True
+        side = "above" if condition.above is not None else "below"
         lasting = f" for {condition.for_}" if condition.for_.nanoseconds else ""
-        where = f"{condition.metric} ({condition.group})"
         return Trip(
             "abort_when",
-            f"{where} was {value:g}, {side} {condition.limit}{lasting}",
+            f"{condition.metric} ({record.scope}) was {shown(reading.value, condition.limit)}, "
+            f"{side} {condition.limit}{lasting}",
             now,
             condition.metric,
-            value,
+            reading.value,
         )
