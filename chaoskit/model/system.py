@@ -196,19 +196,31 @@ class ProxyTarget(_TargetBase):
         return self
 
 
+PortRef = Annotated[int, Field(ge=1, le=65535)] | Name
+"""A port: a number, or the name of one of the system's ports."""
+
+
 class ProcessTarget(_TargetBase):
     """Local processes chaoskit started (by name or labels) or given by pid."""
 
     kind: Literal["process"]
     pids: list[Annotated[int, Field(gt=1)]] = Field(default_factory=list)
     """Explicit process ids of processes chaoskit did not start (crash and pause only)."""
-    port: Annotated[int, Field(ge=1, le=65535)] | Name | None = None
+    port: PortRef | dict[Name, PortRef] | None = None
     """For network faults: the port chaoskit puts a proxy in front of, a number or the name of
-    one of the system's ports (``api`` for ``${ports.api}``)."""
+    one of the system's ports (``api`` for ``${ports.api}``). A mapping from each process's
+    name to its port when the target selects several (processes on loopback cannot share
+    one)."""
     listen: Name | dict[Name, Name] | None = None
     """For network faults: the system port (a ``system.ports`` name) chaoskit's proxy listens
     on; clients reach the target through ``${ports.NAME}``. A mapping from each process's
     name to a port name when the target selects several."""
+
+    def port_of(self, name: str) -> int | str | None:
+        """The port a proxy in front of process ``name`` relays to (None: not given)."""
+        if isinstance(self.port, dict):
+            return self.port.get(name)
+        return self.port
 
     @model_validator(mode="after")
     def _something(self) -> Self:

@@ -108,8 +108,14 @@ async def place_fronts(experiment: Experiment, live: RunningSystem) -> Fronts:
                 except TargetError as error:
                     raise FrontError(str(error)) from None
                 for member, port_name in _listen_ports(key, spec, members):
-                    port = spec.port
-                    assert port is not None  # the experiment's validation asks for it
+                    port = (
+                        spec.port_of(member.name) if isinstance(spec, ProcessTarget) else spec.port
+                    )
+                    if port is None:
+                        raise FrontError(
+                            f"target '{key}' selects process '{member.name}', which 'port' "
+                            "gives no port to relay to: map every process it selects"
+                        )
                     upstream = live.ports[port] if isinstance(port, str) else port
                     if member.kind == "container" and docker_client is None:
                         import docker  # noqa: PLC0415 - only for containers

@@ -26,13 +26,13 @@ def server() -> Iterator[ProxyServer]:
         yield running
 
 
-def experiment(listen: Any) -> Experiment:
+def experiment(listen: Any, port: Any = 8080) -> Experiment:
     return Experiment.model_validate(
         {
             "name": "fronts",
-            "system": {"ports": ["front1", "front2"]},
+            "system": {"ports": ["front1", "front2", "web2"]},
             "targets": {
-                "webs": {"kind": "process", "select": "web-*", "port": 8080, "listen": listen},
+                "webs": {"kind": "process", "select": "web-*", "port": port, "listen": listen},
                 "others": {"kind": "process", "select": "web-*"},
             },
             "load": {"url": "http://127.0.0.1:${ports.front1}/", "rate": "10/s"},
@@ -46,8 +46,10 @@ def experiment(listen: Any) -> Experiment:
 
 
 def running(server: ProxyServer) -> RunningSystem:
-    front1, front2 = free_ports(2)
-    live = RunningSystem(ports={"front1": front1, "front2": front2}, front_url=server.url)
+    front1, front2, web2 = free_ports(3)
+    live = RunningSystem(
+        ports={"front1": front1, "front2": front2, "web2": web2}, front_url=server.url
+    )
     live.add_source(lambda: WEBS)
     return live
 
@@ -81,3 +83,22 @@ def test_listen_ports_that_do_not_fit_the_processes_are_refused(
 ) -> None:
     with pytest.raises(FrontError, match=match):
         asyncio.run(place_fronts(experiment(listen), running(server)))
+
+
+def test_processes_of_one_target_each_relay_to_their_own_port(server: ProxyServer) -> None:
+    """Processes on loopback cannot share a port: ``port`` maps each to its own."""
+    live = running(server)
+    exp = experiment({"web-1": "front1", "web-2": "front2"}, port={"web-1": 8080, "web-2": "web2"})
+    placed = asyncio.run(place_fronts(exp, live)).to_json()["webs"]
+    proxies = httpx.get(f"{server.url}/proxies", trust_env=False).json()
+    assert {p["listen"]: p["upstream"] for p in proxies.values()} == {
+        placed["web-1"]["listen"]: "127.0.0.1:8080",
+        placed["web-2"]["listen"]: f"127.0.0.1:{live.ports['web2']}",
+    }
+    with pytest.raises(FrontError, match="process 'web-2', which 'port' gives no port"):
+        asyncio.run(
+            place_fronts(
+                experiment({"web-1": "front1", "web-2": "front2"}, port={"web-1": 8080}),
+                running(server),
+            )
+        )
