@@ -37,13 +37,16 @@ def outside_band(
     alpha: float = 0.05,
     higher_is_worse: bool = True,
     scans: int | None = None,
+    floor: float = 0.0,
 ) -> NDArray[np.float64]:
     """Per window: 1.0 outside the baseline's band on the harmful side, 0.0 inside, NaN for a
     window without data.
 
     The band is the baseline's median plus a robust spread (scaled MAD), widened for the
     number of windows scanned (``scans``, default all of ``values``: Bonferroni) and for the
-    baseline's own uncertainty (a t quantile on its effective size, autocorrelation counted).
+    baseline's own uncertainty (a t quantile on its effective size, autocorrelation counted),
+    and never narrower than ``floor`` from the median (the smallest change that matters, e.g.
+    the metric's margin: a short or very steady baseline sets no band tighter than that).
     """
     v = np.asarray(values, dtype=float)
     b, _ = as_floats(baseline, "baseline")
@@ -55,7 +58,7 @@ def outside_band(
         spread = float(np.std(b, ddof=1)) or abs(centre) * 1e-3 or 1e-9
     _, n_eff = mean_variance(b)  # an autocorrelated baseline knows less than its length says
     z = float(stats.t(max(n_eff - 1.0, 10.0)).ppf(1 - alpha / max(1, scans or v.size)))
-    limit = z * spread * math.sqrt(1 + 1 / n_eff)
+    limit = max(z * spread * math.sqrt(1 + 1 / n_eff), floor)
     worse = (v - centre) if higher_is_worse else (centre - v)
     with np.errstate(invalid="ignore"):
         flags = (worse > limit).astype(float)
@@ -71,6 +74,7 @@ def outside_rate(
     *,
     alpha: float = 0.05,
     scans: int | None = None,
+    margin: float = 0.0,
 ) -> NDArray[np.float64]:
     """Per window of counted requests: 1.0 when its share of ``events`` (errors) is too high
     for the baseline's rate, 0.0 when not, NaN for a window without requests.
@@ -78,7 +82,8 @@ def outside_rate(
     Each window is tested against a binomial at the baseline's rate (with half an event
     added, so a clean baseline still allows a stray error), its spread widened by the
     baseline's own overdispersion (errors come in bursts), at ``alpha`` over ``scans``
-    windows (Bonferroni).
+    windows (Bonferroni); and its share must exceed the baseline's by more than ``margin``
+    (the smallest increase that matters, e.g. the metric's margin in points).
     """
     k = np.asarray(events, dtype=float)
     n = np.asarray(totals, dtype=float)
@@ -106,7 +111,9 @@ def outside_rate(
             special.betainc(np.maximum(k_eff[some], 1e-12), n_eff[some] - k_eff[some] + 1, rate),
             1.0,
         )
-    flags[some] = (tail < threshold).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = k[some] / n[some] - float(bk.sum()) / max(float(bn.sum()), 1.0) > margin
+    flags[some] = ((tail < threshold) & excess).astype(float)
     return flags
 
 
@@ -117,16 +124,20 @@ def recovered_at(
     hold: int = 3,
     relapse: int = 2,
     outside_before: bool = False,
+    step: float = 1.0,
 ) -> float | None:
     """When the metric was back for good, from per-window flags (1 outside the band, 0
     inside, NaN unknown) and each window's end (seconds since the revert).
 
     The metric is *out* during ``relapse`` or more known windows outside in a row (a single
-    one is noise), and was out at the revert when ``outside_before``. It is back at the end
-    of the first window inside after the last time it was out, provided at least ``hold``
-    known windows follow from there: a short return to the band before a relapse never counts.
-    0.0 when it was never out; None when it was not back for ``hold`` windows by the last one
-    (censored). Windows without data neither count towards ``hold`` nor end a stretch.
+    one is noise), and was out at the revert when ``outside_before``. It is back at the start
+    of the first window inside after the last time it was out (the window before still had
+    it out, so this bounds the truth within one ``step``), provided at least ``hold`` known
+    windows follow from there: a short return to the band before a relapse never counts. A
+    metric out at the revert and inside from the first window on was back within that window:
+    its end, never 0.0. 0.0 when it was never out; None when it was not back for ``hold``
+    windows by the last one (censored). Windows without data neither count towards ``hold``
+    nor end a stretch.
     """
     t, _ = as_floats(times, "times")
     flags = np.asarray(outside, dtype=float)
@@ -147,7 +158,7 @@ def recovered_at(
     first = last_out + int(inside[0])
     if kt.size - first < hold:
         return None
-    return float(kt[first])
+    return max(float(kt[first]) - step, step)
 
 
 def _end_of_last_run(out: NDArray[np.bool_], length: int) -> int | None:
@@ -190,9 +201,10 @@ def recovery_time(
     )
     if t.size == 0:
         return None
+    step = float(np.median(np.diff(t))) if t.size > 1 else 1.0
     found = recovered_at(
         t, flags[prior.size :], hold=hold, relapse=relapse,
-        outside_before=was_outside(flags[: prior.size], relapse),
+        outside_before=was_outside(flags[: prior.size], relapse), step=step,
     )  # fmt: skip
     if found is None or found == 0.0:
         return found

@@ -12,6 +12,7 @@ from chaoskit.stats import (
     Verdict,
     beyond_limit,
     compare,
+    outside_band,
     outside_rate,
     recovered_at,
     recovery_time,
@@ -118,12 +119,12 @@ def test_a_metric_out_at_the_revert_never_reads_zero() -> None:
 
 
 def test_a_short_return_before_a_relapse_is_not_a_recovery() -> None:
-    """Flapping: back for 2 windows, out for 2, then back for good at 7 s."""
+    """Flapping: back for 2 windows, out for 2, then back for good at 6 s (window ends 1..11)."""
     flags = [1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0]
     times = np.arange(1.0, len(flags) + 1)
-    assert recovered_at(times, flags, hold=3) == 7.0
+    assert recovered_at(times, flags, hold=3) == 6.0
     assert recovered_at(times, flags, hold=3, relapse=3) == 0.0  # 2 windows out: noise now
-    assert recovered_at(times, flags, hold=3, relapse=3, outside_before=True) == 3.0
+    assert recovered_at(times, flags, hold=3, relapse=3, outside_before=True) == 2.0
     assert recovered_at(times[:8], [1, 1, 0, 0, 1, 1, 0, 0], hold=3) is None  # held too short
     assert recovered_at(times[:6], [0, 0, 1, 0, 0, 0], hold=3) == 0.0  # one window out: noise
     assert recovered_at(times[:4], [0, 0, 0, 0], outside_before=True) == 1.0
@@ -133,7 +134,7 @@ def test_windows_without_data_neither_break_nor_count_towards_the_hold() -> None
     nan = float("nan")
     times = np.arange(1.0, 9.0)
     assert recovered_at(times, [1, 1, 0, nan, 0, nan, nan, nan], hold=3) is None
-    assert recovered_at(times, [1, 1, 0, nan, 0, 0, nan, nan], hold=3) == 3.0
+    assert recovered_at(times, [1, 1, 0, nan, 0, 0, nan, nan], hold=3) == 2.0
 
 
 def test_error_windows_are_judged_by_the_baseline_rate() -> None:
@@ -145,3 +146,14 @@ def test_error_windows_are_judged_by_the_baseline_rate() -> None:
     flags = outside_rate([5, 40], [50, 50], bursty, [50] * 20, scans=10)
     assert flags.tolist() == [0.0, 1.0]
     assert np.isnan(outside_rate([0], [0], baseline_events, baseline_totals)[0])
+
+
+def test_a_change_the_metric_margin_allows_is_not_out_of_the_band() -> None:
+    """A 4 s, very steady baseline (per-second medians of 1.6 ms) and a 25 % wobble after the
+    revert: outside so narrow a band, but well inside a 100 % margin."""
+    steady, wobble = [1.58, 1.59, 1.58, 1.62], [1.54, 1.97, 2.07, 1.68]
+    assert outside_band(wobble, steady).tolist() == [0.0, 1.0, 1.0, 1.0]
+    assert outside_band(wobble, steady, floor=1.59 * 1.0).tolist() == [0.0] * 4
+    assert outside_band([4.0], steady, floor=1.59).tolist() == [1.0]  # a real outage still is
+    rate = outside_rate([10, 30], [50, 50], [1] * 10, [50] * 10, margin=0.3)
+    assert rate.tolist() == [0.0, 1.0]  # 20 % is within 2 % + 30 points; 60 % is not
