@@ -19,6 +19,9 @@ class ExitCode(IntEnum):
     ABORTED = 3
     """The safety valve aborted the run, after every fault was reverted."""
     INCONCLUSIVE = 4
-    """The data could not show either outcome (too few samples, unstable baseline...)."""
+    """The data could not show either outcome (too few samples, an interval too wide...)."""
+    NOT_STEADY = 5
+    """The system was not in its steady state before any fault (a declared limit already
+    broken, most requests failing, a metric getting worse): nothing was injected."""
     INTERNAL = 70
     """A bug in chaoskit (EX_SOFTWARE); every fault was still reverted where possible."""

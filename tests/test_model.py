@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from chaoskit.model import Experiment, InconsistentExperiment
 from chaoskit.model.faults import CrashFault, DiskFullFault
+from chaoskit.units import Duration
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -202,21 +203,79 @@ def test_threshold_units_follow_the_metric() -> None:
         ],
         safety={
             "abort_when": [
-                {"metric": "lat", "above": "2s"},
+                {"metric": "lat", "above": "1500ms"},
                 {"metric": "tp", "below": "5/s"},
                 {"metric": "errors", "above": "50%", "for": "3s"},
             ]
         },
     )
-    assert [str(c.limit) for c in e.safety.abort_when] == ["2s", "5/s", "50%"]
+    assert [str(c.limit) for c in e.safety.abort_when] == ["1.5s", "5/s", "50%"]
 
 
-def test_model_round_trips_through_json() -> None:
-    e = exp(blast_radius={"fraction": "50%", "seed": 1, "control": "concurrent"})
-    again = Experiment.model_validate_json(e.model_dump_json(by_alias=True))
-    assert again == e
+PROBE = {"type": "command", "command": ["true"]}
 
 
-def test_planned_duration_counts_trials() -> None:
-    e = exp(hypothesis={"trials": 3})
-    assert str(e.planned_duration()) == "3m35s"  # 5s + 30s + 3 x (30s + 30s)
+@pytest.mark.parametrize(
+    ("metric", "condition", "field", "words"),
+    [
+        ({"of": "latency"}, {"above": "2s"}, "above", "latency never reads above 2s"),
+        ({"of": "latency"}, {"above": "5s"}, "above", "raise load.timeout"),
+        ({"of": "error_rate"}, {"above": "100%"}, "above", "never above 100%"),
+        ({"of": "error_rate"}, {"below": "0%"}, "below", "never below 0%"),
+        ({"of": "throughput"}, {"below": "20/s"}, "below", "always below 20/s"),
+        ({"of": "error_rate"}, {"above": "5%", "for": "2m"}, "for", "as long as the whole run"),
+        (
+            {"of": "probe", "probe": PROBE, "interval": "5s"},
+            {"above": 1, "for": "2s"},
+            "for",
+            "never seen lasting",
+        ),
+        (
+            {"of": "error_rate"},
+            {"above": "5%", "group": "control"},
+            "group",
+            "needs blast_radius.control: concurrent",
+        ),
+    ],
+)
+def test_an_abort_condition_that_can_never_fire_is_refused(
+    metric: dict[str, Any], condition: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(InconsistentExperiment) as caught:
+        exp(
+            steady_state=[{"name": "m", **metric}],
+            safety={"abort_when": [{"metric": "m", **condition}]},
+            phases={"warmup": "0s", "baseline": "30s", "fault": "30s", "recovery": "30s"},
+        )
+    [problem] = caught.value.problems
+    assert problem.path == ("safety", "abort_when", 0, field)
+    assert words in problem.message
+
+
+def test_a_control_group_condition_needs_the_group_header() -> None:
+    with pytest.raises(InconsistentExperiment, match=r"load\.group_header, which is not set"):
+        exp(
+            blast_radius={"count": 1, "control": "concurrent"},
+            safety={"abort_when": [{"metric": "errors", "above": "5%", "group": "control"}]},
+        )
+    header = {"url": "http://127.0.0.1:${ports.frontend}/", "rate": "10/s", "group_header": "X-B"}
+    assert exp(
+        load=header,
+        blast_radius={"count": 1, "control": "concurrent"},
+        safety={"abort_when": [{"metric": "errors", "above": "5%", "group": "control"}]},
+    )
+
+
+def test_a_recovery_must_be_possible_to_confirm() -> None:
+    assert exp(hypothesis={"recover_within": "28s"}).recovery_hold() == Duration.parse("2s")
+    assert exp().recovery_hold() == Duration.parse("3s")
+    assert exp(phases={"recovery": "1s"}).recovery_hold() == Duration.parse("1s")
+    with pytest.raises(InconsistentExperiment, match="leaves nothing of the recovery phase"):
+        exp(hypothesis={"recover_within": "30s"})  # the whole 30 s recovery phase
+    with pytest.raises(InconsistentExperiment, match=r"hold \(10s\) add up to 10s"):
+        exp(phases={"recovery": "5s"}, hypothesis={"hold": "10s"})
+    with pytest.raises(InconsistentExperiment, match=r"and hold \(3s\) add up to 31s"):
+        exp(hypothesis={"recover_within": "28s", "hold": "3s"})
+    with pytest.raises(InconsistentExperiment, match="needs a recovery phase"):
+        exp(phases={"recovery": "0s"}, hypothesis={"recover_within": "1s"})
+    assert exp(phases={"recovery": "0s"})  # no recovery phase: recovery is not judged

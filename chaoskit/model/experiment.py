@@ -13,7 +13,7 @@ from ..units import Duration, Percent, Rate
 from ._base import Fraction, Model, Name, NonNegativeDuration, PositiveDuration, Template
 from .faults import Fault, PartitionFault, through_proxy
 from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
-from .safety import Safety
+from .safety import AbortCondition, Safety
 from .system import (
     ContainerSpec,
     ContainerTarget,
@@ -111,6 +111,10 @@ class Margins(Model):
     """Relative drop allowed."""
 
 
+DEFAULT_HOLD = Duration.parse("3s")
+"""How long a recovered metric must stay back, unless the recovery phase leaves less."""
+
+
 class Hypothesis(Model):
     """How the verdict is reached (see docs/statistics)."""
 
@@ -118,7 +122,12 @@ class Hypothesis(Model):
     """Error rate of each statistical test."""
     margins: Margins = Field(default_factory=Margins)
     recover_within: PositiveDuration | None = None
-    """The system must be back in its steady state this long after the fault is reverted."""
+    """The system must be back in its steady state this long after the fault is reverted (a
+    metric that is not makes the run DEVIATED). Without it: by the end of the recovery phase."""
+    hold: PositiveDuration | None = None
+    """How long a metric must stay back in its baseline band to count as recovered: a shorter
+    return before it falls out again is not a recovery. Default: 3s, or what the recovery phase
+    leaves after ``recover_within`` when that is less."""
     trials: int = Field(default=1, ge=1, le=100)
     """How often inject…recover is repeated; time to recovery is summarised across trials."""
     sequential: bool = False
@@ -210,6 +219,15 @@ class Experiment(Model):
             p.warmup.nanoseconds + p.baseline.nanoseconds + per_trial * self.hypothesis.trials
         )
 
+    def recovery_hold(self) -> Duration:
+        """How long a metric must stay back to count as recovered (``hypothesis.hold``, or its
+        default: 3s, or what the recovery phase leaves after ``recover_within``)."""
+        if self.hypothesis.hold is not None:
+            return self.hypothesis.hold
+        within = self.hypothesis.recover_within
+        room = self.phases.recovery.nanoseconds - (within.nanoseconds if within else 0)
+        return Duration(max(0, min(DEFAULT_HOLD.nanoseconds, room)))
+
     def fault_window(self, index: int) -> tuple[Duration, Duration]:
         """When fault ``index`` is applied and reverted, as offsets into the fault phase."""
         fault = self.faults[index]
@@ -225,13 +243,7 @@ def _problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     yield from _safety_problems(exp)
     yield from _front_problems(exp)
     yield from _placeholder_problems(exp)
-    rw = exp.hypothesis.recover_within
-    if rw is not None and rw > exp.phases.recovery:
-        yield ExperimentProblem(
-            ("hypothesis", "recover_within"),
-            f"recover_within ({rw}) is longer than the recovery phase ({exp.phases.recovery}): "
-            "recovery could never be observed; lengthen phases.recovery",
-        )
+    yield from _recovery_problems(exp)
     if exp.planned_duration() > exp.safety.max_duration:
         yield ExperimentProblem(
             ("safety", "max_duration"),
@@ -249,6 +261,42 @@ def _problems(exp: Experiment) -> Iterator[ExperimentProblem]:
         yield ExperimentProblem(
             ("hypothesis", "comparison"),
             "comparison 'concurrent' needs blast_radius.control: concurrent",
+        )
+
+
+def _recovery_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    """A recovery must be possible to confirm: back by ``recover_within``, then in its band for
+    the hold period, all inside the recovery phase."""
+    rw, phase = exp.hypothesis.recover_within, exp.phases.recovery
+    if phase.nanoseconds == 0:
+        if rw is not None:
+            yield ExperimentProblem(
+                ("hypothesis", "recover_within"),
+                "recover_within needs a recovery phase to watch: give phases.recovery",
+            )
+        return
+    hold = exp.recovery_hold()
+    needed = Duration((rw.nanoseconds if rw is not None else 0) + hold.nanoseconds)
+    if rw is not None and rw > phase:
+        yield ExperimentProblem(
+            ("hypothesis", "recover_within"),
+            f"recover_within ({rw}) is longer than the recovery phase ({phase}): recovery "
+            "could never be observed; lengthen phases.recovery",
+        )
+    elif exp.hypothesis.hold is not None and needed > phase:
+        what = f"recover_within ({rw}) and hold ({hold})" if rw is not None else f"hold ({hold})"
+        yield ExperimentProblem(
+            ("hypothesis", "hold"),
+            f"{what} add up to {needed}, longer than the recovery phase ({phase}): a recovery "
+            f"could never be confirmed; lengthen phases.recovery to at least {needed}",
+        )
+    elif rw is not None and hold.nanoseconds == 0:
+        yield ExperimentProblem(
+            ("hypothesis", "recover_within"),
+            f"recover_within ({rw}) leaves nothing of the recovery phase ({phase}) to see the "
+            "system stay back: a recovery could never be confirmed; lengthen phases.recovery "
+            f"(to {Duration(rw.nanoseconds + DEFAULT_HOLD.nanoseconds)} for the default "
+            f"{DEFAULT_HOLD} hold)",
         )
 
 
@@ -412,11 +460,52 @@ def _safety_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 ("safety", "abort_when", i, "group"),
                 "group 'control' needs blast_radius.control: concurrent",
             )
+        elif cond.group == "control" and (exp.load is None or exp.load.group_header is None):
+            yield ExperimentProblem(
+                ("safety", "abort_when", i, "group"),
+                "group 'control' would never see a request: requests are told apart by "
+                "load.group_header, which is not set",
+            )
         if isinstance(metric, ProbeMetric) and cond.group != "experiment":
             yield ExperimentProblem(
                 ("safety", "abort_when", i, "group"),
                 "probe metrics are not split into groups: leave 'group' out",
             )
+        yield from _never_fires(exp, i, cond, metric)
+
+
+def _never_fires(
+    exp: Experiment, index: int, cond: AbortCondition, metric: Metric
+) -> Iterator[ExperimentProblem]:
+    """Conditions the valve could never act on as written (or would act on at once)."""
+    side = "above" if cond.above is not None else "below"
+    limit, load = cond.limit, exp.load
+    found: list[tuple[str, str]] = []
+    if cond.for_ >= exp.planned_duration():
+        found.append(("for", f"a breach would have to last {cond.for_}, as long as the whole "
+                             f"run ({exp.planned_duration()}): shorten 'for'"))  # fmt: skip
+    latency = isinstance(metric, LatencyMetric) and isinstance(limit, Duration)
+    if latency and load is not None and side == "above" and limit >= load.timeout:
+        found.append((side, f"latency never reads above {limit}: a request is given up at the "
+                            f"load's timeout ({load.timeout}) and a failed one counts at it; set "
+                            f"the limit below {load.timeout} or raise load.timeout"))  # fmt: skip
+    if isinstance(metric, ErrorRateMetric) and isinstance(limit, Percent):
+        share = limit.percent
+        if (side == "above" and share >= 100) or (side == "below" and share <= 0):
+            found.append((side, f"an error rate is never {side} {limit}: give a share between "
+                                "0% and 100%"))  # fmt: skip
+    throughput = isinstance(metric, ThroughputMetric) and isinstance(limit, Rate)
+    if throughput and load is not None and side == "below" and limit > load.rate:
+        found.append((side, f"the load sends {load.rate}, so throughput is always below "
+                            f"{limit}: the valve would stop every run at once; set the limit "
+                            "below the load's rate"))  # fmt: skip
+    if isinstance(metric, ProbeMetric) and cond.for_.nanoseconds and metric.interval > cond.for_:
+        found.append(("for", f"'{metric.name}' is read every {metric.interval}, so a breach "
+                             f"lasting {cond.for_} is never seen lasting: read the probe at "
+                             f"least every {cond.for_} (its 'interval') or make 'for' at least "
+                             f"{metric.interval}"))  # fmt: skip
+    for field, message in found:
+        yield ExperimentProblem(("safety", "abort_when", index, field), message)
 
 
 def _front_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
@@ -427,12 +516,14 @@ def _front_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     listening: dict[str, str] = {}
     for key, target in exp.targets.items():
         port = target.port if isinstance(target, ProcessTarget) else None
-        if isinstance(port, str) and port not in known:
-            yield ExperimentProblem(
-                ("targets", key, "port"),
-                f"'{port}' names no port of the system (ports: "
-                f"{', '.join(sorted(known)) or 'none: declare them under system.ports'})",
-            )
+        named = list(port.values()) if isinstance(port, dict) else [port]
+        for name in named:
+            if isinstance(name, str) and name not in known:
+                yield ExperimentProblem(
+                    ("targets", key, "port"),
+                    f"'{name}' names no port of the system (ports: "
+                    f"{', '.join(sorted(known)) or 'none: declare them under system.ports'})",
+                )
         if not isinstance(target, ProcessTarget | ContainerTarget) or target.listen is None:
             continue
         if target.port is None:

@@ -1,10 +1,16 @@
-"""Steady-state metrics computed from the load's samples: the current value the safety valve
-watches, the per-request data the statistics compare, and per-second series for recovery."""
+"""Steady-state metrics computed from the load's samples: the per-request data the statistics
+compare, and per-second series for recovery and the report's timelines.
+
+Latency is taken over every request sent: a failed one (no answer, refused, reset, not sent,
+or 5xx) counts as if it had taken the whole ``load.timeout`` — the slowest answer a client
+would wait for (docs/statistics.md).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,13 +20,15 @@ from ..model import Metric
 from ..model.experiment import Margins
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ThroughputMetric
 
-__all__ = ["current_value", "judged_data", "margin_share", "per_second", "stats_kind"]
-
-GROUPS = {"experiment": "experiment", "control": "control", "all": None}
-
-
-def _groups(group: str) -> str | None:
-    return GROUPS.get(group, group)
+__all__ = [
+    "judged_data",
+    "judged_margin",
+    "margin_share",
+    "per_second",
+    "per_second_counts",
+    "stats_kind",
+    "window_value",
+]
 
 
 def stats_kind(metric: Metric) -> str | None:
@@ -48,12 +56,32 @@ def margin_share(metric: Metric, margins: Margins) -> float | None:
     return None if given is None else float(given.percent) / 100
 
 
-def _value(metric: Metric, window: Samples) -> float | None:
+def judged_margin(metric: Metric, control: Any, margins: Margins) -> float | None:
+    """The margin the statistics use for ``metric``: its own, else ``hypothesis.margins``; for an
+    error rate with an SLO (``max``) and no margin of its own, the room between the control's
+    rate and the SLO (at least the statistics' floor of 0.05 points)."""
+    if (
+        metric.margin is None
+        and isinstance(metric, ErrorRateMetric)
+        and metric.max is not None
+        and len(control)
+    ):
+        slo = float(metric.max.percent) / 100
+        return max(slo - float(np.mean(control)), 0.0005)
+    share = margin_share(metric, margins)
+    if share is None:
+        return None
+    if stats_kind(metric) == "error_rate":
+        return share
+    return 1 + share if metric.direction != "decrease" else 1 - share
+
+
+def window_value(metric: Metric, window: Samples, timeout: float) -> float | None:
+    """The metric over one window (None when it holds no request)."""
     if len(window) == 0:
         return None
     if isinstance(metric, LatencyMetric):
-        latencies = window.latencies()
-        return float(np.quantile(latencies, metric.quantile)) if latencies.size else None
+        return float(np.quantile(window.censored_latencies(timeout), metric.quantile))
     if isinstance(metric, ErrorRateMetric):
         return float(np.mean(window.errors(metric.errors)))
     if isinstance(metric, ThroughputMetric):
@@ -62,18 +90,12 @@ def _value(metric: Metric, window: Samples) -> float | None:
     return None
 
 
-def current_value(
-    metric: Metric, samples: RequestSamples, now: float, group: str, span: float = 2.0
-) -> float | None:
-    """The metric over the last ``span`` seconds of requests (whose answers are in)."""
-    window = samples.window(now - span, now, group=_groups(group))
-    return _value(metric, window)
-
-
-def judged_data(metric: Metric, window: Samples) -> NDArray[np.float64] | NDArray[np.bool_]:
+def judged_data(
+    metric: Metric, window: Samples, timeout: float
+) -> NDArray[np.float64] | NDArray[np.bool_]:
     """What :func:`chaoskit.stats.compare` takes for the metric's kind, from one window."""
     if isinstance(metric, LatencyMetric):
-        return window.latencies()
+        return window.censored_latencies(timeout)
     if isinstance(metric, ErrorRateMetric):
         return window.errors(metric.errors)
     if isinstance(metric, ThroughputMetric):
@@ -87,14 +109,35 @@ def per_second(
     start: float,
     end: float,
     groups: Collection[str] | None,
+    *,
+    timeout: float,
 ) -> tuple[list[float], list[float]]:
     """The metric in consecutive one-second windows from ``start``: (window ends, values)."""
     times: list[float] = []
     values: list[float] = []
-    steps = max(0, math.floor(end - start))
-    for step in range(steps):
+    for step in range(max(0, math.floor(end - start))):
         window = samples.window(start + step, start + step + 1, group=groups)
-        value = _value(metric, window)
+        value = window_value(metric, window, timeout)
         times.append(step + 1.0)
         values.append(math.nan if value is None else value)
     return times, values
+
+
+def per_second_counts(
+    metric: ErrorRateMetric,
+    samples: RequestSamples,
+    start: float,
+    end: float,
+    groups: Collection[str] | None,
+) -> tuple[list[float], list[int], list[int]]:
+    """Errors and requests in consecutive one-second windows from ``start``: (window ends,
+    errors, requests)."""
+    times: list[float] = []
+    errors: list[int] = []
+    totals: list[int] = []
+    for step in range(max(0, math.floor(end - start))):
+        window = samples.window(start + step, start + step + 1, group=groups)
+        times.append(step + 1.0)
+        errors.append(int(np.count_nonzero(window.errors(metric.errors))))
+        totals.append(len(window))
+    return times, errors, totals

@@ -11,10 +11,11 @@ from .. import __version__
 from ..exitcodes import ExitCode
 from ..load import ProbeSeries, RequestSamples
 from ..model import Experiment
-from ..safety.valve import Trip
+from ..safety.valve import Trip, Valve
 from ..stats import Verdict
 from .fronts import Fronts
 from .sequential import SequentialWatch
+from .steady import SteadyCheck
 from .targets import Draw
 
 __all__ = ["RESULT_SCHEMA", "outcome_of", "result_document"]
@@ -23,9 +24,15 @@ RESULT_SCHEMA = "chaoskit.result/1"
 
 
 def outcome_of(
-    trip: Trip | None, error: str | None, verdict: dict[str, Any] | None
+    trip: Trip | None,
+    error: str | None,
+    verdict: dict[str, Any] | None,
+    steady: SteadyCheck | None = None,
 ) -> tuple[str, ExitCode]:
-    """The run's outcome word and exit code: an abort and an error outrank any verdict."""
+    """The run's outcome word and exit code: a system not steady before any fault, an abort
+    and an error outrank any verdict."""
+    if steady is not None and not steady.held and error is None:
+        return "not_steady", ExitCode.NOT_STEADY
     if trip is not None:
         return "aborted", ExitCode.ABORTED
     if error is not None or verdict is None:
@@ -49,13 +56,16 @@ def result_document(
     phases: list[dict[str, Any]],
     events: list[dict[str, Any]],
     trip: Trip | None,
+    valve: Valve | None,
+    steady: SteadyCheck | None,
     error: str | None,
     verdict: dict[str, Any] | None,
     samples: RequestSamples,
     probes: dict[str, ProbeSeries],
 ) -> dict[str, Any]:
     """Everything about one run as plain JSON: the experiment as run and as written, draws,
-    phases, fault events, the valve's decision, verdicts, every sample, and the environment."""
+    phases, fault events, the valve's decision and what each condition saw, the steady-state
+    check before any fault, verdicts, every sample, and the environment."""
     return {
         "schema": RESULT_SCHEMA,
         "run": run_id,
@@ -78,6 +88,8 @@ def result_document(
             "metric": trip.metric,
             "value": trip.value,
         },
+        "valve": {"conditions": [r.to_json() for r in valve.records] if valve else []},
+        "steady_state": None if steady is None else steady.to_json(),
         "error": error,
         "verdict": verdict,
         "samples": samples.to_json(),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import secrets
 import signal
 import time
@@ -36,14 +35,16 @@ from ..safety.valve import Trip, Valve
 from . import watchdog
 from .fronts import FrontError, Fronts, fronted_keys, place_fronts
 from .journal import Journal, find_stale
-from .measure import current_value
 from .plan import PlannedFault, PreflightError, check_reachable, plan_faults
 from .result import outcome_of, result_document
 from .rollback import Drivers, revert_all
 from .sequential import SequentialWatch
+from .steady import SteadyCheck, check_steady
 from .system import BringUpError, RunningSystem, bring_up
 from .targets import Draw, TargetError, engine_containers
-from .verdict import Window, judge_run
+from .trials import Window
+from .verdict import judge_run
+from .watch import RunWatch
 
 __all__ = ["PreflightError", "RunOutcome", "run_experiment"]
 
@@ -67,13 +68,35 @@ class _State:
     phases: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _group_of(header_targets: set[str]) -> Callable[[str | None], str | None]:
-    def group(value: str | None) -> str | None:
+class _GroupOf:
+    """Tags an answer by the target its group header names; an answer without the header is
+    left to the samples' fallback group (with a concurrent control: ``experiment``). Keeps the
+    values it saw, to say what the header named when it never names a target."""
+
+    def __init__(self, hit: set[str], control: set[str]) -> None:
+        self.hit = hit
+        self.control = control
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str | None) -> str | None:
         if value is None:
             return None
-        return "experiment" if value in header_targets else "control"
+        if len(self.seen) < 20:
+            self.seen.add(value)
+        return "experiment" if value in self.hit else "control"
 
-    return group
+    def check(self, samples: RequestSamples, baseline: tuple[float, float], header: str) -> None:
+        """Refuse (before any fault) a concurrent run whose groups got no answer in the
+        baseline: the header does not carry the target names, so no comparison is possible."""
+        for group, names in (("experiment", self.hit), ("control", self.control)):
+            if not len(samples.window(*baseline, group=group).of_answered()):
+                named = ", ".join(sorted(self.seen)) or "nothing (no answer carried it)"
+                raise PreflightError(
+                    f"no answer in the baseline named a target of the {group} group "
+                    f"({', '.join(sorted(names))}) in its {header} header, which named: "
+                    f"{named}; make {header} carry the target's name, or drop "
+                    "load.group_header to compare the fault phase with the baseline"
+                )
 
 
 class _Run:
@@ -96,6 +119,9 @@ class _Run:
         self.valve: Valve | None = None
         self.samples = RequestSamples()
         self.probes: dict[str, ProbeSeries] = {}
+        self.watch = RunWatch(experiment, self.samples, self.probes)
+        self.steady: SteadyCheck | None = None
+        self.group_of: _GroupOf | None = None
         self.concurrent = False
         self.live: RunningSystem | None = None
         self.fronts = Fronts()
@@ -139,7 +165,7 @@ class _Run:
         metrics = {}
         for metric in self.exp.steady_state:
             groups = ("experiment", "control") if self.concurrent else ("all",)
-            metrics[metric.name] = {g: self.read(metric.name, g) for g in groups}
+            metrics[metric.name] = {g: self.watch.value(metric, g, now) for g in groups}
         trip = self.valve.tripped if self.valve else None
         return {
             "run": self.run_id,
@@ -150,8 +176,19 @@ class _Run:
             "faults": [
                 f"{r.fault} on {r.target.kind} {r.target.name}" for r in self.state.applied.values()
             ],
-            "valve": "armed" if trip is None else f"tripped: {trip.detail}",
+            "valve": f"tripped: {trip.detail}" if trip is not None else self.valve_state(now),
         }
+
+    def valve_state(self, now: float) -> str:
+        """'armed', or the breaches under way and how long each must still last."""
+        records = self.valve.records if self.valve is not None else []
+        breaching = [
+            f"{r.condition.metric} beyond {r.condition.limit} for {now - r.since:.1f}s of "
+            f"{r.condition.for_}"
+            for r in records
+            if r.since is not None
+        ]
+        return "armed" if not breaching else "armed; breached: " + "; ".join(breaching)
 
     def phase(self, name: str, start: float, end: float, trial: int | None = None) -> None:
         entry: dict[str, Any] = {"phase": name, "start": start, "end": end, "wall": time.time()}
@@ -276,7 +313,8 @@ class _Run:
                     raise DriverError("could not revert: " + "; ".join(failures))
         return await self.wait_until(end, enough)
 
-    async def watch(self) -> None:
+    async def guard(self) -> None:
+        """Check the valve every tick until it trips (then stop every phase)."""
         assert self.valve is not None
         while not self.abort.is_set():
             trip = self.valve.check()
@@ -286,15 +324,17 @@ class _Run:
                 return
             await asyncio.sleep(_TICK)
 
-    def read(self, metric_name: str, group: str) -> float | None:
-        metric = next(m for m in self.exp.steady_state if m.name == metric_name)
-        if isinstance(metric, ProbeMetric):
-            series = self.probes.get(metric_name)
-            if series is None or not len(series):
-                return None
-            latest = float(series.value[-1])
-            return None if math.isnan(latest) else latest  # NaN: the last reading failed
-        return current_value(metric, self.samples, time.monotonic(), group)
+    def set_concurrent(self, concurrent: bool) -> None:
+        """Fix the comparison once the draw is known: with a concurrent control, a request
+        nobody can attribute (no answer, no group header) counts against the experiment."""
+        self.concurrent = concurrent
+        self.watch.concurrent = concurrent
+        self.samples.fallback_group = "experiment" if concurrent else None
+
+    @property
+    def injected(self) -> bool:
+        """Whether any fault was applied so far."""
+        return any(e["event"] == "inject" for e in self.state.events)
 
     def samplers(self, ports: dict[str, int]) -> list[ProbeSampler]:
         """A sampler per probe metric, its templates filled in for this run."""
@@ -356,7 +396,7 @@ async def run_experiment(
         kill_file = Path(
             render(experiment.safety.kill_switch.file, {}, {"id": run_id, "dir": str(run_dir)})
         )
-    state.valve = Valve(experiment.safety, state.read, kill_file=kill_file)
+    state.valve = Valve(experiment.safety, state.watch, kill_file=kill_file)
     signals = (signal.SIGINT, signal.SIGTERM) if experiment.safety.kill_switch.signals else ()
 
     def stop_on(sig: signal.Signals) -> None:
@@ -407,14 +447,13 @@ async def run_experiment(
                 and experiment.blast_radius.control == "concurrent"
                 and experiment.hypothesis.comparison != "before_after"
             )
-            state.concurrent = concurrent
-            generator = LoadGenerator(
-                load, group_of=_group_of(hit) if load.group_header else None, samples=state.samples
-            )
+            state.set_concurrent(concurrent)
+            state.group_of = _GroupOf(hit, control) if concurrent else None
+            generator = LoadGenerator(load, group_of=state.group_of, samples=state.samples)
             samplers = state.samplers(live.ports)  # a probe that can never work stops us here
             load_task = asyncio.create_task(generator.run())
             probing = [asyncio.create_task(sampler.run()) for sampler in samplers]
-            watcher = asyncio.create_task(state.watch())
+            watcher = asyncio.create_task(state.guard())
             try:
                 trials, baseline = await _phases(state, planned, journal, drivers)
             finally:  # revert before the system goes down, whatever happened
@@ -430,7 +469,8 @@ async def run_experiment(
                 if failed is not None and error is None:
                     error = f"the load generator failed: {failed}"
             finished = len(trials) == experiment.hypothesis.trials
-            if error is None and state.valve.tripped is None and finished:
+            steady = state.steady is None or state.steady.held
+            if error is None and state.valve.tripped is None and finished and steady:
                 verdict = judge_run(
                     experiment,
                     state.samples,
@@ -466,7 +506,12 @@ async def run_experiment(
             journal.close()
         await loop.run_in_executor(None, dog.finish)
     trip: Trip | None = state.valve.tripped if state.valve else None
-    outcome, code = outcome_of(trip, error, verdict)
+    before_any_fault = trip is not None and trip.reason == "abort_when" and not state.injected
+    if state.steady is None and trip is not None and before_any_fault:
+        state.steady = SteadyCheck(  # the valve saw the system broken before any fault
+            [f"the safety valve's condition was met before any fault: {trip.detail}"]
+        )
+    outcome, code = outcome_of(trip, error, verdict, state.steady)
     result = result_document(
         run_id=run_id,
         experiment=experiment,
@@ -480,6 +525,8 @@ async def run_experiment(
         phases=state.state.phases,
         events=state.state.events,
         trip=trip,
+        valve=state.valve,
+        steady=state.steady,
         error=error,
         verdict=verdict,
         samples=state.samples,
@@ -503,6 +550,17 @@ async def _phases(
         return trials, baseline
     state.phase("baseline", *baseline)
     if not await state.wait_until(baseline[1]):
+        return trials, baseline
+    if state.group_of is not None and state.exp.load is not None:
+        header = state.exp.load.group_header or ""
+        state.group_of.check(state.samples, baseline, header)
+    state.steady = check_steady(
+        state.exp, state.samples, state.probes, baseline, now=time.monotonic()
+    )
+    if not state.steady.held:
+        for problem in state.steady.problems:
+            state.log(f"not steady before any fault: {problem}")
+        state.log("no fault was applied")
         return trials, baseline
     if state.exp.hypothesis.sequential:
         state.sequential = SequentialWatch(

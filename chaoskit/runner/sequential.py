@@ -38,6 +38,7 @@ class SequentialWatch:
         self._samples = samples
         self._baseline = baseline
         self._concurrent = concurrent
+        self._timeout = experiment.load.timeout.seconds if experiment.load else 2.0
         self._tests: dict[str, tuple[Any, LatencyMetric | ErrorRateMetric]] = {}
         self.unwatched: list[str] = []
         """Metrics without a sequential test (judged at the end only)."""
@@ -75,7 +76,9 @@ class SequentialWatch:
             else:  # the baseline is the control, given once
                 control = self._samples.window(*self._baseline) if first else None
                 treated = self._samples.window(start, end)
-            self.decisions[name] = test.update(_data(metric, control), _data(metric, treated))
+            self.decisions[name] = test.update(
+                _data(metric, control, self._timeout), _data(metric, treated, self._timeout)
+            )
         verdicts = [d.verdict for d in self.decisions.values()]
         if Verdict.DEVIATED in verdicts:
             return True
@@ -99,10 +102,10 @@ class SequentialWatch:
         }
 
 
-def _data(metric: LatencyMetric | ErrorRateMetric, window: Samples | None) -> Any:
-    """Latencies, or error outcomes, of ``window`` (nothing for no window)."""
+def _data(metric: LatencyMetric | ErrorRateMetric, window: Samples | None, timeout: float) -> Any:
+    """Latencies (a failed request at the timeout), or error outcomes, of ``window``."""
     if window is None:
         return np.array([])
     if isinstance(metric, LatencyMetric):
-        return window.latencies()
+        return window.censored_latencies(timeout)
     return window.errors(metric.errors)

@@ -1,65 +1,223 @@
-"""The verdict of a run: each steady-state metric compared by the statistics, time to
-recovery per trial, and the experiment's overall verdict — from the load's samples alone."""
+"""The verdict of a run, from the load's samples and the probes' readings alone.
+
+A metric is DEVIATED when the comparison shows a harmful change beyond its margin; when the
+fault phase clearly breaks a limit the experiment declares (``max``/``min``), whatever the
+margin test says; or, with a concurrent control group, when the control group itself got
+clearly worse than in the baseline (the fault reached beyond the targets hit). The run is
+DEVIATED when any metric is, or when a metric was not back within ``recover_within`` in any
+trial (:mod:`.recovery`).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 
 from ..load import ProbeSeries, RequestSamples, Samples
 from ..model import Experiment, Metric
-from ..model.experiment import Margins
-from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric
+from ..model.metrics import LatencyMetric, ProbeMetric
 from ..stats import (
     Judgement,
     SequentialDecision,
     Verdict,
     compare,
     judge_experiment,
-    recovery_time,
-    summarize_trials,
+    shown_beyond_margin,
 )
-from .measure import judged_data, margin_share, per_second, stats_kind
+from .limits import check_limit, declared_limits
+from .measure import judged_data, judged_margin, stats_kind
+from .recovery import judge_recovery
+from .steady import DRIFT_ALPHA
+from .trials import Window
 
 __all__ = ["Window", "judge_run"]
 
 
-@dataclass(frozen=True)
-class Window:
-    """One trial's times (monotonic seconds): fault phase and recovery phase."""
+def judge_run(
+    experiment: Experiment,
+    samples: RequestSamples,
+    baseline: tuple[float, float],
+    trials: list[Window],
+    *,
+    concurrent: bool,
+    probes: dict[str, ProbeSeries] | None = None,
+    sequential: dict[str, SequentialDecision] | None = None,
+) -> dict[str, Any]:
+    """Per-metric judgements, recovery per trial and the overall verdict, as plain JSON.
 
-    fault_start: float
-    fault_end: float
-    recovery_end: float
+    Probe metrics are judged before/after (baseline against the fault phases) from their
+    readings in ``probes``, whatever ``concurrent`` says: a probe is not split into groups.
+    A metric a sequential test decided (``sequential``) takes that test's verdict, which is
+    valid however early the look; the fixed-sample figures stay beside it.
+    """
+    alpha = experiment.hypothesis.alpha
+    judgements: dict[str, Judgement] = {}
+    skipped: dict[str, str] = {}
+    decisive: list[str] = []
+    judge = _Judge(experiment, samples, baseline, trials, concurrent)
+    for metric in experiment.steady_state:
+        if isinstance(metric, ProbeMetric):
+            series = (probes or {}).get(metric.name)
+            if series is None or not len(series):
+                skipped[metric.name] = "the probe was never read"
+                continue
+            judgement = _judge_probe(metric, series, baseline, trials, alpha)
+            parts = [series.window(t.fault_start, t.fault_end).value for t in trials]
+            readings = np.concatenate(parts) if parts else np.array([])
+            broken = judge.limits(metric, readings=readings)
+        else:
+            judgement = judge.compare(metric)
+            broken = judge.limits(metric)
+        decision = (sequential or {}).get(metric.name)
+        if decision is not None and decision.verdict is not None:
+            judgement = replace(
+                judgement,
+                verdict=decision.verdict,
+                p_deviation=decision.p_value,
+                basis="sequential",
+                reason=f"{decision.verdict.value} by the sequential test (always-valid p = "
+                f"{decision.p_value:.3g} after {decision.n[1]} requests)",
+            )
+        overriding = broken or (judge.spread(metric) if concurrent else None)
+        if overriding is not None:
+            judgement = _deviated(judgement, *overriding)
+            decisive.append(metric.name)
+        judgements[metric.name] = judgement
+    critical = [m.name for m in experiment.steady_state if m.critical and m.name in judgements]
+    overall = judge_experiment(judgements, critical, alpha=alpha, decisive=decisive)
+    recovery = judge_recovery(
+        experiment, samples, baseline, trials, concurrent=concurrent, probes=probes
+    )
+    given = experiment.hypothesis.recover_within
+    late = [
+        {"metric": name, "trial": t.trial, "seconds": t.seconds, "deadline": t.deadline,
+         "reason": t.why_not(name, None if given is None else str(given))}
+        for name, r in recovery.items()
+        for t in r.failures()
+    ]  # fmt: skip
+    verdict, reason, classification = overall.verdict, overall.reason, overall.classification
+    if late:
+        verdict, classification = Verdict.DEVIATED, "fail"
+        names = ", ".join(sorted({str(f["metric"]) for f in late}))
+        not_back = f"not recovered in time: {names}"
+        reason = not_back if overall.verdict is not Verdict.DEVIATED else f"{reason}; {not_back}"
+    result: dict[str, Any] = _finite(
+        {
+            "comparison": "concurrent" if concurrent else "before_after",
+            "verdict": verdict.value,
+            "score": overall.score,
+            "classification": classification,
+            "reason": reason,
+            "deviated": overall.deviated,
+            "adjusted_p": overall.adjusted_p,
+            "metrics": [_judgement_json(name, j) for name, j in judgements.items()],
+            "not_judged": skipped,
+            "recovery": {name: r.to_json() for name, r in recovery.items()},
+            "recovery_failures": late,
+        }
+    )
+    return result
 
 
-def _concat(windows: list[Samples], metric: Metric) -> Any:
-    parts = [judged_data(metric, window) for window in windows]
-    return np.concatenate(parts) if parts else np.array([])
+class _Judge:
+    """The windows one run's request metrics are judged on."""
 
+    def __init__(
+        self,
+        experiment: Experiment,
+        samples: RequestSamples,
+        baseline: tuple[float, float],
+        trials: list[Window],
+        concurrent: bool,
+    ) -> None:
+        self.exp = experiment
+        self.samples = samples
+        self.baseline = baseline
+        self.trials = trials
+        self.concurrent = concurrent
+        self.timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
+        self.alpha = experiment.hypothesis.alpha
 
-def _margin(metric: Metric, control: Any, margins: Margins) -> float | None:
-    """The margin the metric gives, else ``hypothesis.margins``; for an error rate with an SLO
-    (``max``) and no margin of its own, the room between the control's rate and the SLO (at
-    least the statistics' floor of 0.05 points)."""
-    if (
-        metric.margin is None
-        and isinstance(metric, ErrorRateMetric)
-        and metric.max is not None
-        and len(control)
-    ):
-        slo = float(metric.max.percent) / 100
-        return max(slo - float(np.mean(control)), 0.0005)
-    share = margin_share(metric, margins)
-    if share is None:
+    def fault(self, group: str | None) -> list[Samples]:
+        return [self.samples.window(t.fault_start, t.fault_end, group=group) for t in self.trials]
+
+    def data(self, metric: Metric, windows: list[Samples]) -> Any:
+        parts = [judged_data(metric, window, self.timeout) for window in windows]
+        return np.concatenate(parts) if parts else np.array([])
+
+    def compare(self, metric: Metric) -> Judgement:
+        """The metric's comparison: experiment against control during the fault phases, or
+        the fault phases against the baseline."""
+        if self.concurrent:
+            control = self.data(metric, self.fault("control"))
+            treated = self.data(metric, self.fault("experiment"))
+        else:
+            control = self.data(metric, [self.samples.window(*self.baseline)])
+            treated = self.data(metric, self.fault(None))
+        return self._compare(metric, control, treated, self.alpha)
+
+    def _compare(self, metric: Metric, control: Any, treated: Any, alpha: float) -> Judgement:
+        kind = stats_kind(metric)
+        assert kind is not None  # every metric but a probe is judged from requests
+        quantile = (
+            metric.quantile
+            if isinstance(metric, LatencyMetric) and metric.quantile != 0.5
+            else None
+        )
+        return compare(
+            control,
+            treated,
+            kind=kind,  # type: ignore[arg-type]
+            margin=judged_margin(metric, control, self.exp.hypothesis.margins),
+            alpha=alpha,
+            direction=metric.direction,
+            quantile=quantile,
+            ceiling=self.timeout if kind == "latency" else None,
+        )
+
+    def limits(self, metric: Metric, readings: Any = None) -> tuple[str, str] | None:
+        """("limit", why) when the fault phases clearly break a declared limit."""
+        group = "experiment" if self.concurrent else None
+        for limit in declared_limits(metric):
+            finding = check_limit(
+                limit,
+                requests=None if readings is not None else self.fault(group),
+                readings=readings,
+                timeout=self.timeout,
+                alpha=self.alpha,
+            )
+            if finding.broken:
+                return "limit", f"the fault phase broke its declared limit: {finding.words()}"
         return None
-    return (
-        share
-        if stats_kind(metric) == "error_rate"
-        else (1 + share if metric.direction != "decrease" else 1 - share)
+
+    def spread(self, metric: Metric) -> tuple[str, str] | None:
+        """("spread", why) when the control group got clearly worse than in the baseline."""
+        if stats_kind(metric) is None:
+            return None
+        before = self.data(metric, [self.samples.window(*self.baseline, group="control")])
+        during = self.data(metric, self.fault("control"))
+        judgement = self._compare(metric, before, during, DRIFT_ALPHA)
+        if not shown_beyond_margin(judgement) or judgement.effect is None:
+            return None
+        effect = judgement.effect
+        return "spread", (
+            "the control group got clearly worse too, against the baseline: "
+            f"{effect.scale} {effect.estimate:.4g} [{effect.low:.4g}, {effect.high:.4g}] beyond "
+            f"the margin {judgement.margin:.4g}: the fault reached beyond the targets hit"
+        )
+
+
+def _deviated(judgement: Judgement, basis: str, why: str) -> Judgement:
+    if judgement.verdict is Verdict.DEVIATED:
+        return replace(judgement, reason=f"{judgement.reason}; and {why}")
+    return replace(
+        judgement,
+        verdict=Verdict.DEVIATED,
+        basis=basis,
+        reason=f"{why} (the comparison alone: {judgement.verdict.value}, {judgement.reason})",
     )
 
 
@@ -80,91 +238,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-def judge_run(
-    experiment: Experiment,
-    samples: RequestSamples,
-    baseline: tuple[float, float],
-    trials: list[Window],
-    *,
-    concurrent: bool,
-    probes: dict[str, ProbeSeries] | None = None,
-    sequential: dict[str, SequentialDecision] | None = None,
-) -> dict[str, Any]:
-    """Per-metric judgements, the overall verdict and time to recovery, as plain JSON.
-
-    Probe metrics are judged before/after (baseline against the fault phases) from their
-    readings in ``probes``, whatever ``concurrent`` says: a probe is not split into groups.
-    A metric a sequential test decided (``sequential``) takes that test's verdict, which is
-    valid however early the look; the fixed-sample figures stay beside it.
-    """
-    alpha = experiment.hypothesis.alpha
-    judgements: dict[str, Judgement] = {}
-    skipped: dict[str, str] = {}
-    for metric in experiment.steady_state:
-        if isinstance(metric, ProbeMetric):
-            series = (probes or {}).get(metric.name)
-            if series is None or not len(series):
-                skipped[metric.name] = "the probe was never read"
-            else:
-                judgements[metric.name] = _judge_probe(metric, series, baseline, trials, alpha)
-            continue
-        kind = stats_kind(metric)
-        assert kind is not None  # every metric but a probe is judged from requests
-        if concurrent:
-            control = _concat(
-                [samples.window(t.fault_start, t.fault_end, group="control") for t in trials],
-                metric,
-            )
-            treated = _concat(
-                [samples.window(t.fault_start, t.fault_end, group="experiment") for t in trials],
-                metric,
-            )
-        else:
-            control = judged_data(metric, samples.window(*baseline))
-            treated = _concat([samples.window(t.fault_start, t.fault_end) for t in trials], metric)
-        quantile = (
-            metric.quantile
-            if isinstance(metric, LatencyMetric) and metric.quantile != 0.5
-            else None
-        )
-        judgements[metric.name] = compare(
-            control,
-            treated,
-            kind=kind,  # type: ignore[arg-type]
-            margin=_margin(metric, control, experiment.hypothesis.margins),
-            alpha=alpha,
-            direction=metric.direction,
-            quantile=quantile,
-        )
-    for name, decision in (sequential or {}).items():
-        if decision.verdict is not None and name in judgements:
-            judgements[name] = replace(
-                judgements[name],
-                verdict=decision.verdict,
-                p_deviation=decision.p_value,
-                reason=f"{decision.verdict.value} by the sequential test (always-valid p = "
-                f"{decision.p_value:.3g} after {decision.n[1]} requests)",
-            )
-    critical = [m.name for m in experiment.steady_state if m.critical and m.name in judgements]
-    overall = judge_experiment(judgements, critical, alpha=alpha)
-    recovery = _recovery(experiment, samples, baseline, trials, concurrent)
-    result: dict[str, Any] = _finite(
-        {
-            "comparison": "concurrent" if concurrent else "before_after",
-            "verdict": overall.verdict.value,
-            "score": overall.score,
-            "classification": overall.classification,
-            "reason": overall.reason,
-            "deviated": overall.deviated,
-            "adjusted_p": overall.adjusted_p,
-            "metrics": [_judgement_json(name, j) for name, j in judgements.items()],
-            "not_judged": skipped,
-            "recovery": recovery,
-        }
-    )
-    return result
 
 
 def _judge_probe(
@@ -205,41 +278,3 @@ def _judge_probe(
         values[before], values[during], kind="latency", margin=margin, alpha=alpha,
         direction=metric.direction,
     )  # fmt: skip
-
-
-def _recovery(
-    experiment: Experiment,
-    samples: RequestSamples,
-    baseline: tuple[float, float],
-    trials: list[Window],
-    concurrent: bool,
-) -> dict[str, Any]:
-    """Seconds from each revert until each metric is back in its baseline band."""
-    groups = ["experiment"] if concurrent else None
-    within = experiment.hypothesis.recover_within
-    deadline = within.nanoseconds / 1e9 if within is not None else None
-    found: dict[str, Any] = {}
-    for metric in experiment.steady_state:
-        if stats_kind(metric) is None:
-            continue
-        _, base = per_second(metric, samples, *baseline, groups)
-        base_values = [v for v in base if not math.isnan(v)]
-        if len(base_values) < 3:
-            found[metric.name] = {"reason": "fewer than 3 baseline seconds with data"}
-            continue
-        durations: list[float] = []
-        censored: list[bool] = []
-        for trial in trials:
-            times, values = per_second(metric, samples, trial.fault_end, trial.recovery_end, groups)
-            seconds = (
-                recovery_time(
-                    times, values, base_values, higher_is_worse=metric.direction != "decrease"
-                )
-                if times
-                else None
-            )
-            durations.append(seconds if seconds is not None else max(times or [0.0]))
-            censored.append(seconds is None)
-        summary = summarize_trials(durations, censored, deadline)
-        found[metric.name] = asdict(summary)
-    return found

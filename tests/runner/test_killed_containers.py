@@ -73,7 +73,7 @@ faults:
 blast_radius: {{count: 1}}
 hypothesis: {{trials: {trials}}}
 phases: {{warmup: 0s, baseline: 1s, fault: 2s, recovery: 1s}}
-safety: {{abort_when: [{{metric: errors, above: 50%, for: 10s}}], max_duration: 5m}}
+safety: {{abort_when: [{{metric: errors, above: 50%, for: 5s}}], max_duration: 5m}}
 """
     )
     reports = tmp_path / "reports"

@@ -1,5 +1,6 @@
-"""Probe metrics are judged: with limits, by the share of readings outside them; without, by
-the readings themselves as ratios — baseline against the fault phases."""
+"""A run's verdict: probe metrics judged by their readings; outages, declared limits and a
+fault that spreads called DEVIATED; recovery that is too slow, absent or flapping making the
+run DEVIATED although the fault itself was absorbed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chaoskit.load import ProbeSeries, RequestSamples
+from chaoskit.load import ErrorClass, ProbeSeries, RequestSamples
 from chaoskit.model import Experiment
 from chaoskit.runner.verdict import Window, judge_run
 
@@ -112,3 +113,163 @@ def test_hypothesis_margins_are_the_defaults_of_metrics_without_their_own() -> N
     )
     shares = {m.name: margin_share(m, exp.hypothesis.margins) for m in exp.steady_state}
     assert shares == pytest.approx({"p50": 0.3, "p99": 0.6, "own": 0.5, "errors": 0.02, "rps": 0.2})
+
+
+def web(*, recovery: str = "20s", errors: dict[str, Any] | None = None, **extra: Any) -> Experiment:
+    """One web target at 50 requests/s: latency, errors with an SLO, recovery within 5 s."""
+    return Experiment.model_validate(
+        {
+            "name": "outage",
+            "targets": {"web": {"kind": "proxy", "select": "web"}},
+            "load": {"url": "http://127.0.0.1:1/", "rate": "50/s", "timeout": "1s"},
+            "steady_state": [
+                {"name": "p50", "of": "latency", "margin": "50%"},
+                {
+                    "name": "errors",
+                    "of": "error_rate",
+                    **({"max": "5%"} if errors is None else errors),
+                },
+            ],
+            "faults": [{"type": "partition", "target": "web"}],
+            "phases": {"warmup": "0s", "baseline": "20s", "fault": "10s", "recovery": recovery},
+            "hypothesis": {"recover_within": "5s"},
+            **extra,
+        }
+    )
+
+
+def requests(*spans: tuple[float, float, str], seed: int = 0) -> RequestSamples:
+    """50 requests/s over each ``(start, end, how)``: ``ok`` (about 5 ms), ``refused``,
+    ``hang`` (timed out at 1 s), ``errors`` (30 % answered 500)."""
+    rng = np.random.default_rng(seed)
+    samples = RequestSamples()
+    for start, end, how in spans:
+        for due in np.arange(start, end, 0.02):
+            row = samples.reserve(float(due), float(due))
+            fast = float(rng.lognormal(np.log(0.005), 0.3))
+            if how == "refused":
+                samples.finish(row, latency=0.001, error=ErrorClass.CONNECT)
+            elif how == "hang":
+                samples.finish(row, latency=1.0, error=ErrorClass.TIMEOUT)
+            elif how == "errors" and rng.random() < 0.3:
+                samples.finish(row, latency=fast, status=500, error=ErrorClass.HTTP_5XX)
+            else:
+                samples.finish(row, latency=fast, status=200)
+    return samples
+
+
+ONE = [Window(20.0, 30.0, 50.0)]
+
+
+def metric(verdict: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(m for m in verdict["metrics"] if m["metric"] == name)
+
+
+@pytest.mark.parametrize("how", ["refused", "hang"])
+def test_a_total_outage_after_a_healthy_baseline_is_deviated(how: str) -> None:
+    samples = requests((0, 20, "ok"), (20, 30, how), (30, 50, "ok"))
+    verdict = judge_run(web(), samples, (0.0, 20.0), ONE, concurrent=False)
+    assert verdict["verdict"] == "deviated"
+    assert metric(verdict, "errors")["verdict"] == "deviated"
+    assert metric(verdict, "p50")["verdict"] == "deviated"  # failures count at the timeout
+    assert "500 of 500 requests failed" in metric(verdict, "p50")["reason"]
+    recovered = verdict["recovery"]["errors"]["trials"][0]
+    assert recovered["recovered"] and recovered["out_at_revert"] and recovered["seconds"] >= 1.0
+    assert verdict["recovery_failures"] == []
+
+
+def test_a_declared_limit_broken_in_the_fault_phase_is_a_deviation_whatever_the_margin() -> None:
+    """30 % errors against a 5 % SLO, with a margin so wide that the comparison alone could
+    never deviate."""
+    exp = web(errors={"max": "5%", "margin": "90%"})
+    samples = requests((0, 20, "ok"), (20, 30, "errors"), (30, 50, "ok"))
+    verdict = judge_run(exp, samples, (0.0, 20.0), ONE, concurrent=False)
+    errors = metric(verdict, "errors")
+    assert errors["verdict"] == "deviated" and errors["basis"] == "limit"
+    assert "broke its declared limit" in errors["reason"] and "max 5%" in errors["reason"]
+    assert verdict["verdict"] == "deviated" and "errors" in verdict["deviated"]
+
+
+@pytest.mark.parametrize(
+    ("after", "why"),
+    [
+        ([(30, 50, "refused")], "was not back in its baseline band by the end"),
+        ([(30, 38, "refused"), (38, 50, "ok")], "took 8.0s to recover in trial 1"),
+        (  # flapping: back for 2 s at a time before the real recovery at 40 s
+            [
+                (30, 32, "refused"),
+                (32, 34, "ok"),
+                (34, 36, "refused"),
+                (36, 38, "ok"),
+                (38, 40, "refused"),
+                (40, 50, "ok"),
+            ],
+            "took 10.0s to recover",
+        ),
+    ],
+)
+def test_a_metric_not_back_within_recover_within_makes_the_run_deviated(
+    after: list[tuple[float, float, str]], why: str
+) -> None:
+    """The fault itself was absorbed (the fault phase is healthy): only recovery fails."""
+    samples = requests((0, 30, "ok"), *after)
+    verdict = judge_run(web(), samples, (0.0, 20.0), ONE, concurrent=False)
+    assert metric(verdict, "errors")["verdict"] == "held"
+    assert verdict["verdict"] == "deviated"
+    assert verdict["classification"] == "fail"
+    assert "not recovered in time: " in verdict["reason"]
+    failures = [f for f in verdict["recovery_failures"] if f["metric"] == "errors"]
+    assert failures and failures[0]["trial"] == 1 and why in failures[0]["reason"]
+
+
+def test_a_healthy_recovery_counts_as_recovered_at_once() -> None:
+    samples = requests((0, 50, "ok"))
+    verdict = judge_run(web(), samples, (0.0, 20.0), ONE, concurrent=False)
+    assert verdict["verdict"] == "held"
+    [trial] = verdict["recovery"]["errors"]["trials"]
+    assert trial["seconds"] == 0.0 and trial["recovered"] and not trial["out_at_revert"]
+
+
+def test_without_recover_within_the_recovery_phase_is_the_deadline() -> None:
+    exp = web(hypothesis={})
+    samples = requests((0, 30, "ok"), (30, 50, "refused"))
+    verdict = judge_run(exp, samples, (0.0, 20.0), ONE, concurrent=False)
+    assert verdict["verdict"] == "deviated"
+    assert verdict["recovery"]["errors"]["deadline"] == 20.0
+
+
+def concurrent_requests(experiment_how: str, control_how: str) -> RequestSamples:
+    """Two backends behind one URL, alternating; a request is tagged by the backend that
+    answered, and one with no answer falls back to the experiment group."""
+    rng = np.random.default_rng(3)
+    samples = RequestSamples(fallback_group="experiment")
+    for i, due in enumerate(np.arange(0, 50, 0.02)):
+        row = samples.reserve(float(due), float(due))
+        group = "experiment" if i % 2 else "control"
+        how = (experiment_how if group == "experiment" else control_how) if 20 <= due < 30 else ""
+        fast = float(rng.lognormal(np.log(0.005), 0.3))
+        if how == "refused":
+            samples.finish(row, latency=0.001, error=ErrorClass.CONNECT)  # no header
+        elif how == "errors" and rng.random() < 0.5:
+            samples.finish(row, latency=fast, status=500, error=ErrorClass.HTTP_5XX, group=group)
+        else:
+            samples.finish(row, latency=fast, status=200, group=group)
+    return samples
+
+
+def test_concurrent_failures_without_an_answer_count_against_the_experiment() -> None:
+    exp = web(blast_radius={"count": 1, "control": "concurrent"})
+    verdict = judge_run(exp, concurrent_requests("refused", ""), (0.0, 20.0), ONE, concurrent=True)
+    errors = metric(verdict, "errors")
+    assert errors["verdict"] == "deviated" and errors["n"][1] == 250
+
+
+def test_a_fault_that_reaches_the_control_group_is_a_deviation() -> None:
+    """Both groups at 50 % errors: the comparison between them sees nothing, the control's own
+    fall from its baseline is what shows the fault spread."""
+    exp = web(errors={}, blast_radius={"count": 1, "control": "concurrent"})
+    samples = concurrent_requests("errors", "errors")
+    verdict = judge_run(exp, samples, (0.0, 20.0), ONE, concurrent=True)
+    errors = metric(verdict, "errors")
+    assert errors["verdict"] == "deviated" and errors["basis"] == "spread"
+    assert "the fault reached beyond the targets hit" in errors["reason"]

@@ -1,0 +1,159 @@
+"""Declared limits tested on a window: a metric's ``max``/``min`` (its SLO) and the abort
+thresholds, each as a one-sided test that says "clearly beyond" only when the data show it.
+
+A latency limit is read as a share: ``p95 under 500ms`` holds while at most 5 % of requests
+are slower than 500 ms (a failed request counts at the timeout); an error-rate limit is the
+share of failed requests; a throughput floor is the mean of per-second counts; a probe's
+limits are broken when most of its readings are outside them (a failed reading counts as
+outside).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..load import Samples
+from ..model import Experiment, Metric
+from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric, ThroughputMetric
+from ..safety.valve import threshold_value
+from ..stats.limits import LimitCheck, beyond_limit
+
+__all__ = ["Limit", "LimitFinding", "abort_limits", "check_limit", "declared_limits"]
+
+Side = Literal["above", "below"]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit of one metric: broken when the metric is ``side`` of ``value``."""
+
+    metric: Metric
+    side: Side
+    value: float
+    """In base units: seconds, a fraction, per second, or the probe's number."""
+    written: str
+    """As the experiment says it, e.g. ``max 1%`` or ``abort above 20%``."""
+
+
+@dataclass(frozen=True)
+class LimitFinding:
+    """A limit tested on one window."""
+
+    limit: Limit
+    check: LimitCheck
+
+    @property
+    def broken(self) -> bool:
+        return self.check.broken
+
+    def words(self) -> str:
+        """What the window showed against the limit, for people."""
+        metric, check = self.limit.metric, self.check
+        if isinstance(metric, LatencyMetric):
+            side = "slower" if self.limit.side == "above" else "faster"
+            allowed = 1 - metric.quantile if self.limit.side == "above" else metric.quantile
+            return (
+                f"{metric.name} ({self.limit.written}): {_pct(check.estimate)} of requests "
+                f"{side} than {self.limit.value * 1000:g}ms (at least {_pct(check.bound)}; at "
+                f"most {_pct(allowed)} may be)"
+            )
+        if isinstance(metric, ErrorRateMetric):
+            return (
+                f"{metric.name} ({self.limit.written}): {_pct(check.estimate)} of requests "
+                f"failed (at least {_pct(check.bound)})"
+                if self.limit.side == "above"
+                else f"{metric.name} ({self.limit.written}): {_pct(check.estimate)} failed"
+            )
+        if isinstance(metric, ThroughputMetric):
+            return (
+                f"{metric.name} ({self.limit.written}): {check.estimate:.4g} successful "
+                f"answers/s (at most {check.bound:.4g})"
+            )
+        return (
+            f"{metric.name} ({self.limit.written}): {_pct(check.estimate)} of readings outside "
+            "the limit"
+        )
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.3g}%"
+
+
+def declared_limits(metric: Metric) -> list[Limit]:
+    """The metric's own ``max``/``min`` (its SLO), in base units."""
+    found = []
+    maximum = getattr(metric, "max", None)
+    minimum = getattr(metric, "min", None)
+    if maximum is not None:
+        found.append(Limit(metric, "above", threshold_value(maximum), f"max {maximum}"))
+    if minimum is not None:
+        found.append(Limit(metric, "below", threshold_value(minimum), f"min {minimum}"))
+    return found
+
+
+def abort_limits(experiment: Experiment) -> list[Limit]:
+    """Every ``safety.abort_when`` threshold as a limit of its metric."""
+    found = []
+    for condition in experiment.safety.abort_when:
+        metric = experiment.metric(condition.metric)
+        if metric is None:
+            continue
+        side: Side = "above" if condition.above is not None else "below"
+        found.append(
+            Limit(
+                metric,
+                side,
+                threshold_value(condition.limit),
+                f"abort {side} {condition.limit}",
+            )
+        )
+    return found
+
+
+def check_limit(
+    limit: Limit,
+    *,
+    requests: Sequence[Samples] | None = None,
+    readings: NDArray[np.float64] | None = None,
+    timeout: float,
+    alpha: float,
+) -> LimitFinding:
+    """Test ``limit`` on windows of requests (request metrics; several trials' fault phases
+    count as one window) or on probe readings (their values, NaN where one failed)."""
+    metric, side = limit.metric, limit.side
+    if isinstance(metric, ProbeMetric):
+        values = readings if readings is not None else np.array([])
+        with np.errstate(invalid="ignore"):
+            beyond = values > limit.value if side == "above" else values < limit.value
+        outside = np.isnan(values) | beyond
+        check = beyond_limit(outside, 0.5, side="above", alpha=alpha)
+        return LimitFinding(limit, check)
+    if requests is None:
+        raise ValueError(f"metric {metric.name} is judged from requests: give them")
+    if isinstance(metric, LatencyMetric):
+        latency = _joined([w.censored_latencies(timeout) for w in requests])
+        if side == "above":
+            flags = latency > limit.value
+            share = 1 - metric.quantile
+        else:
+            flags = latency < limit.value
+            share = metric.quantile
+        return LimitFinding(limit, beyond_limit(flags, share, side="above", alpha=alpha))
+    if isinstance(metric, ErrorRateMetric):
+        errors = _joined([w.errors(metric.errors) for w in requests]).astype(bool)
+        if side == "above":
+            return LimitFinding(limit, beyond_limit(errors, limit.value, side="above", alpha=alpha))
+        check = beyond_limit(~errors, 1 - limit.value, side="above", alpha=alpha)
+        return LimitFinding(limit, check)
+    counts = _joined([w.throughput(1.0) for w in requests])
+    check = beyond_limit(counts, limit.value, side=side, alpha=alpha, share=False)
+    return LimitFinding(limit, check)
+
+
+def _joined(parts: list[NDArray[Any]]) -> NDArray[Any]:
+    return np.concatenate(parts) if parts else np.array([])

@@ -1,0 +1,271 @@
+"""Time to recovery per metric and trial, judged: a metric not back in its baseline band within
+``hypothesis.recover_within`` (without one: by the end of the recovery phase) makes the run
+DEVIATED.
+
+Each metric is cut into one-second windows (a probe: its readings) from the revert; a window is
+outside the band when the statistics say so (:func:`~chaoskit.stats.outside_rate` for error
+rates, :func:`~chaoskit.stats.outside_band` otherwise), and :func:`~chaoskit.stats.recovered_at`
+finds when it was back for good: after the last time it was out (two windows in a row), once
+``hypothesis.hold`` has passed inside. A metric out at the revert never reads 0.0 s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..load import ProbeSeries, RequestSamples
+from ..model import Experiment, Metric
+from ..model.experiment import Margins
+from ..model.metrics import ErrorRateMetric, ProbeMetric
+from ..stats import (
+    TrialSummary,
+    outside_band,
+    outside_rate,
+    recovered_at,
+    summarize_trials,
+    was_outside,
+)
+from .measure import judged_margin, margin_share, per_second, per_second_counts
+from .trials import Window
+
+__all__ = ["MetricRecovery", "TrialRecovery", "judge_recovery"]
+
+RELAPSE = 2
+"""Windows outside the band in a row that count as being out (a single one is noise)."""
+
+
+@dataclass(frozen=True)
+class TrialRecovery:
+    """One metric in one trial's recovery phase."""
+
+    trial: int
+    seconds: float | None
+    """From the revert until it was back for good; None: not back by the end (censored)."""
+    watched: float
+    """How long the recovery phase was watched, in seconds."""
+    deadline: float
+    """``recover_within``, or the recovery phase itself when the experiment gives none."""
+    out_at_revert: bool
+
+    @property
+    def recovered(self) -> bool:
+        """Back within the deadline."""
+        return self.seconds is not None and self.seconds <= self.deadline + 1e-9
+
+    def why_not(self, metric: str, given: str | None) -> str:
+        """Why this trial counts against the run, in words."""
+        if self.seconds is None:
+            return (
+                f"{metric} was not back in its baseline band by the end of the "
+                f"{self.watched:.0f}s recovery phase in trial {self.trial}"
+            )
+        return (
+            f"{metric} took {self.seconds:.1f}s to recover in trial {self.trial}, beyond "
+            f"recover_within ({given})"
+        )
+
+
+@dataclass(frozen=True)
+class MetricRecovery:
+    """One metric's recovery over every trial, or why it could not be measured."""
+
+    metric: str
+    trials: list[TrialRecovery]
+    summary: TrialSummary | None
+    reason: str | None = None
+    """Why recovery was not measured (no baseline data, no recovery phase)."""
+
+    def failures(self) -> list[TrialRecovery]:
+        return [t for t in self.trials if not t.recovered]
+
+    def to_json(self) -> dict[str, Any]:
+        if self.summary is None:
+            return {"reason": self.reason or "not measured"}
+        return {
+            **asdict(self.summary),
+            "deadline": self.trials[0].deadline if self.trials else None,
+            "trials": [
+                {
+                    "trial": t.trial,
+                    "seconds": t.seconds,
+                    "recovered": t.recovered,
+                    "out_at_revert": t.out_at_revert,
+                    "watched": t.watched,
+                }
+                for t in self.trials
+            ],
+        }
+
+
+def judge_recovery(
+    experiment: Experiment,
+    samples: RequestSamples,
+    baseline: tuple[float, float],
+    trials: list[Window],
+    *,
+    concurrent: bool,
+    probes: dict[str, ProbeSeries] | None = None,
+) -> dict[str, MetricRecovery]:
+    """Each metric's recovery in every trial (request metrics: the experiment group when there
+    is a concurrent control)."""
+    hypothesis = experiment.hypothesis
+    hold_seconds = experiment.recovery_hold().nanoseconds / 1e9
+    given = hypothesis.recover_within
+    found: dict[str, MetricRecovery] = {}
+    if experiment.phases.recovery.nanoseconds == 0 or not trials:
+        why = "no recovery phase" if trials else "no trial finished"
+        return {m.name: MetricRecovery(m.name, [], None, why) for m in experiment.steady_state}
+    for metric in experiment.steady_state:
+        series = _Series.of(experiment, metric, samples, probes or {}, concurrent)
+        if series is None:
+            found[metric.name] = MetricRecovery(metric.name, [], None, "the probe was never read")
+            continue
+        if not series.has_baseline(*baseline):
+            found[metric.name] = MetricRecovery(
+                metric.name, [], None, "fewer than 3 baseline windows with data"
+            )
+            continue
+        results = []
+        for number, trial in enumerate(trials, start=1):
+            watched = trial.recovery_end - trial.fault_end
+            deadline = given.nanoseconds / 1e9 if given is not None else watched
+            times, flags, before = series.flags(trial, baseline, hypothesis.alpha)
+            out = was_outside(before, RELAPSE)
+            hold = max(1, math.ceil(hold_seconds / series.step - 1e-9))
+            seconds = None
+            if len(times):
+                seconds = recovered_at(
+                    times, flags, hold=hold, relapse=RELAPSE, outside_before=out, step=series.step
+                )
+            results.append(TrialRecovery(number, seconds, watched, deadline, out))
+        durations = [t.seconds if t.seconds is not None else t.watched for t in results]
+        summary = summarize_trials(
+            durations, [t.seconds is None for t in results], results[0].deadline
+        )
+        found[metric.name] = MetricRecovery(metric.name, results, summary)
+    return found
+
+
+class _Series:
+    """One metric cut into windows (one second, or one probe reading) and tested against the
+    baseline's band."""
+
+    def __init__(  # noqa: PLR0917 - built in one place, by of()
+        self,
+        metric: Metric,
+        samples: RequestSamples,
+        readings: ProbeSeries | None,
+        groups: list[str] | None,
+        timeout: float,
+        step: float,
+        margins: Margins,
+    ) -> None:
+        self.margins = margins
+        self.metric = metric
+        self.samples = samples
+        self.readings = readings
+        self.groups = groups
+        self.timeout = timeout
+        self.step = step
+
+    @classmethod
+    def of(
+        cls,
+        experiment: Experiment,
+        metric: Metric,
+        samples: RequestSamples,
+        probes: dict[str, ProbeSeries],
+        concurrent: bool,
+    ) -> _Series | None:
+        timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
+        margins = experiment.hypothesis.margins
+        if isinstance(metric, ProbeMetric):
+            readings = probes.get(metric.name)
+            if readings is None or not len(readings):
+                return None
+            return cls(metric, samples, readings, None, timeout, metric.interval.seconds, margins)
+        groups = ["experiment"] if concurrent else None
+        return cls(metric, samples, None, groups, timeout, 1.0, margins)
+
+    def has_baseline(self, start: float, end: float) -> bool:
+        if self.readings is not None:
+            readings = self.readings.window(start, end).value
+            return int(np.count_nonzero(~np.isnan(readings))) >= 3
+        if isinstance(self.metric, ErrorRateMetric):
+            _, _, totals = per_second_counts(self.metric, self.samples, start, end, self.groups)
+            return sum(1 for n in totals if n) >= 3
+        _, values = self._values(start, end)
+        return sum(1 for v in values if not math.isnan(v)) >= 3
+
+    def flags(
+        self, trial: Window, baseline: tuple[float, float], alpha: float
+    ) -> tuple[list[float], NDArray[np.float64], NDArray[np.float64]]:
+        """(window ends since the revert, flags for the recovery phase, flags for the last
+        windows before the revert)."""
+        lead = RELAPSE * self.step
+        start, end = trial.fault_end, trial.recovery_end
+        if self.readings is not None:
+            return self._probe_flags(trial, baseline, alpha, lead)
+        worse_up = self.metric.direction != "decrease"
+        if isinstance(self.metric, ErrorRateMetric):
+            metric, groups = self.metric, self.groups
+            _, be, bn = per_second_counts(metric, self.samples, *baseline, groups)
+            _, pe, pn = per_second_counts(metric, self.samples, start - lead, start, groups)
+            times, re, rn = per_second_counts(metric, self.samples, start, end, groups)
+            rate = sum(be) / max(sum(bn), 1)
+            margin = judged_margin(metric, np.array([rate]), self.margins)
+            if margin is None:  # the statistics' default: max(0.05 points, half the rate)
+                margin = max(0.0005, 0.5 * rate)
+            flags = outside_rate([*pe, *re], [*pn, *rn], be, bn, alpha=alpha, margin=margin)
+            return times, flags[len(pe) :], flags[: len(pe)]
+        _, base = self._values(*baseline)
+        _, prior = self._values(start - lead, start)
+        times, values = self._values(start, end)
+        known = [v for v in base if not math.isnan(v)]
+        share = margin_share(self.metric, self.margins) or 0.0
+        banded = outside_band(
+            [*prior, *values],
+            known,
+            alpha=alpha,
+            higher_is_worse=worse_up,
+            floor=abs(float(np.median(known))) * share,  # a change the metric's margin allows
+        )
+        return times, banded[len(prior) :], banded[: len(prior)]
+
+    def _values(self, start: float, end: float) -> tuple[list[float], list[float]]:
+        return per_second(self.metric, self.samples, start, end, self.groups, timeout=self.timeout)
+
+    def _probe_flags(
+        self, trial: Window, baseline: tuple[float, float], alpha: float, lead: float
+    ) -> tuple[list[float], NDArray[np.float64], NDArray[np.float64]]:
+        assert self.readings is not None
+        assert isinstance(self.metric, ProbeMetric)
+        metric = self.metric
+        start, end = trial.fault_end, trial.recovery_end
+        after = self.readings.window(start, end)
+        prior = self.readings.window(start - lead, start).value
+        times = [float(t) - start + self.step for t in after.time]
+        values = np.concatenate([prior, after.value])
+        if metric.min is not None or metric.max is not None:
+            low = -math.inf if metric.min is None else metric.min
+            high = math.inf if metric.max is None else metric.max
+            with np.errstate(invalid="ignore"):
+                flags = ((values < low) | (values > high)).astype(float)
+            flags[np.isnan(values)] = math.nan
+        else:
+            base = self.readings.window(*baseline).value
+            known = base[~np.isnan(base)]
+            share = float(metric.margin.percent) / 100 if metric.margin is not None else 0.0
+            flags = outside_band(
+                values,
+                known,
+                alpha=alpha,
+                higher_is_worse=metric.direction != "decrease",
+                floor=abs(float(np.median(known))) * share,
+            )
+        return times, flags[prior.size :], flags[: prior.size]
