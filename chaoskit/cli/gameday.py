@@ -29,6 +29,7 @@ _EXIT = {
     "refused": ExitCode.INVALID,
     "aborted": ExitCode.ABORTED,
     "inconclusive": ExitCode.INCONCLUSIVE,
+    "not_steady": ExitCode.NOT_STEADY,
 }
 
 PolicyOption = Annotated[

@@ -25,8 +25,9 @@ def run(
 ) -> None:
     """Run an experiment: bring the system up, inject, observe, revert, judge, tear down.
 
-    Exit 0 held, 1 deviated, 2 refused before anything was touched, 3 aborted by the safety
-    valve (after every fault was reverted), 4 inconclusive, 70 error.
+    Exit 0 held, 1 deviated (a metric beyond its margin or limit, or not back in time), 2
+    refused before anything was touched, 3 aborted by the safety valve (after every fault was
+    reverted), 4 inconclusive, 5 not steady before any fault (nothing injected), 70 error.
     """
     import asyncio
 
@@ -80,17 +81,22 @@ def run(
         raise typer.Exit(ExitCode.INTERNAL) from None
     result = outcome.result
     verdict = result.get("verdict") or {}
+    from ..report.words import recovery_in_words, valve_in_words
+
     typer.echo(f"{experiment.name}: {outcome.verdict}")
-    if result.get("safety"):
+    steady = result.get("steady_state") or {}
+    for problem in steady.get("problems") or []:
+        typer.echo(f"  not steady before any fault: {problem}")
+    if result.get("safety") and outcome.verdict != "not_steady":
         typer.echo(f"  aborted: {result['safety']['detail']} (every fault was reverted first)")
     if result.get("error"):
         typer.echo(f"  error: {result['error']}")
     for metric in verdict.get("metrics", []):
         typer.echo(f"  {metric['metric']}: {metric['verdict']} — {metric['reason']}")
-    for name, ttr in (verdict.get("recovery") or {}).items():
-        if "median" in ttr:
-            shown = "not recovered" if ttr["median"] is None else f"{ttr['median']:.1f}s"
-            typer.echo(f"  time to recovery ({name}): {shown}")
+    for line in recovery_in_words(result):
+        typer.echo(f"  recovery: {line}")
+    for line in valve_in_words(result):
+        typer.echo(f"  safety valve: {line}")
     typer.echo(f"  result: {outcome.run_dir / 'result.json'}")
     from ..report import ReportError, write_reports
 

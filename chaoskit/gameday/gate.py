@@ -10,7 +10,7 @@ from .history import RunRecord
 
 __all__ = ["GateDecision", "compare_runs"]
 
-_RANK = {"held": 0, "inconclusive": 1, "deviated": 2, "aborted": 3, "error": 4}
+_RANK = {"held": 0, "inconclusive": 1, "deviated": 2, "aborted": 3, "not_steady": 3, "error": 4}
 """Outcomes from best to worst."""
 
 

@@ -13,9 +13,10 @@ __all__ = ["ending", "notify"]
 
 
 def ending(day: DayResult) -> str:
-    """deviation, abort or error (the worst that happened), else finish."""
+    """deviation, abort or error (the worst that happened), else finish. A system found not
+    steady before its fault counts as a deviation: its steady state did not hold."""
     outcomes = {e.outcome for e in day.experiments}
-    if "deviated" in outcomes:
+    if outcomes & {"deviated", "not_steady"}:
         return "deviation"
     if "aborted" in outcomes:
         return "abort"

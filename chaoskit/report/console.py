@@ -75,7 +75,9 @@ class RunConsole:
             metrics.add_row(name, *(_shown(values.get(g), name) for g in groups))
         faults = now["faults"] or ["none"]
         valve = now["valve"]
-        style = "green" if valve == "armed" else "bold red"
+        style = (
+            "green" if valve == "armed" else "yellow" if valve.startswith("armed") else "bold red"
+        )
         return Group(
             head,
             metrics,

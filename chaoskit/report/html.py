@@ -11,12 +11,12 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..load import RequestSamples
-from ..model import Experiment
+from ..model import Experiment, Metric
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric
 from ..runner.measure import per_second
 from ..safety.valve import threshold_value
 from .plots import Timeline, svg_timeline
-from .words import headline
+from .words import headline, recovery_trials, seconds
 
 __all__ = ["render_html"]
 
@@ -46,7 +46,6 @@ def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]
     if not phases:
         return []
     t0 = phases[0]["start"]
-    t_end = phases[-1]["end"]
     spans = [(p["phase"], p["start"] - t0, p["end"] - t0) for p in phases]
     events = result.get("faults") or []
     injects = [e["at"] - t0 for e in events if e["event"] == "inject"]
@@ -54,7 +53,8 @@ def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]
     verdict = result.get("verdict") or {}
     concurrent = verdict.get("comparison") == "concurrent"
     samples = RequestSamples.from_json(result["samples"]) if result.get("samples") else None
-    recovery_starts = [p["start"] - t0 for p in phases if p["phase"] == "recovery"]
+    recoveries = [(p["start"] - t0, p["end"] - t0) for p in phases if p["phase"] == "recovery"]
+    timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
     found = []
     for metric in experiment.steady_state:
         unit, factor = _unit(metric)
@@ -67,15 +67,17 @@ def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]
         elif samples is not None:
             for group in ("experiment", "control") if concurrent else ("all",):
                 groups = None if group == "all" else [group]
-                times, values = per_second(metric, samples, t0, t_end, groups)
-                series[group] = (times, [v * factor for v in values])
+                times, values = _phase_seconds(metric, samples, phases, groups, timeout)
+                series[group] = ([t - t0 for t in times], [v * factor for v in values])
         ttr = (verdict.get("recovery") or {}).get(metric.name) or {}
+        trials = recovery_trials(ttr) if not ttr.get("reason") else []
         recovered = [
-            start + duration
-            for start, duration, censored in zip(
-                recovery_starts, ttr.get("durations", []), ttr.get("censored", []), strict=False
-            )
-            if not censored
+            start + t["seconds"]
+            for (start, _), t in zip(recoveries, trials, strict=False)
+            if t["seconds"] is not None
+        ]
+        not_back = [
+            end for (_, end), t in zip(recoveries, trials, strict=False) if not t["recovered"]
         ]
         limits = [
             (f"SLO {side}", threshold_value(value) * factor)
@@ -90,8 +92,33 @@ def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]
                         limits.append((f"abort {side}", threshold_value(value) * factor))
         title = f"{metric.name} ({metric.of}"
         title += f", p{round(metric.quantile * 100)})" if isinstance(metric, LatencyMetric) else ")"
-        found.append(Timeline(title, unit, series, spans, injects, reverts, recovered, limits))
+        found.append(
+            Timeline(
+                title, unit, series, spans, injects, reverts, recovered, limits,
+                not_recovered=not_back, steps=not isinstance(metric, ProbeMetric),
+            )
+        )  # fmt: skip
     return found
+
+
+def _phase_seconds(
+    metric: Metric,
+    samples: RequestSamples,
+    phases: list[dict[str, Any]],
+    groups: list[str] | None,
+    timeout: float,
+) -> tuple[list[float], list[float]]:
+    """The metric per second, each phase cut from its own start — the windows recovery is
+    judged on — as (window starts, values)."""
+    times: list[float] = []
+    values: list[float] = []
+    for phase in phases:
+        ends, part = per_second(
+            metric, samples, phase["start"], phase["end"], groups, timeout=timeout
+        )
+        times += [phase["start"] + end - 1.0 for end in ends]
+        values += part
+    return times, values
 
 
 def render_html(result: dict[str, Any]) -> str:
@@ -113,6 +140,11 @@ def render_html(result: dict[str, Any]) -> str:
         "metrics": verdict.get("metrics", []),
         "not_judged": verdict.get("not_judged", {}),
         "recovery": verdict.get("recovery", {}),
+        "late": verdict.get("recovery_failures") or [],
+        "conditions": (result.get("valve") or {}).get("conditions", []),
+        "steady": result.get("steady_state"),
+        "trials_of": recovery_trials,
+        "seconds": seconds,
         "written": (result.get("source") or {}).get("text")
         or yaml.safe_dump(result["experiment"], sort_keys=False, allow_unicode=True),
         "source": (result.get("source") or {}).get("path"),

@@ -1,6 +1,7 @@
 """``junit.xml``: a run as JUnit test cases, for CI systems that show them — one per metric and
 one per metric and trial for time to recovery. DEVIATED and a trial that did not recover in
-time are failures, INCONCLUSIVE is skipped (with why), an aborted or failed run is an error."""
+time are failures, INCONCLUSIVE is skipped (with why), a system not steady before its fault is
+a failure, an aborted or failed run is an error."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
-from .words import faults_in_words
+from .words import faults_in_words, recovery_trials
 
 __all__ = ["render_junit"]
 
@@ -51,38 +52,27 @@ def _metric_cases(result: dict[str, Any], suite: str) -> list[ET.Element]:
 
 
 def _recovery_cases(result: dict[str, Any], suite: str) -> list[ET.Element]:
+    """A case per metric and trial, failing exactly where the run's verdict counts it."""
     verdict = result.get("verdict") or {}
-    deadline = (result["experiment"].get("hypothesis") or {}).get("recover_within")
-    limit = _duration(deadline)
+    late = {(f["metric"], f["trial"]): f["reason"] for f in verdict.get("recovery_failures", [])}
     cases = []
     for name, ttr in (verdict.get("recovery") or {}).items():
-        for trial, (seconds, censored) in enumerate(
-            zip(ttr.get("durations", []), ttr.get("censored", []), strict=False), start=1
-        ):
+        for trial in recovery_trials(ttr):
+            seconds = trial["seconds"]
             case = ET.Element(
                 "testcase",
-                name=f"{name} recovers (trial {trial})",
+                name=f"{name} recovers (trial {trial['trial']})",
                 classname=suite,
-                time=_seconds(seconds),
+                time=_seconds(trial["watched"] if seconds is None else seconds),
             )
-            if censored:
-                ET.SubElement(case, "failure", type="not_recovered",
-                              message=f"{name} had not recovered {seconds:.1f} s after the revert, "
-                              "at the end of the recovery phase")  # fmt: skip
-            elif limit is not None and seconds > limit:
-                ET.SubElement(case, "failure", type="slow_recovery",
-                              message=f"{name} recovered in {seconds:.1f} s, beyond "
-                              f"recover_within ({deadline})")  # fmt: skip
+            why = late.get((name, trial["trial"]))
+            if why is None and not trial["recovered"]:  # a result file older than the record
+                why = f"{name} had not recovered at the end of the recovery phase"
+            if why is not None:
+                kind = "not_recovered" if seconds is None else "slow_recovery"
+                ET.SubElement(case, "failure", type=kind, message=why)
             cases.append(case)
     return cases
-
-
-def _duration(text: Any) -> float | None:
-    if text is None:
-        return None
-    from ..units import Duration  # noqa: PLC0415
-
-    return Duration.parse(str(text)).nanoseconds / 1e9
 
 
 def render_junit(result: dict[str, Any]) -> str:
@@ -90,6 +80,15 @@ def render_junit(result: dict[str, Any]) -> str:
     name = str(result["experiment"]["name"])
     suite = f"chaoskit.{name}"
     cases = _metric_cases(result, suite) + _recovery_cases(result, suite)
+    if result.get("outcome") == "not_steady":
+        case = ET.Element("testcase", name="steady state before the fault", classname=suite)
+        problems = (result.get("steady_state") or {}).get("problems") or []
+        element = ET.SubElement(
+            case, "failure", type="not_steady",
+            message="not steady before any fault; nothing was injected: " + "; ".join(problems),
+        )  # fmt: skip
+        element.text = "\n".join(problems)
+        cases.insert(0, case)
     if result.get("outcome") in ("aborted", "error"):
         case = ET.Element("testcase", name="run", classname=suite)
         safety = result.get("safety") or {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .words import headline
+from .words import headline, recovery_in_words, valve_in_words
 
 __all__ = ["render_markdown"]
 
@@ -32,9 +32,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"{interval} | {_number(m.get('margin'))} |"
             )
         lines.append("")
-    for metric, ttr in (verdict.get("recovery") or {}).items():
-        if "median" in ttr:
-            median = "not recovered" if ttr["median"] is None else f"{ttr['median']:.1f} s"
-            lines.append(f"- time to recovery ({metric}): {median}")
+    for problem in (result.get("steady_state") or {}).get("problems") or []:
+        lines.append(f"- not steady before any fault: {problem}")
+    lines += [f"- recovery: {line}" for line in recovery_in_words(result)]
+    lines += [f"- safety valve: {line}" for line in valve_in_words(result)]
     lines += ["", f"Run `{result['run']}`, exit code {result['exit_code']}."]
     return "\n".join(lines).rstrip() + "\n"

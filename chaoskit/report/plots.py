@@ -29,6 +29,11 @@ class Timeline:
     """When each trial's metric came back to its baseline band."""
     limits: list[tuple[str, float]] = field(default_factory=list)
     """Horizontal lines (label, value), e.g. an SLO or an abort threshold."""
+    not_recovered: list[float] = field(default_factory=list)
+    """The end of each recovery phase in which the metric was not back in time."""
+    steps: bool = False
+    """Series are per-window values at window starts, drawn as steps (a value holds for its
+    whole window, so a recovery marker at a window's start sits on the window back in band)."""
 
 
 def svg_timeline(timeline: Timeline) -> str:
@@ -48,13 +53,18 @@ def svg_timeline(timeline: Timeline) -> str:
             axes.axvspan(start, end, color=_SHADES[name], alpha=0.13, lw=0, label=label)
             shaded.add(name)
     for group, (times, values) in timeline.series.items():
-        axes.plot(times, values, color=_LINES.get(group, "#555"), lw=1.4, label=group)
+        style = {"drawstyle": "steps-post"} if timeline.steps else {}
+        axes.plot(times, values, color=_LINES.get(group, "#555"), lw=1.4, label=group, **style)
     for i, at in enumerate(timeline.injects):
         axes.axvline(at, color="#e8505b", lw=1.0, ls="--", label="inject" if i == 0 else None)
     for i, at in enumerate(timeline.reverts):
         axes.axvline(at, color="#3fb68b", lw=1.0, ls="--", label="revert" if i == 0 else None)
     for i, at in enumerate(timeline.recovered):
         axes.axvline(at, color="#1b7f5b", lw=1.6, label="recovered" if i == 0 else None)
+    for i, at in enumerate(timeline.not_recovered):
+        axes.axvline(
+            at, color="#c0392b", lw=1.6, ls=":", label="not back in time" if i == 0 else None
+        )
     for label, value in timeline.limits:
         if math.isfinite(value):
             axes.axhline(value, color="#7a5195", lw=1.0, ls=":", label=label)

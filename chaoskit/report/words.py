@@ -4,15 +4,95 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["faults_in_words", "headline"]
+__all__ = [
+    "faults_in_words",
+    "headline",
+    "recovery_in_words",
+    "recovery_trials",
+    "seconds",
+    "valve_in_words",
+]
 
 _OUTCOME = {
     "held": "HELD",
     "deviated": "DEVIATED",
     "inconclusive": "INCONCLUSIVE",
     "aborted": "ABORTED",
+    "not_steady": "NOT STEADY",
     "error": "ERROR",
 }
+
+
+def seconds(value: float | None) -> str:
+    """A duration for people: '0 s' only for exactly zero, milliseconds below a second."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "0 s"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def recovery_trials(ttr: dict[str, Any]) -> list[dict[str, Any]]:
+    """A metric's per-trial recovery: ``trial``, ``seconds`` (None: not back), ``recovered``
+    (within the deadline) and ``watched`` — also from result files older than the per-trial
+    record, where a trial counted as recovered unless censored."""
+    if "trials" in ttr:
+        trials: list[dict[str, Any]] = ttr["trials"]
+        return trials
+    return [
+        {"trial": i, "seconds": None if censored else seconds, "recovered": not censored,
+         "watched": seconds, "out_at_revert": None}
+        for i, (seconds, censored) in enumerate(
+            zip(ttr.get("durations", []), ttr.get("censored", []), strict=False), start=1
+        )
+    ]  # fmt: skip
+
+
+def recovery_in_words(result: dict[str, Any]) -> list[str]:
+    """One line per metric and trial: how long it took to be back, or why it counts against
+    the run."""
+    verdict = result.get("verdict") or {}
+    lines = []
+    for name, ttr in (verdict.get("recovery") or {}).items():
+        if ttr.get("reason"):
+            lines.append(f"{name}: recovery not measured ({ttr['reason']})")
+            continue
+        for trial in recovery_trials(ttr):
+            where = f"{name}, trial {trial['trial']}"
+            if trial["seconds"] is None:
+                lines.append(f"{where}: NOT RECOVERED by the end of the recovery phase")
+            elif not trial["recovered"]:
+                lines.append(
+                    f"{where}: recovered in {seconds(trial['seconds'])}, beyond the "
+                    f"{seconds(ttr.get('deadline'))} allowed"
+                )
+            elif trial["seconds"] == 0:
+                lines.append(f"{where}: never left its baseline band")
+            else:
+                lines.append(f"{where}: recovered in {seconds(trial['seconds'])}")
+    return lines
+
+
+def valve_in_words(result: dict[str, Any]) -> list[str]:
+    """One line per abort condition: what it watched and why it did or did not fire."""
+    lines = []
+    for c in (result.get("valve") or {}).get("conditions", []):
+        need = c["for"]
+        if c["tripped"]:
+            state = "FIRED"
+        elif c["longest_breach"] > 0:
+            state = (
+                f"did not fire: longest breach {seconds(c['longest_breach'])} of the "
+                f"{seconds(need)} needed"
+            )
+        elif c["checks"] and c["unknown"] == c["checks"]:
+            state = "did not fire: its data never told (no outcome seen)"
+        else:
+            state = "did not fire: never beyond its limit"
+        worst = c.get("worst_shown") or (None if c.get("worst") is None else f"{c['worst']:.4g}")
+        worst = "" if worst is None else f"; worst {worst}"
+        lines.append(f"{c['condition']} ({c['watched']}): {state}{worst}")
+    return lines
 
 
 def faults_in_words(result: dict[str, Any]) -> str:
@@ -34,15 +114,25 @@ def headline(result: dict[str, Any]) -> tuple[str, str]:
     verdict = result.get("verdict") or {}
     faults = faults_in_words(result)
     metrics = verdict.get("metrics", [])
+    late = sorted({f["metric"] for f in verdict.get("recovery_failures") or []})
     if outcome == "held":
         text = (
-            f"The steady state held through {faults}: every judged metric stayed inside its margin."
+            f"The steady state held through {faults}: every judged metric stayed inside its "
+            "margin and was back in time."
         )
     elif outcome == "deviated":
         bad = [m["metric"] for m in metrics if m["verdict"] == "deviated"]
+        parts = []
+        if bad:
+            parts.append(f"{', '.join(bad)} changed beyond the margin")
+        if late:
+            parts.append(f"{', '.join(late)} did not recover in time")
+        text = f"The steady state deviated under {faults}: {'; '.join(parts) or 'see below'}."
+    elif outcome == "not_steady":
+        problems = (result.get("steady_state") or {}).get("problems") or []
         text = (
-            f"The steady state deviated under {faults}: {', '.join(bad) or 'the overall score'} "
-            "changed beyond the margin."
+            "The system was not in its steady state before any fault, so nothing was "
+            f"injected: {'; '.join(problems) or 'see below'}."
         )
     elif outcome == "inconclusive":
         text = (
