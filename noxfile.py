@@ -25,6 +25,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def outage(session: nox.Session) -> None:
+    """The outage matrix: `chaoskit run` against a real service that breaks in every way, each
+    row with and without a safety valve and a concurrent control group (several minutes)."""
+    session.install("-e", ".[test]")
+    default = ["-m", "outage", "--numprocesses=2", "tests/outage"]
+    session.run("pytest", *(session.posargs or default))
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.6,<1")
