@@ -34,6 +34,7 @@ from ..safety.policy import Policy
 from ..safety.valve import Trip, Valve
 from . import watchdog
 from .fronts import FrontError, Fronts, fronted_keys, place_fronts
+from .groups import GroupTagger
 from .journal import Journal, find_stale
 from .plan import PlannedFault, PreflightError, check_reachable, plan_faults
 from .result import outcome_of, result_document
@@ -68,37 +69,6 @@ class _State:
     phases: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _GroupOf:
-    """Tags an answer by the target its group header names; an answer without the header is
-    left to the samples' fallback group (with a concurrent control: ``experiment``). Keeps the
-    values it saw, to say what the header named when it never names a target."""
-
-    def __init__(self, hit: set[str], control: set[str]) -> None:
-        self.hit = hit
-        self.control = control
-        self.seen: set[str] = set()
-
-    def __call__(self, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if len(self.seen) < 20:
-            self.seen.add(value)
-        return "experiment" if value in self.hit else "control"
-
-    def check(self, samples: RequestSamples, baseline: tuple[float, float], header: str) -> None:
-        """Refuse (before any fault) a concurrent run whose groups got no answer in the
-        baseline: the header does not carry the target names, so no comparison is possible."""
-        for group, names in (("experiment", self.hit), ("control", self.control)):
-            if not len(samples.window(*baseline, group=group).of_answered()):
-                named = ", ".join(sorted(self.seen)) or "nothing (no answer carried it)"
-                raise PreflightError(
-                    f"no answer in the baseline named a target of the {group} group "
-                    f"({', '.join(sorted(names))}) in its {header} header, which named: "
-                    f"{named}; make {header} carry the target's name, or drop "
-                    "load.group_header to compare the fault phase with the baseline"
-                )
-
-
 class _Run:
     def __init__(
         self,
@@ -121,7 +91,7 @@ class _Run:
         self.probes: dict[str, ProbeSeries] = {}
         self.watch = RunWatch(experiment, self.samples, self.probes)
         self.steady: SteadyCheck | None = None
-        self.group_of: _GroupOf | None = None
+        self.group_of: GroupTagger | None = None
         self.concurrent = False
         self.live: RunningSystem | None = None
         self.fronts = Fronts()
@@ -448,7 +418,7 @@ async def run_experiment(
                 and experiment.hypothesis.comparison != "before_after"
             )
             state.set_concurrent(concurrent)
-            state.group_of = _GroupOf(hit, control) if concurrent else None
+            state.group_of = GroupTagger(hit, control) if concurrent else None
             generator = LoadGenerator(load, group_of=state.group_of, samples=state.samples)
             samplers = state.samplers(live.ports)  # a probe that can never work stops us here
             load_task = asyncio.create_task(generator.run())
