@@ -23,11 +23,18 @@ from chaoskit.stats import (
     ErrorRateMixture,
     LatencyMSPRT,
     Verdict,
+    beyond_limit,
     compare,
     judge_experiment,
+    outside_rate,
+    recovered_at,
     recovery_time,
+    shown_beyond_margin,
     summarize_trials,
 )
+
+TIMEOUT = 2.0
+"""The load's timeout in the outage rows: a failed request counts at it."""
 
 
 def share(runs: int, trial: Callable[[np.random.Generator], bool], seed: int) -> float:
@@ -109,6 +116,78 @@ def km_covers(rng: np.random.Generator) -> bool:
     return low <= 20 * math.log(2) <= high
 
 
+def errors_a_a(rng: np.random.Generator) -> bool:
+    """1 % errors in both windows: 3000 baseline and 1500 fault-phase requests (50/s for a
+    minute and half a minute). With a handful of expected errors the test is conservative."""
+    c, t = rng.random(3000) < 0.01, rng.random(1500) < 0.01
+    return compare(c, t, kind="error_rate").verdict is Verdict.DEVIATED
+
+
+def errors_false_held(rng: np.random.Generator) -> bool:
+    """The control at 1 %, the fault phase exactly on the default margin (+0.5 points)."""
+    c, t = rng.random(4000) < 0.01, rng.random(4000) < 0.015
+    return compare(c, t, kind="error_rate", margin=0.005).verdict is Verdict.HELD
+
+
+def outage(share: float) -> Callable[[np.random.Generator], bool]:
+    """A healthy baseline (0.1 % errors), then ``share`` of requests failing."""
+
+    def trial(rng: np.random.Generator) -> bool:
+        c, t = rng.random(600) < 0.001, rng.random(300) < share
+        return compare(c, t, kind="error_rate").verdict is Verdict.DEVIATED
+
+    return trial
+
+
+def timeouts(rng: np.random.Generator) -> bool:
+    """Half the fault phase's requests time out and count at the timeout."""
+    treated = np.where(rng.random(300) < 0.5, TIMEOUT, latency(rng, 300))
+    judged = compare(latency(rng, 600), treated, kind="latency", ceiling=TIMEOUT)
+    return judged.verdict is Verdict.DEVIATED
+
+
+def broken_baseline(rng: np.random.Generator) -> bool:
+    """A baseline at 30 % errors against a declared max of 1 %: caught before any fault."""
+    return beyond_limit(rng.random(600) < 0.3, 0.01, side="above").broken
+
+
+def healthy_baseline_refused(rng: np.random.Generator) -> bool:
+    """A healthy baseline (0.5 % errors, max 1 %; AR(1) 0.9 latency with spikes) taken for
+    not steady: by its limit, by "most requests failed", or by drift within it."""
+    errors = rng.random(600) < 0.005
+    if beyond_limit(errors, 0.01, side="above").broken:
+        return True
+    if beyond_limit(errors, 0.5, side="above").broken:
+        return True
+    lat = latency(rng, 600, phi=0.9, spikes=0.03)
+    drift = compare(lat[:300], lat[300:], kind="latency", margin=1.1, alpha=0.001)
+    return shown_beyond_margin(drift)
+
+
+def limit_at_the_slo(rng: np.random.Generator) -> bool:
+    """The fault phase exactly at its SLO (1 %): taken as broken."""
+    return beyond_limit(rng.random(1500) < 0.01, 0.01, side="above").broken
+
+
+def flapping_recovered_early(rng: np.random.Generator) -> bool:
+    """Errors at 50 requests/s: out for 2 s, back 2 s, out 2 s, then healthy from 6 s on. Read
+    as back before 6 s (the short return counted as recovery)?"""
+    base_k = rng.binomial(50, 0.002, 30)
+    bad = [1, 1, 0, 0, 1, 1] + [0] * 14
+    k = np.where(np.array(bad) == 1, rng.binomial(50, 0.5, 20), rng.binomial(50, 0.002, 20))
+    flags = outside_rate(k, [50] * 20, base_k, [50] * 30)
+    found = recovered_at(np.arange(1.0, 21.0), flags, hold=3)
+    return found is None or found < 6.0
+
+
+def healthy_recovery_late(rng: np.random.Generator) -> bool:
+    """A recovery phase with nothing wrong (0.2 % errors, as in the baseline): read as out at
+    some point (a false relapse that would delay or deny recovery)?"""
+    flags = outside_rate(rng.binomial(50, 0.002, 20), [50] * 20, rng.binomial(50, 0.002, 30),
+                         [50] * 30)  # fmt: skip
+    return recovered_at(np.arange(1.0, 21.0), flags, hold=3) != 0.0
+
+
 ROWS: list[tuple[str, Callable[[np.random.Generator], bool], str]] = [
     ("A/A false DEVIATED, lognormal", aa(0.0, 0.0), "0.03-0.07"),
     ("A/A false DEVIATED, 3% 10x spikes", aa(0.0, 0.03), "0.03-0.07"),
@@ -129,6 +208,16 @@ ROWS: list[tuple[str, Callable[[np.random.Generator], bool], str]] = [
     ("error mixture false DEVIATED, 100 looks", mixture_false, "<= 0.05"),
     ("recovery time within 10 s of the truth", recovery_close, ">= 0.95"),
     ("Kaplan-Meier median interval covers (~25% censored)", km_covers, "0.93-0.985"),
+    ("A/A false DEVIATED, error rate 1%, n 3000/1500", errors_a_a, "0.03-0.07"),
+    ("false HELD, error rate on the +0.5 point margin", errors_false_held, "<= 0.065"),
+    ("total outage after a clean baseline: DEVIATED", outage(1.0), ">= 0.99"),
+    ("partial outage (30% failing): DEVIATED", outage(0.3), ">= 0.99"),
+    ("outage of timeouts (half at the timeout): latency DEVIATED", timeouts, ">= 0.99"),
+    ("broken baseline (30% errors, max 1%): not steady", broken_baseline, ">= 0.99"),
+    ("healthy baseline taken for not steady", healthy_baseline_refused, "<= 0.01"),
+    ("fault phase exactly at its SLO taken as broken", limit_at_the_slo, "<= 0.05"),
+    ("flapping recovery read as back too early", flapping_recovered_early, "<= 0.01"),
+    ("healthy recovery read as out (false relapse)", healthy_recovery_late, "<= 0.02"),
 ]
 
 
