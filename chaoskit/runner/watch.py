@@ -4,10 +4,12 @@
   deadline, and one waiting longer than a latency limit is known to be slower than it: an
   outage made of hangs is seen as soon as the data can show it, not when clients give up.
 - Request metrics are read over a trailing window of outcomes (``for`` clamped to 1–2 s, and
-  at least 20 requests' worth). A breach is dated back by the delay that window imposes on its
-  own (the limit's share of the window), but never before the first bad request in it, so a
-  hard outage trips ``for`` after its first failure, while brief bursts of a background error
-  rate do not.
+  at least 20 requests' worth). When that window goes beyond the limit while the latest
+  outcomes are an unbroken run of failures, the breach is dated from the first failure of the
+  run, so a hard outage trips ``for`` after its first failure whatever the window's own lag;
+  otherwise (a partial outage, noise) from the check that saw it. A breach has lasted until
+  its latest bad outcome: a burst that has ended does not go on lasting while the window
+  forgets it.
 - Without a concurrent control group, ``group: experiment`` watches every request: they are all
   exposed to the fault.
 
@@ -165,15 +167,15 @@ class RunWatch:
             return Reading(value, None)
         if float(np.mean(bad)) <= rule.share:
             return Reading(value, False)
-        first_bad = float(np.min(known[bad]))
-        return Reading(value, True, max(first_bad, now - rule.share * span))
+        return Reading(value, True, _run_start(known, bad), until=float(np.max(known[bad])))
 
     def _known_latency(
         self, metric: LatencyMetric, now: float, span: float, group: str | None, limit: float
     ) -> float | None:
         """The latency quantile over what is known of the window, as the valve judges it: the
         answers, and the requests already waiting longer than ``limit`` (at their age so far,
-        a lower bound) — so the value shown is beyond the limit exactly when the breach is."""
+        a lower bound) — so the value shown agrees with the breach (for people: the breach
+        itself is decided on the share of requests slower than the limit)."""
         answered = self._recent(now, span, group)
         waited = self._samples.waiting(now - span - self._timeout, now)
         if group not in (None, self._samples.fallback_group):
@@ -196,24 +198,38 @@ class RunWatch:
         return Reading(value, value > limit if above else value < limit)
 
     def _probe(self, metric: ProbeMetric, limit: float, above: bool) -> Reading:
+        """The latest reading against the limit; a failed reading (the probe got no answer)
+        counts as beyond it, as in the probe's verdict: a dead service fails its probes."""
         series = self._probes.get(metric.name)
         if series is None or not len(series):
-            return Reading(None, None)
+            return Reading(None, None)  # never read yet: it cannot tell
         values, times = series.value, series.time
+
+        def beyond(value: float) -> bool:
+            return math.isnan(value) or (value > limit if above else value < limit)
+
         latest = float(values[-1])
-        if math.isnan(latest):
-            return Reading(None, None)  # the last reading failed: it cannot tell
-        breached = latest > limit if above else latest < limit
-        if not breached:
-            return Reading(latest, False)
+        shown = None if math.isnan(latest) else latest
+        if not beyond(latest):
+            return Reading(shown, False)
         since = float(times[-1])
         for at, value in zip(times[::-1], values[::-1], strict=True):
-            if math.isnan(value):
-                continue
-            if not (value > limit if above else value < limit):
+            if not beyond(float(value)):
                 break
             since = float(at)
-        return Reading(latest, True, since)
+        return Reading(shown, True, since)
+
+
+def _run_start(known: NDArray[np.float64], bad: NDArray[np.bool_]) -> float | None:
+    """When the run of bad outcomes that ends now began (None: the last outcome was good, so
+    the breach is dated from the check that saw it)."""
+    order = np.argsort(known, kind="stable")
+    in_order = bad[order]
+    if not in_order[-1]:
+        return None
+    good = np.flatnonzero(~in_order)
+    first = int(good[-1]) + 1 if good.size else 0
+    return float(known[order][first])
 
 
 def _rule(metric: Metric, limit: float, above: bool) -> _Share:

@@ -35,11 +35,14 @@ class Reading:
     value: float | None
     """The metric now, in base units, for people (None: no data yet)."""
     breached: bool | None
-    """Beyond the limit now; None when the data cannot tell (no request has an outcome yet, the
-    probe's last reading failed): the breach clock then neither starts nor stops."""
+    """Beyond the limit now; None when the data cannot tell (no request has an outcome yet, a
+    probe was never read): the breach clock then neither starts nor stops."""
     since: float | None = None
     """When the breach began (monotonic), when the data knows: the outcome of the first bad
     request. None: from the first check that saw it."""
+    until: float | None = None
+    """The latest bad outcome the data shows (monotonic): a breach has lasted until then, not
+    until the trailing window forgets it. None: until now."""
 
 
 class Watch(Protocol):
@@ -99,7 +102,7 @@ class ConditionRecord:
     scope: str
     checks: int = 0
     unknown: int = 0
-    """Checks whose data could not tell (no outcome yet, a failed probe reading)."""
+    """Checks whose data could not tell (no request outcome yet, a probe never read)."""
     worst: float | None = None
     longest: float = 0.0
     """The longest breach seen, in seconds (the valve trips when it reaches ``for``)."""
@@ -122,7 +125,8 @@ class ConditionRecord:
             self.since = min(now, reading.since) if reading.since is not None else now
         if self.since is None:
             return None
-        lasted = max(0.0, now - self.since)
+        end = now if reading.until is None or reading.breached is None else min(now, reading.until)
+        lasted = max(0.0, end - self.since)
         self.longest = max(self.longest, lasted)
         return lasted
 

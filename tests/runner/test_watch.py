@@ -146,13 +146,12 @@ def test_throughput_is_not_judged_while_the_load_ramps_up() -> None:
     assert watch.read(condition, OUTAGE + 2.5).breached is True
 
 
-def test_a_failed_probe_reading_cannot_tell_and_a_breach_starts_at_its_first_reading() -> None:
+def test_a_failed_probe_reading_is_beyond_the_limit_and_a_breach_starts_at_its_first() -> None:
     exp = experiment({"metric": "up", "below": 1, "for": "1s"})
     [condition] = exp.safety.abort_when
     readings = ProbeSeries("up")
-    probes = {"up": readings}
-    watch = RunWatch(exp, RequestSamples(), probes)
-    assert watch.read(condition, 100.0).breached is None  # never read yet
+    watch = RunWatch(exp, RequestSamples(), {"up": readings})
+    assert watch.read(condition, 100.0).breached is None  # never read yet: it cannot tell
     for at, value in [(100.0, 1.0), (100.5, 0.0), (101.0, None), (101.5, 0.0)]:
         if value is None:
             readings.add(at, at, None, "timed out")
@@ -160,5 +159,27 @@ def test_a_failed_probe_reading_cannot_tell_and_a_breach_starts_at_its_first_rea
             readings.add(at, at, value)
     seen = watch.read(condition, 101.6)
     assert seen.breached and seen.since == 100.5
-    readings.add(102.0, 102.0, None, "timed out")
-    assert watch.read(condition, 102.1).breached is None
+    dead = ProbeSeries("up")
+    for at in (100.0, 100.5, 101.0):  # the service is gone: every reading fails
+        dead.add(at, at, None, "cannot connect")
+    seen = RunWatch(exp, RequestSamples(), {"up": dead}).read(condition, 101.1)
+    assert seen.breached and seen.since == 100.0 and seen.value is None
+
+
+def test_a_burst_shorter_than_for_does_not_trip() -> None:
+    """Half a second of refusals, then healthy again: the 1 s window stays above 20 % for
+    another 0.8 s, but the breach lasted 0.5 s."""
+    exp = experiment({"metric": "errors", "above": "20%", "for": "1s"})
+    samples = RequestSamples()
+    due = 100.0
+    while due < 130.0:
+        row = samples.reserve(due, due)
+        if OUTAGE <= due < OUTAGE + 0.5:
+            samples.finish(row, latency=0.002, error=ErrorClass.CONNECT)
+        else:
+            samples.finish(row, latency=0.005, status=200)
+        due = round(due + 0.05, 6)
+    assert trip_time(exp, samples, 105.0, 130.0) is None
+    longer = experiment({"metric": "errors", "above": "20%", "for": "400ms"})
+    tripped = trip_time(longer, samples, 105.0, 130.0)
+    assert tripped is not None and tripped <= OUTAGE + 0.5  # a breach that did last 400 ms
