@@ -139,6 +139,15 @@ def outage(share: float) -> Callable[[np.random.Generator], bool]:
     return trial
 
 
+def block(rng: np.random.Generator) -> bool:
+    """A fault shorter than its phase: a third of the fault phase's requests fail, in one
+    block, after a healthy baseline (errors)."""
+    cut = int(rng.integers(100, 200))
+    treated = np.r_[np.zeros(int(rng.integers(0, 100)), bool), np.ones(cut, bool)]
+    treated = np.r_[treated, rng.random(480 - treated.size) < 0.001]
+    return compare(rng.random(600) < 0.001, treated, kind="error_rate").verdict is Verdict.DEVIATED
+
+
 def timeouts(rng: np.random.Generator) -> bool:
     """Half the fault phase's requests time out and count at the timeout."""
     treated = np.where(rng.random(300) < 0.5, TIMEOUT, latency(rng, 300))
@@ -212,6 +221,7 @@ ROWS: list[tuple[str, Callable[[np.random.Generator], bool], str]] = [
     ("false HELD, error rate on the +0.5 point margin", errors_false_held, "<= 0.065"),
     ("total outage after a clean baseline: DEVIATED", outage(1.0), ">= 0.99"),
     ("partial outage (30% failing): DEVIATED", outage(0.3), ">= 0.99"),
+    ("outage in one block (a third of the phase): DEVIATED", block, ">= 0.99"),
     ("outage of timeouts (half at the timeout): latency DEVIATED", timeouts, ">= 0.99"),
     ("broken baseline (30% errors, max 1%): not steady", broken_baseline, ">= 0.99"),
     ("healthy baseline taken for not steady", healthy_baseline_refused, "<= 0.01"),

@@ -122,37 +122,53 @@ def check_limit(
     readings: NDArray[np.float64] | None = None,
     timeout: float,
     alpha: float,
+    baseline: Samples | NDArray[np.float64] | None = None,
 ) -> LimitFinding:
     """Test ``limit`` on windows of requests (request metrics; several trials' fault phases
-    count as one window) or on probe readings (their values, NaN where one failed)."""
-    metric, side = limit.metric, limit.side
+    count as one window) or on probe readings (their values, NaN where one failed). With
+    ``baseline`` (its requests, or its readings), the window is taken to be as bursty as the
+    baseline was, so that a block of failures reads as the breach it is."""
+    metric = limit.metric
     if isinstance(metric, ProbeMetric):
-        values = readings if readings is not None else np.array([])
-        with np.errstate(invalid="ignore"):
-            beyond = values > limit.value if side == "above" else values < limit.value
-        outside = np.isnan(values) | beyond
-        check = beyond_limit(outside, 0.5, side="above", alpha=alpha)
+        flags = _outside(limit, readings if readings is not None else np.array([]))
+        reference = _outside(limit, baseline) if isinstance(baseline, np.ndarray) else None
+        check = beyond_limit(flags, 0.5, side="above", alpha=alpha, reference=reference)
         return LimitFinding(limit, check)
     if requests is None:
         raise ValueError(f"metric {metric.name} is judged from requests: give them")
-    if isinstance(metric, LatencyMetric):
-        latency = _joined([w.censored_latencies(timeout) for w in requests])
-        if side == "above":
-            flags = latency > limit.value
-            share = 1 - metric.quantile
-        else:
-            flags = latency < limit.value
-            share = metric.quantile
-        return LimitFinding(limit, beyond_limit(flags, share, side="above", alpha=alpha))
-    if isinstance(metric, ErrorRateMetric):
-        errors = _joined([w.errors(metric.errors) for w in requests]).astype(bool)
-        if side == "above":
-            return LimitFinding(limit, beyond_limit(errors, limit.value, side="above", alpha=alpha))
-        check = beyond_limit(~errors, 1 - limit.value, side="above", alpha=alpha)
-        return LimitFinding(limit, check)
-    counts = _joined([w.throughput(1.0) for w in requests])
-    check = beyond_limit(counts, limit.value, side=side, alpha=alpha, share=False)
+    values, share, side, value = _request_values(limit, list(requests), timeout)
+    reference = None
+    if isinstance(baseline, Samples):
+        reference, *_ = _request_values(limit, [baseline], timeout)
+    check = beyond_limit(values, value, side=side, alpha=alpha, share=share, reference=reference)
     return LimitFinding(limit, check)
+
+
+def _outside(limit: Limit, readings: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Probe readings beyond the limit; a failed reading counts as beyond."""
+    with np.errstate(invalid="ignore"):
+        beyond = readings > limit.value if limit.side == "above" else readings < limit.value
+    outside: NDArray[np.bool_] = np.isnan(readings) | beyond
+    return outside
+
+
+def _request_values(
+    limit: Limit, windows: list[Samples], timeout: float
+) -> tuple[NDArray[Any], bool, Side, float]:
+    """What the limit test takes from request windows: (values, whether they are shares, the
+    side that breaks, the limit on their scale)."""
+    metric, side = limit.metric, limit.side
+    if isinstance(metric, LatencyMetric):
+        latency = _joined([w.censored_latencies(timeout) for w in windows])
+        if side == "above":
+            return latency > limit.value, True, "above", 1 - metric.quantile
+        return latency < limit.value, True, "above", metric.quantile
+    if isinstance(metric, ErrorRateMetric):
+        errors = _joined([w.errors(metric.errors) for w in windows]).astype(bool)
+        if side == "above":
+            return errors, True, "above", limit.value
+        return ~errors, True, "above", 1 - limit.value
+    return _joined([w.throughput(1.0) for w in windows]), False, side, limit.value
 
 
 def _joined(parts: list[NDArray[Any]]) -> NDArray[Any]:

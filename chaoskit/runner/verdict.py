@@ -18,7 +18,7 @@ import numpy as np
 
 from ..load import ProbeSeries, RequestSamples, Samples
 from ..model import Experiment, Metric
-from ..model.metrics import LatencyMetric, ProbeMetric
+from ..model.metrics import LatencyMetric, ProbeMetric, ThroughputMetric
 from ..stats import (
     Judgement,
     SequentialDecision,
@@ -67,7 +67,8 @@ def judge_run(
             judgement = _judge_probe(metric, series, baseline, trials, alpha)
             parts = [series.window(t.fault_start, t.fault_end).value for t in trials]
             readings = np.concatenate(parts) if parts else np.array([])
-            broken = judge.limits(metric, readings=readings)
+            before = series.window(*baseline).value
+            broken = judge.limits(metric, readings=readings, before=before)
         else:
             judgement = judge.compare(metric)
             broken = judge.limits(metric)
@@ -178,9 +179,14 @@ class _Judge:
             ceiling=self.timeout if kind == "latency" else None,
         )
 
-    def limits(self, metric: Metric, readings: Any = None) -> tuple[str, str] | None:
-        """("limit", why) when the fault phases clearly break a declared limit."""
-        group = "experiment" if self.concurrent else None
+    def limits(
+        self, metric: Metric, readings: Any = None, before: Any = None
+    ) -> tuple[str, str] | None:
+        """("limit", why) when the fault phases clearly break a declared limit (tested as if
+        as bursty as the baseline was)."""
+        # Throughput is the whole service's: its floor is judged on every request.
+        whole = isinstance(metric, ThroughputMetric)
+        group = "experiment" if self.concurrent and not whole else None
         for limit in declared_limits(metric):
             finding = check_limit(
                 limit,
@@ -188,6 +194,9 @@ class _Judge:
                 readings=readings,
                 timeout=self.timeout,
                 alpha=self.alpha,
+                baseline=before
+                if readings is not None
+                else self.samples.window(*self.baseline, group=group),
             )
             if finding.broken:
                 return "limit", f"the fault phase broke its declared limit: {finding.words()}"

@@ -79,7 +79,7 @@ class RunWatch:
         metric = self._metric(condition.metric)
         if isinstance(metric, ProbeMetric):
             return "probe readings"
-        group = self._group(condition.group)
+        group = self._group(condition.group, metric)
         return "all requests" if group is None else f"the {group} group"
 
     def read(self, condition: AbortCondition, now: float) -> Reading:
@@ -90,7 +90,7 @@ class RunWatch:
         if isinstance(metric, ProbeMetric):
             return self._probe(metric, limit, above)
         span = window_for(condition.for_.nanoseconds / 1e9, self._rate)
-        group = self._group(condition.group)
+        group = self._group(condition.group, metric)
         if isinstance(metric, ThroughputMetric):
             return self._throughput(limit, above, now, span, group)
         rule = _rule(metric, limit, above)
@@ -116,8 +116,13 @@ class RunWatch:
             raise KeyError(f"no steady-state metric called '{name}'")
         return metric
 
-    def _group(self, group: str) -> str | None:
+    def _group(self, group: str, metric: Metric | None = None) -> str | None:
+        """The sample group a condition reads: none (every request) for ``all``, for the
+        experiment group without a concurrent control, and for throughput's experiment group
+        (throughput is the whole service's: a group carries only its share of it)."""
         if group == "all" or (group == "experiment" and not self.concurrent):
+            return None
+        if group == "experiment" and isinstance(metric, ThroughputMetric):
             return None
         return group
 

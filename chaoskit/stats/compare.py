@@ -99,31 +99,41 @@ class _Case:
     def decide(  # noqa: PLR0917 - one call site per kind, each naming the same seven
         self, diff: float, variance: float, df: float, bound: float,
         n_eff: tuple[float, float], to_effect: Callable[[float], float], scale: str,
+        null: tuple[float, float] | None = None,
     ) -> Judgement:  # fmt: skip
-        """TOST against ``bound`` (on the working scale) and a one-sided test against 0."""
+        """TOST against ``bound`` (on the working scale) with ``variance`` and ``df``, and a
+        one-sided test against 0 with ``null`` (variance, df) when given: the variance under
+        "no change", for the deviation test only."""
         se = math.sqrt(variance)
-        if se == 0.0:
+        null_var, null_df = null if null is not None else (variance, df)
+        se0 = math.sqrt(null_var)
+        if se == 0.0 or se0 == 0.0:
             return self.inconclusive("no variation in either window: cannot judge")
-        t = stats.t(df)
-        z = diff / se
+        t, t0 = stats.t(df), stats.t(null_df)
+        z = diff / se0
         if self.direction == "increase":
-            p_dev = float(t.sf(z))
+            p_dev = float(t0.sf(z))
             p_eq = float(t.cdf((diff - bound) / se))
         elif self.direction == "decrease":
-            p_dev = float(t.cdf(z))
+            p_dev = float(t0.cdf(z))
             p_eq = float(t.sf((diff + bound) / se))
         else:
-            p_dev = float(min(1.0, 2 * t.sf(abs(z))))
+            p_dev = float(min(1.0, 2 * t0.sf(abs(z))))
             p_eq = float(max(t.cdf((diff - bound) / se), t.sf((diff + bound) / se)))
-        half = float(t.ppf(1 - self.alpha)) * se
+        held, deviated = p_eq < self.alpha, p_dev < self.alpha
+        # The interval shown is the one that decided: under "no change" for a deviation.
+        if deviated and not held:
+            half = float(t0.ppf(1 - self.alpha)) * se0
+        else:
+            half = float(t.ppf(1 - self.alpha)) * se
         low, high = to_effect(diff - half), to_effect(diff + half)
         if scale == "difference":  # of two shares: never beyond ±1
             low, high = max(low, -1.0), min(high, 1.0)
         effect = Effect(to_effect(diff), low, high, scale)
         interval = f"{scale} {effect.estimate:.4g} [{effect.low:.4g}, {effect.high:.4g}]"
-        if p_eq < self.alpha:
+        if held:
             verdict, reason = Verdict.HELD, f"inside the margin {self.margin:.4g}: {interval}"
-        elif p_dev < self.alpha:
+        elif deviated:
             verdict = Verdict.DEVIATED
             reason = (
                 f"harmful change (p = {p_dev:.3g}) not shown to stay inside {self.margin:.4g}: "
@@ -138,6 +148,24 @@ class _Case:
             verdict, p_dev, p_eq, effect, self.margin, self.n, reason + self.note, self.kind,
             self.direction, n_eff,
         )  # fmt: skip
+
+
+NOISIER = 4.0
+"""How much noisier than the control a treatment window may look before its own estimate is
+no longer believed by the deviation test: a variance ratio two windows of the same process
+almost never reach (F(15, 15)'s 99th percentile is about 3.5, at the smallest effective sizes
+these tests see), and a block of failures inside the window exceeds by orders of magnitude."""
+
+
+def _under_no_change(
+    control: float, treatment: float, sizes: tuple[int, int], floor: float = 0.0
+) -> float:
+    """The variance of the treatment's mean for the deviation test: its own, but at most
+    :data:`NOISIER` times the control's long-run variance scaled to its size (and at least
+    ``floor``). Under "no change" the treatment is as noisy as the control; a shift inside it
+    (a block of failures after a clean baseline) is the effect, not a sign of bursty noise."""
+    nx, ny = sizes
+    return max(min(treatment, NOISIER * control * nx / max(ny, 1)), floor)
 
 
 def _welch_df(vx: float, nx: float, vy: float, ny: float) -> float:
@@ -176,7 +204,9 @@ def _latency(
     vy, ey = mean_variance(ly)
     diff = float(ly.mean() - lx.mean())
     df = _welch_df(vx, ex, vy, ey)
-    return case.decide(diff, vx + vy, df, bound, (ex, ey), math.exp, "ratio")
+    vy0 = _under_no_change(vx, vy, (lx.size, ly.size))
+    null = (vx + vy0, _welch_df(vx, ex, vy0, ey))
+    return case.decide(diff, vx + vy, df, bound, (ex, ey), math.exp, "ratio", null)
 
 
 def _latency_quantile(lx: Floats, ly: Floats, q: float, case: _Case, bound: float) -> Judgement:
@@ -211,7 +241,9 @@ def _error_rate(x: Floats, y: Floats, case: _Case) -> Judgement:
     vx, vy = max(vx, _binomial_variance(x)), max(vy, _binomial_variance(y))
     diff = float(y.mean() - x.mean())
     df = _welch_df(vx, ex, vy, ey)
-    return case.decide(diff, vx + vy, df, case.margin, (ex, ey), float, "difference")
+    vy0 = _under_no_change(vx, vy, (x.size, y.size), _binomial_variance(y))
+    null = (vx + vy0, _welch_df(vx, ex, vy0, ey))
+    return case.decide(diff, vx + vy, df, case.margin, (ex, ey), float, "difference", null)
 
 
 def _binomial_variance(x: Floats) -> float:
@@ -237,7 +269,9 @@ def _throughput(x: Floats, y: Floats, case: _Case) -> Judgement:
     lvx, lvy = vx / mx**2, vy / my**2  # delta method: the variance of each mean's log
     df = _welch_df(lvx, ex, lvy, ey)
     bound = -math.log(case.margin)
-    return case.decide(math.log(my / mx), lvx + lvy, df, bound, (ex, ey), math.exp, "ratio")
+    lvy0 = _under_no_change(lvx, lvy, (x.size, y.size), 1.0 / (my * y.size))  # Poisson floor
+    null = (lvx + lvy0, _welch_df(lvx, ex, lvy0, ey))
+    return case.decide(math.log(my / mx), lvx + lvy, df, bound, (ex, ey), math.exp, "ratio", null)
 
 
 def shown_beyond_margin(judgement: Judgement) -> bool:

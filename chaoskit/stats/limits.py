@@ -42,25 +42,36 @@ def beyond_limit(
     side: Literal["above", "below"],
     alpha: float = 0.05,
     share: bool = True,
+    reference: Data | None = None,
 ) -> LimitCheck:
     """Test whether ``values`` (time-ordered) lie beyond ``limit`` on ``side``.
 
     With ``share``, values are 0/1 flags (an error, a request slower than an SLO) and the
     statistic is their share, its variance floored by the binomial one with half a flag added
     (so a window of all flags or none stays honest); otherwise they are counts per second,
-    floored by Poisson noise. Autocorrelation widens the interval as in :func:`compare`.
-    Fewer than 10 values never count as broken.
+    floored by Poisson noise. Autocorrelation widens the interval as in :func:`compare`; with
+    ``reference`` (the same flags or counts in the baseline), the window's values are taken to
+    be as dependent on each other as the reference's were — the system's usual burstiness —
+    so that a block of failures inside the window reads as the breach it is. Fewer than 10
+    shares (3 counts) never count as broken.
     """
     if side not in ("above", "below"):
         raise ValueError(f"side must be 'above' or 'below', got {side!r}")
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be between 0 and 0.5, got {alpha}")
     x, _ = as_floats(values, "values")
-    if x.size < MIN_SAMPLES:
+    if x.size < (MIN_SAMPLES if share else 3):
         mean = float(x.mean()) if x.size else math.nan
         return LimitCheck(False, mean, math.nan, math.nan, int(x.size), limit, side)
     mean = float(x.mean())
     variance, n_eff = mean_variance(x)
+    if reference is not None:
+        r, _ = as_floats(reference, "reference")
+        if r.size >= 3:
+            _, r_eff = mean_variance(r)
+            n_eff = max(1.0, x.size * min(1.0, r_eff / r.size))
+            correction = 1.0 / max(1.0 - 2.0 / n_eff, 0.25) if n_eff > 2 else 4.0
+            variance = float(x.var()) / n_eff * correction
     if share:
         p = (float(x.sum()) + 0.5) / (x.size + 1)
         variance = max(variance, p * (1 - p) / x.size)

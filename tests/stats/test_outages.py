@@ -157,3 +157,26 @@ def test_a_change_the_metric_margin_allows_is_not_out_of_the_band() -> None:
     assert outside_band([4.0], steady, floor=1.59).tolist() == [1.0]  # a real outage still is
     rate = outside_rate([10, 30], [50, 50], [1] * 10, [50] * 10, margin=0.3)
     assert rate.tolist() == [0.0, 1.0]  # 20 % is within 2 % + 30 points; 60 % is not
+
+
+@pytest.mark.parametrize("kind", ["error_rate", "latency"])
+def test_an_outage_covering_part_of_the_fault_phase_is_deviated(kind: str) -> None:
+    """320 of 480 requests fail in one block (a fault shorter than its phase, a crash and a
+    restart): the block is the effect, not a sign that errors come in bursts."""
+    rng = np.random.default_rng(10)
+    if kind == "error_rate":
+        control, treated = rng.random(600) < 0.001, np.r_[np.ones(320, bool), np.zeros(160, bool)]
+        judged = compare(control, treated, kind="error_rate")
+    else:
+        control = latency(rng, 600)
+        treated = np.r_[np.full(320, TIMEOUT), latency(rng, 160)]
+        judged = compare(control, treated, kind="latency", ceiling=TIMEOUT)
+    assert judged.verdict is Verdict.DEVIATED, judged.reason
+    assert judged.effect is not None and judged.effect.low > (0.5 if kind == "error_rate" else 5)
+
+
+def test_a_block_of_failures_breaks_a_limit_given_the_baseline_burstiness() -> None:
+    block = np.r_[np.ones(320, bool), np.zeros(160, bool)]
+    assert not beyond_limit(block, 0.05, side="above").broken  # alone, it looks like bursts
+    clean = np.zeros(600, bool)
+    assert beyond_limit(block, 0.05, side="above", reference=clean).broken
