@@ -279,3 +279,14 @@ def test_a_recovery_must_be_possible_to_confirm() -> None:
     with pytest.raises(InconsistentExperiment, match="needs a recovery phase"):
         exp(phases={"recovery": "0s"}, hypothesis={"recover_within": "1s"})
     assert exp(phases={"recovery": "0s"})  # no recovery phase: recovery is not judged
+
+
+def test_a_recovery_phase_under_a_second_holds_no_window() -> None:
+    with pytest.raises(InconsistentExperiment, match=r"holds none; give phases\.recovery at least"):
+        exp(phases={"recovery": "500ms"})
+
+
+def test_a_latency_slo_at_or_above_the_timeout_can_never_be_broken() -> None:
+    with pytest.raises(InconsistentExperiment, match=r"steady_state\[0\]\.max: latency never"):
+        exp(steady_state=[{"name": "p95", "of": "latency", "quantile": 0.95, "max": "2s"}])
+    assert exp(steady_state=[{"name": "p95", "of": "latency", "quantile": 0.95, "max": "1s"}])

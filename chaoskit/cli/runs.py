@@ -95,6 +95,8 @@ def run(
         typer.echo(f"  {metric['metric']}: {metric['verdict']} — {metric['reason']}")
     for line in recovery_in_words(result):
         typer.echo(f"  recovery: {line}")
+    if verdict.get("stopped_early"):
+        typer.echo(f"  stopped early: {verdict['stopped_early']}")
     for line in valve_in_words(result):
         typer.echo(f"  safety valve: {line}")
     typer.echo(f"  result: {outcome.run_dir / 'result.json'}")

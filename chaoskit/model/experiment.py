@@ -275,6 +275,13 @@ def _recovery_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 "recover_within needs a recovery phase to watch: give phases.recovery",
             )
         return
+    if phase < Duration.parse("1s"):
+        yield ExperimentProblem(
+            ("phases", "recovery"),
+            f"recovery is judged in one-second windows: a {phase} recovery phase holds none; "
+            "give phases.recovery at least 1s, or 0s to judge no recovery",
+        )
+        return
     hold = exp.recovery_hold()
     needed = Duration((rw.nanoseconds if rw is not None else 0) + hold.nanoseconds)
     if rw is not None and rw > phase:
@@ -418,6 +425,15 @@ def _started_feature_problems(
 
 def _metric_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     for i, metric in enumerate(exp.steady_state):
+        timeout = exp.load.timeout if exp.load is not None else None
+        slo = metric.max if isinstance(metric, LatencyMetric) else None
+        if slo is not None and timeout is not None and slo >= timeout:
+            yield ExperimentProblem(
+                ("steady_state", i, "max"),
+                f"latency never reads above {slo}: a request is given up at the load's timeout "
+                f"({timeout}) and a failed one counts at it; set 'max' below {timeout} or "
+                "raise load.timeout",
+            )
         if (
             isinstance(metric, LatencyMetric | ErrorRateMetric | ThroughputMetric)
             and exp.load is None

@@ -71,8 +71,8 @@ def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]
                 series[group] = ([t - t0 for t in times], [v * factor for v in values])
         ttr = (verdict.get("recovery") or {}).get(metric.name) or {}
         trials = recovery_trials(ttr) if not ttr.get("reason") else []
-        recovered = [
-            start + t["seconds"]
+        recovered = [  # from each trial's last revert (older files: its recovery phase)
+            (t["from"] - t0 if t.get("from") else start) + t["seconds"]
             for (start, _), t in zip(recoveries, trials, strict=False)
             if t["seconds"] is not None
         ]

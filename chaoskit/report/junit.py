@@ -80,6 +80,11 @@ def render_junit(result: dict[str, Any]) -> str:
     name = str(result["experiment"]["name"])
     suite = f"chaoskit.{name}"
     cases = _metric_cases(result, suite) + _recovery_cases(result, suite)
+    stopped = (result.get("verdict") or {}).get("stopped_early")
+    if stopped:
+        case = ET.Element("testcase", name="steady state between trials", classname=suite)
+        ET.SubElement(case, "failure", type="stopped_early", message=str(stopped))
+        cases.insert(0, case)
     if result.get("outcome") == "not_steady":
         case = ET.Element("testcase", name="steady state before the fault", classname=suite)
         problems = (result.get("steady_state") or {}).get("problems") or []

@@ -34,6 +34,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append("")
     for problem in (result.get("steady_state") or {}).get("problems") or []:
         lines.append(f"- not steady before any fault: {problem}")
+    if verdict.get("stopped_early"):
+        lines.append(f"- stopped early: {verdict['stopped_early']}")
     lines += [f"- recovery: {line}" for line in recovery_in_words(result)]
     lines += [f"- safety valve: {line}" for line in valve_in_words(result)]
     lines += ["", f"Run `{result['run']}`, exit code {result['exit_code']}."]

@@ -66,6 +66,11 @@ def recovery_in_words(result: dict[str, Any]) -> list[str]:
                     f"{where}: recovered in {seconds(trial['seconds'])}, beyond the "
                     f"{seconds(ttr.get('deadline'))} allowed"
                 )
+            elif trial["seconds"] == 0 and trial.get("out_at_revert") is None:
+                lines.append(
+                    f"{where}: 0 s as recorded by an older chaoskit (it could not tell a metric "
+                    "still out at the revert from one that never left)"
+                )
             elif trial["seconds"] == 0:
                 lines.append(f"{where}: never left its baseline band")
             else:
@@ -127,6 +132,8 @@ def headline(result: dict[str, Any]) -> tuple[str, str]:
             parts.append(f"{', '.join(bad)} changed beyond the margin")
         if late:
             parts.append(f"{', '.join(late)} did not recover in time")
+        if verdict.get("stopped_early"):
+            parts.append(str(verdict["stopped_early"]))
         text = f"The steady state deviated under {faults}: {'; '.join(parts) or 'see below'}."
     elif outcome == "not_steady":
         problems = (result.get("steady_state") or {}).get("problems") or []

@@ -71,8 +71,11 @@ def judged_margin(metric: Metric, control: Any, margins: Margins) -> float | Non
     share = margin_share(metric, margins)
     if share is None:
         return None
-    if stats_kind(metric) == "error_rate":
+    kind = stats_kind(metric)
+    if kind == "error_rate":
         return share
+    if kind == "throughput":  # a ratio below 1 whichever way is harmful
+        return 1 - share
     return 1 + share if metric.direction != "decrease" else 1 - share
 
 

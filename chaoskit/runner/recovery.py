@@ -2,7 +2,8 @@
 ``hypothesis.recover_within`` (without one: by the end of the recovery phase) makes the run
 DEVIATED.
 
-Each metric is cut into one-second windows (a probe: its readings) from the revert; a window is
+Each metric is cut into one-second windows (a probe: its readings) from the trial's last revert
+(which ends the fault phase, or comes earlier for a fault shorter than its phase); a window is
 outside the band when the statistics say so (:func:`~chaoskit.stats.outside_rate` for error
 rates, :func:`~chaoskit.stats.outside_band` otherwise), and :func:`~chaoskit.stats.recovered_at`
 finds when it was back for good: after the last time it was out (two windows in a row), once
@@ -51,6 +52,8 @@ class TrialRecovery:
     deadline: float
     """``recover_within``, or the recovery phase itself when the experiment gives none."""
     out_at_revert: bool
+    reverted: float = 0.0
+    """When the trial's last fault was taken back (monotonic): where ``seconds`` count from."""
 
     @property
     def recovered(self) -> bool:
@@ -96,6 +99,7 @@ class MetricRecovery:
                     "recovered": t.recovered,
                     "out_at_revert": t.out_at_revert,
                     "watched": t.watched,
+                    "from": t.reverted,
                 }
                 for t in self.trials
             ],
@@ -130,19 +134,27 @@ def judge_recovery(
                 metric.name, [], None, "fewer than 3 baseline windows with data"
             )
             continue
-        results = []
+        results: list[TrialRecovery] = []
         for number, trial in enumerate(trials, start=1):
-            watched = trial.recovery_end - trial.fault_end
+            watched = trial.recovery_end - trial.revert_at
             deadline = given.nanoseconds / 1e9 if given is not None else watched
             times, flags, before = series.flags(trial, baseline, hypothesis.alpha)
             out = was_outside(before, RELAPSE)
             hold = max(1, math.ceil(hold_seconds / series.step - 1e-9))
+            if len(times) < hold:  # too short a phase to see the metric stay back: not judged
+                results = []
+                break
             seconds = None
             if len(times):
                 seconds = recovered_at(
                     times, flags, hold=hold, relapse=RELAPSE, outside_before=out, step=series.step
                 )
-            results.append(TrialRecovery(number, seconds, watched, deadline, out))
+            results.append(TrialRecovery(number, seconds, watched, deadline, out, trial.revert_at))
+        if not results:
+            found[metric.name] = MetricRecovery(
+                metric.name, [], None, "the recovery phase is shorter than the hold period"
+            )
+            continue
         durations = [t.seconds if t.seconds is not None else t.watched for t in results]
         summary = summarize_trials(
             durations, [t.seconds is None for t in results], results[0].deadline
@@ -208,7 +220,7 @@ class _Series:
         """(window ends since the revert, flags for the recovery phase, flags for the last
         windows before the revert)."""
         lead = RELAPSE * self.step
-        start, end = trial.fault_end, trial.recovery_end
+        start, end = trial.revert_at, trial.recovery_end
         if self.readings is not None:
             return self._probe_flags(trial, baseline, alpha, lead)
         worse_up = self.metric.direction != "decrease"
@@ -234,6 +246,7 @@ class _Series:
             alpha=alpha,
             higher_is_worse=worse_up,
             floor=abs(float(np.median(known))) * share,  # a change the metric's margin allows
+            both_sides=self.metric.direction == "both",
         )
         return times, banded[len(prior) :], banded[: len(prior)]
 
@@ -246,7 +259,7 @@ class _Series:
         assert self.readings is not None
         assert isinstance(self.metric, ProbeMetric)
         metric = self.metric
-        start, end = trial.fault_end, trial.recovery_end
+        start, end = trial.revert_at, trial.recovery_end
         after = self.readings.window(start, end)
         prior = self.readings.window(start - lead, start).value
         times = [float(t) - start + self.step for t in after.time]
@@ -256,7 +269,6 @@ class _Series:
             high = math.inf if metric.max is None else metric.max
             with np.errstate(invalid="ignore"):
                 flags = ((values < low) | (values > high)).astype(float)
-            flags[np.isnan(values)] = math.nan
         else:
             base = self.readings.window(*baseline).value
             known = base[~np.isnan(base)]
@@ -267,5 +279,7 @@ class _Series:
                 alpha=alpha,
                 higher_is_worse=metric.direction != "decrease",
                 floor=abs(float(np.median(known))) * share,
+                both_sides=metric.direction == "both",
             )
+        flags[np.isnan(values)] = 1.0  # a failed reading is outside, as in the verdict
         return times, flags[prior.size :], flags[: prior.size]

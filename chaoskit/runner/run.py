@@ -91,6 +91,7 @@ class _Run:
         self.probes: dict[str, ProbeSeries] = {}
         self.watch = RunWatch(experiment, self.samples, self.probes)
         self.steady: SteadyCheck | None = None
+        self.stopped: str | None = None
         self.group_of: GroupTagger | None = None
         self.concurrent = False
         self.live: RunningSystem | None = None
@@ -208,6 +209,7 @@ class _Run:
         start = time.monotonic()
         end = start + phases.fault.nanoseconds / 1e9
         self.phase("fault", start, end, number)
+        events_before = len(self.state.events)
         timeline = sorted(
             [(p.start, "inject", p) for p in planned] + [(p.end, "revert", p) for p in planned],
             key=lambda item: (item[0], item[1] == "inject"),
@@ -247,7 +249,8 @@ class _Run:
         self.phase("recovery", end, recovery_end, number)
         if not await self.wait_until(recovery_end):
             return None
-        return Window(start, end, recovery_end)
+        reverts = [e["at"] for e in self.state.events[events_before:] if e["event"] == "revert"]
+        return Window(start, end, recovery_end, max(reverts) if reverts else None)
 
     async def _timeline(
         self,
@@ -300,6 +303,24 @@ class _Run:
         self.concurrent = concurrent
         self.watch.concurrent = concurrent
         self.samples.fallback_group = "experiment" if concurrent else None
+
+    def back_to_steady(self, last: Window, number: int) -> bool:
+        """Before trial ``number``: is the system back in its steady state at the end of the
+        last trial's recovery (its declared limits and abort thresholds, most requests)? If
+        not, no further fault is injected and the run says why."""
+        span = min(last.recovery_end - last.revert_at, self.exp.recovery_hold().seconds or 1.0)
+        check = check_steady(
+            self.exp, self.samples, self.probes, (last.recovery_end - span, last.recovery_end),
+            now=time.monotonic(), drift=False,
+        )  # fmt: skip
+        if check.held:
+            return True
+        self.stopped = (
+            f"trial {number} was not run: the system was not back in its steady state at the end "
+            f"of trial {number - 1}'s recovery ({'; '.join(check.problems)})"
+        )
+        self.log(self.stopped)
+        return False
 
     @property
     def injected(self) -> bool:
@@ -438,7 +459,9 @@ async def run_experiment(
                 failed = None if load_task.cancelled() else load_task.exception()
                 if failed is not None and error is None:
                     error = f"the load generator failed: {failed}"
-            finished = len(trials) == experiment.hypothesis.trials
+            finished = len(trials) == experiment.hypothesis.trials or (
+                bool(trials) and state.stopped is not None
+            )
             steady = state.steady is None or state.steady.held
             if error is None and state.valve.tripped is None and finished and steady:
                 verdict = judge_run(
@@ -449,6 +472,7 @@ async def run_experiment(
                     concurrent=concurrent,
                     probes=state.probes,
                     sequential=state.sequential.decisions if state.sequential else None,
+                    stopped=state.stopped,
                 )
     except (PreflightError, BringUpError):
         raise
@@ -477,7 +501,7 @@ async def run_experiment(
         await loop.run_in_executor(None, dog.finish)
     trip: Trip | None = state.valve.tripped if state.valve else None
     before_any_fault = trip is not None and trip.reason == "abort_when" and not state.injected
-    if state.steady is None and trip is not None and before_any_fault:
+    if trip is not None and before_any_fault:
         state.steady = SteadyCheck(  # the valve saw the system broken before any fault
             [f"the safety valve's condition was met before any fault: {trip.detail}"]
         )
@@ -537,6 +561,8 @@ async def _phases(
             state.exp, state.samples, baseline, concurrent=state.concurrent
         )
     for number in range(1, state.exp.hypothesis.trials + 1):
+        if trials and not state.back_to_steady(trials[-1], number):
+            break
         window = await state.trial(number, planned, journal, drivers)
         if window is None:
             break

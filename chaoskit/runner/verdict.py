@@ -45,13 +45,15 @@ def judge_run(
     concurrent: bool,
     probes: dict[str, ProbeSeries] | None = None,
     sequential: dict[str, SequentialDecision] | None = None,
+    stopped: str | None = None,
 ) -> dict[str, Any]:
     """Per-metric judgements, recovery per trial and the overall verdict, as plain JSON.
 
     Probe metrics are judged before/after (baseline against the fault phases) from their
     readings in ``probes``, whatever ``concurrent`` says: a probe is not split into groups.
     A metric a sequential test decided (``sequential``) takes that test's verdict, which is
-    valid however early the look; the fixed-sample figures stay beside it.
+    valid however early the look; the fixed-sample figures stay beside it. A run ``stopped``
+    before its last trial because the system was not back in its steady state is DEVIATED.
     """
     alpha = experiment.hypothesis.alpha
     judgements: dict[str, Judgement] = {}
@@ -105,6 +107,9 @@ def judge_run(
         names = ", ".join(sorted({str(f["metric"]) for f in late}))
         not_back = f"not recovered in time: {names}"
         reason = not_back if overall.verdict is not Verdict.DEVIATED else f"{reason}; {not_back}"
+    if stopped is not None:
+        reason = stopped if verdict is not Verdict.DEVIATED else f"{reason}; {stopped}"
+        verdict, classification = Verdict.DEVIATED, "fail"
     result: dict[str, Any] = _finite(
         {
             "comparison": "concurrent" if concurrent else "before_after",
@@ -118,6 +123,7 @@ def judge_run(
             "not_judged": skipped,
             "recovery": {name: r.to_json() for name, r in recovery.items()},
             "recovery_failures": late,
+            "stopped_early": stopped,
         }
     )
     return result
@@ -258,7 +264,8 @@ def _judge_probe(
 ) -> Judgement:
     """A probe with ``min``/``max`` limits: the share of readings outside them (or failed) in
     the fault phases against the baseline's, as an error rate (``margin`` in points). Without
-    limits: the readings themselves, as ratios like latency (``margin`` relative)."""
+    limits: the readings themselves, as ratios like latency (``margin`` relative) — unless the
+    probe failed clearly more often in the fault phases, which is a deviation by itself."""
     times, values = series.time, series.value
     before = (times >= baseline[0]) & (times < baseline[1])
     during = np.zeros(len(times), dtype=bool)
@@ -273,6 +280,14 @@ def _judge_probe(
         return compare(
             outside[before], outside[during], kind="error_rate", margin=share, alpha=alpha
         )
+    failed = compare(
+        np.isnan(values[before]), np.isnan(values[during]), kind="error_rate", alpha=alpha
+    )
+    if failed.verdict is Verdict.DEVIATED:  # a dead service fails its probes
+        return replace(
+            failed, kind="probe", basis="probe failures",
+            reason=f"the probe failed far more often in the fault phase: {failed.reason}",
+        )  # fmt: skip
     readings = values[~np.isnan(values)] if len(values) else values
     if readings.size and float(np.min(readings)) <= 0:
         return Judgement(

@@ -112,7 +112,7 @@ class ConditionRecord:
     def note(self, reading: Reading, now: float) -> float | None:
         """Take one reading; the breach's length so far (None: not breached)."""
         self.checks += 1
-        if reading.value is not None:
+        if reading.value is not None and reading.breached is not None:
             above = self.condition.above is not None
             if self.worst is None or (reading.value > self.worst) == above:
                 self.worst = reading.value

@@ -38,9 +38,10 @@ def outside_band(
     higher_is_worse: bool = True,
     scans: int | None = None,
     floor: float = 0.0,
+    both_sides: bool = False,
 ) -> NDArray[np.float64]:
-    """Per window: 1.0 outside the baseline's band on the harmful side, 0.0 inside, NaN for a
-    window without data.
+    """Per window: 1.0 outside the baseline's band on the harmful side (either side with
+    ``both_sides``), 0.0 inside, NaN for a window without data.
 
     The band is the baseline's median plus a robust spread (scaled MAD), widened for the
     number of windows scanned (``scans``, default all of ``values``: Bonferroni) and for the
@@ -59,7 +60,7 @@ def outside_band(
     _, n_eff = mean_variance(b)  # an autocorrelated baseline knows less than its length says
     z = float(stats.t(max(n_eff - 1.0, 10.0)).ppf(1 - alpha / max(1, scans or v.size)))
     limit = max(z * spread * math.sqrt(1 + 1 / n_eff), floor)
-    worse = (v - centre) if higher_is_worse else (centre - v)
+    worse = np.abs(v - centre) if both_sides else (v - centre) if higher_is_worse else (centre - v)
     with np.errstate(invalid="ignore"):
         flags = (worse > limit).astype(float)
     flags[np.isnan(v)] = math.nan

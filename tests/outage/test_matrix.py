@@ -180,3 +180,27 @@ def _outputs_agree(result_path: Path, result: dict[str, Any], want: str) -> None
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert (gate.returncode == 0) == (want == "held"), gate.stdout + gate.stderr
+
+
+@pytest.mark.outage
+def test_no_second_trial_is_injected_into_a_system_still_broken(tmp_path: Path) -> None:
+    """A breaker that never closes, two trials: trial 1 leaves the system failing, so trial 2
+    is not run, and the run is DEVIATED saying why."""
+    doc = json.loads(experiment("outage-two-trials", ROWS["still-failing"], guarded=False,
+                                concurrent=False))  # fmt: skip
+    doc["hypothesis"]["trials"] = 2
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(doc))
+    reports = tmp_path / "reports"
+    done = subprocess.run(
+        [*CHAOSKIT, "run", str(path), "--reports", str(reports), "--policy",
+         str(HERE / "policy.yaml")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    [result_path] = reports.glob("*/result.json")
+    result = json.loads(result_path.read_text())
+    assert done.returncode == 1 and result["outcome"] == "deviated", done.stdout
+    injected = [e for e in result["faults"] if e["event"] == "inject"]
+    assert len(injected) == 2  # both backends, in trial 1 only
+    assert "trial 2 was not run" in result["verdict"]["stopped_early"]
+    assert "stopped early: trial 2 was not run" in done.stdout

@@ -273,3 +273,40 @@ def test_a_fault_that_reaches_the_control_group_is_a_deviation() -> None:
     errors = metric(verdict, "errors")
     assert errors["verdict"] == "deviated" and errors["basis"] == "spread"
     assert "the fault reached beyond the targets hit" in errors["reason"]
+
+
+def test_a_probe_that_fails_in_the_fault_phase_deviates_even_without_limits() -> None:
+    readings = series(np.full(120, 10.0), [None] * 120)  # the service is gone: no reading
+    metric = judged(experiment(margin="20%"), readings)
+    assert metric["verdict"] == "deviated" and metric["basis"] == "probe failures"
+
+
+def test_a_run_stopped_because_the_system_was_not_back_is_deviated() -> None:
+    samples = requests((0, 50, "ok"))
+    why = "trial 2 was not run: the system was not back in its steady state"
+    verdict = judge_run(web(), samples, (0.0, 20.0), ONE, concurrent=False, stopped=why)
+    assert verdict["verdict"] == "deviated" and verdict["stopped_early"] == why
+    assert why in verdict["reason"]
+
+
+def test_recovery_is_measured_from_the_last_revert_of_the_trial() -> None:
+    """A 2 s fault in a 10 s phase, then failures for 3 s after its revert at 22 s: measured
+    from the revert, the metric was out and took 3 s — not 'never left' at the phase's end."""
+    samples = requests((0, 20, "ok"), (20, 25, "refused"), (25, 50, "ok"))
+    trial = [Window(20.0, 30.0, 50.0, reverted=22.0)]
+    verdict = judge_run(web(), samples, (0.0, 20.0), trial, concurrent=False)
+    [recovered] = verdict["recovery"]["errors"]["trials"]
+    assert recovered["from"] == 22.0 and recovered["out_at_revert"]
+    assert recovered["seconds"] == 3.0 and recovered["recovered"]
+
+
+def test_a_throughput_floor_is_judged_on_the_whole_service() -> None:
+    """Two backends, one hit: the experiment group carries half the answers; a floor of 40/s
+    on a healthy 50/s service holds."""
+    exp = web(
+        errors={},
+        blast_radius={"count": 1, "control": "concurrent"},
+        steady_state=[{"name": "rps", "of": "throughput", "min": "40/s", "direction": "both"}],
+    )
+    verdict = judge_run(exp, concurrent_requests("", ""), (0.0, 20.0), ONE, concurrent=True)
+    assert metric(verdict, "rps")["basis"] != "limit"

@@ -180,3 +180,9 @@ def test_a_block_of_failures_breaks_a_limit_given_the_baseline_burstiness() -> N
     assert not beyond_limit(block, 0.05, side="above").broken  # alone, it looks like bursts
     clean = np.zeros(600, bool)
     assert beyond_limit(block, 0.05, side="above", reference=clean).broken
+
+
+def test_a_metric_harmful_both_ways_is_out_on_either_side() -> None:
+    steady = [10.0, 10.2, 9.8, 10.1, 9.9, 10.0]
+    assert outside_band([20.0, 2.0], steady).tolist() == [1.0, 0.0]
+    assert outside_band([20.0, 2.0], steady, both_sides=True).tolist() == [1.0, 1.0]
