@@ -64,8 +64,9 @@ class TrialRecovery:
         """Why this trial counts against the run, in words."""
         if self.seconds is None:
             return (
-                f"{metric} was not back in its baseline band by the end of the "
-                f"{self.watched:.0f}s recovery phase in trial {self.trial}"
+                f"{metric} was not back in its baseline band for good (for the hold period) "
+                f"by the end of the {self.watched:.0f}s it was watched after the revert in "
+                f"trial {self.trial}"
             )
         return (
             f"{metric} took {self.seconds:.1f}s to recover in trial {self.trial}, beyond "

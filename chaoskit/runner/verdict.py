@@ -102,7 +102,11 @@ def judge_run(
         for t in r.failures()
     ]  # fmt: skip
     verdict, reason, classification = overall.verdict, overall.reason, overall.classification
-    if late:
+    score = overall.score
+    if late:  # a metric not back in time does not count as one that held
+        slow = {str(f["metric"]) for f in late}
+        kept = [n for n, j in judgements.items() if j.verdict is Verdict.HELD and n not in slow]
+        score = min(score, 100.0 * len(kept) / max(len(judgements), 1))
         verdict, classification = Verdict.DEVIATED, "fail"
         names = ", ".join(sorted({str(f["metric"]) for f in late}))
         not_back = f"not recovered in time: {names}"
@@ -114,7 +118,7 @@ def judge_run(
         {
             "comparison": "concurrent" if concurrent else "before_after",
             "verdict": verdict.value,
-            "score": overall.score,
+            "score": score,
             "classification": classification,
             "reason": reason,
             "deviated": overall.deviated,

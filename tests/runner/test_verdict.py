@@ -193,7 +193,7 @@ def test_a_declared_limit_broken_in_the_fault_phase_is_a_deviation_whatever_the_
 @pytest.mark.parametrize(
     ("after", "why"),
     [
-        ([(30, 50, "refused")], "was not back in its baseline band by the end"),
+        ([(30, 50, "refused")], "was not back in its baseline band for good"),
         ([(30, 38, "refused"), (38, 50, "ok")], "took 8.0s to recover in trial 1"),
         (  # flapping: back for 2 s at a time before the real recovery at 40 s
             [
@@ -217,6 +217,7 @@ def test_a_metric_not_back_within_recover_within_makes_the_run_deviated(
     assert metric(verdict, "errors")["verdict"] == "held"
     assert verdict["verdict"] == "deviated"
     assert verdict["classification"] == "fail"
+    assert verdict["score"] == 0.0  # both held, neither was back in time (refusals: p50 too)
     assert "not recovered in time: " in verdict["reason"]
     failures = [f for f in verdict["recovery_failures"] if f["metric"] == "errors"]
     assert failures and failures[0]["trial"] == 1 and why in failures[0]["reason"]
