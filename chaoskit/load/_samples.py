@@ -136,7 +136,7 @@ class Samples:
         """Latency of every request, in due order, a failed one counted at ``ceiling`` (the
         load's timeout): one that got no answer, was never sent, or was answered 5xx. An
         answer below 400 (or 4xx) counts as measured, capped at ``ceiling``."""
-        failed = self.errors(("5xx", "timeout", "connect")) | np.isnan(self.latency)
+        failed = self.errors() | np.isnan(self.latency)
         measured = np.minimum(np.nan_to_num(self.latency, nan=ceiling), ceiling)
         censored: NDArray[np.float64] = np.where(failed, ceiling, measured)
         return censored
@@ -289,8 +289,8 @@ class RequestSamples:
         """Finished requests due in ``[start, end)`` (monotonic seconds; open ends allowed),
         of one group tag or several (default: every request, tagged or not)."""
         lo, hi = self._rows(start, end)
-        keep = self._error[lo:hi] != _PENDING
-        return self._view(lo, hi, keep, start=start, end=end, group=group)
+        view = self._view(lo, hi, self._error[lo:hi] != _PENDING, start=start, end=end)
+        return view if group is None else view.of_group(group)
 
     def waiting(self, start: float, now: float) -> NDArray[np.float64]:
         """How long each request due in ``[start, now)`` and not finished has waited so far."""
@@ -314,14 +314,12 @@ class RequestSamples:
         lo, hi = self._rows(start, now)
         pending = self._error[lo:hi] == _PENDING
         overdue = pending & (self._due[lo:hi] + timeout <= now)
-        view = self._view(lo, hi, ~pending | overdue, start=start, end=now, group=None)
-        if overdue.any():
-            late = overdue[~pending | overdue]
-            view.latency[late] = timeout
-            view.error[late] = int(ErrorClass.TIMEOUT)
-            fallback = -1 if self.fallback_group is None else self._code(self.fallback_group)
-            view.group[late] = fallback
-            object.__setattr__(view, "group_names", self.group_names)
+        fallback = -1 if self.fallback_group is None else self._code(self.fallback_group)
+        view = self._view(lo, hi, ~pending | overdue, start=start, end=now)
+        late = overdue[~pending | overdue]  # the view's arrays are copies: safe to fill in
+        view.latency[late] = timeout
+        view.error[late] = int(ErrorClass.TIMEOUT)
+        view.group[late] = fallback
         return view if group is None else view.of_group(group)
 
     def _rows(self, start: float | None, end: float | None) -> tuple[int, int]:
@@ -338,12 +336,7 @@ class RequestSamples:
         *,
         start: float | None,
         end: float | None,
-        group: str | Collection[str] | None,
     ) -> Samples:
-        if group is not None:
-            tags = [group] if isinstance(group, str) else list(group)
-            codes = [self._group_codes.get(tag, -2) for tag in tags]
-            keep = keep & np.isin(self._group[lo:hi], codes)
         first = float(self._due[lo]) if lo < self._size else 0.0
         return Samples(
             start=first if start is None else start,
