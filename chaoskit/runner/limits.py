@@ -20,10 +20,19 @@ from numpy.typing import NDArray
 from ..load import Samples
 from ..model import Experiment, Metric
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric, ThroughputMetric
+from ..model.safety import AbortCondition
 from ..safety.valve import threshold_value
 from ..stats.limits import LimitCheck, beyond_limit
 
-__all__ = ["Limit", "LimitFinding", "abort_limits", "check_limit", "declared_limits"]
+__all__ = [
+    "Limit",
+    "LimitFinding",
+    "abort_limits",
+    "check_limit",
+    "declared_limits",
+    "limit_of",
+    "request_flags",
+]
 
 Side = Literal["above", "below"]
 
@@ -96,23 +105,39 @@ def declared_limits(metric: Metric) -> list[Limit]:
     return found
 
 
+def limit_of(condition: AbortCondition, metric: Metric) -> Limit:
+    """An abort condition's threshold as a limit of its metric."""
+    side: Side = "above" if condition.above is not None else "below"
+    return Limit(metric, side, threshold_value(condition.limit), f"abort {side} {condition.limit}")
+
+
 def abort_limits(experiment: Experiment) -> list[Limit]:
     """Every ``safety.abort_when`` threshold as a limit of its metric."""
     found = []
     for condition in experiment.safety.abort_when:
         metric = experiment.metric(condition.metric)
-        if metric is None:
-            continue
-        side: Side = "above" if condition.above is not None else "below"
-        found.append(
-            Limit(
-                metric,
-                side,
-                threshold_value(condition.limit),
-                f"abort {side} {condition.limit}",
-            )
-        )
+        if metric is not None:
+            found.append(limit_of(condition, metric))
     return found
+
+
+def request_flags(limit: Limit, window: Samples, timeout: float) -> tuple[NDArray[np.bool_], float]:
+    """For a latency or error-rate limit: per request of ``window``, whether it counts against
+    the limit, and the share of such requests beyond which the limit is broken. ``p95 above
+    500ms`` is "more than 5 % slower than 500 ms"; ``errors below 1%`` is "more than 99 %
+    answered"."""
+    metric = limit.metric
+    if isinstance(metric, LatencyMetric):
+        latency = window.censored_latencies(timeout)
+        if limit.side == "above":
+            return latency > limit.value, 1 - metric.quantile
+        return latency < limit.value, metric.quantile
+    if not isinstance(metric, ErrorRateMetric):
+        raise ValueError(f"a {metric.of} limit is not a share of requests")
+    errors = window.errors(metric.errors)
+    if limit.side == "above":
+        return errors, limit.value
+    return ~errors, 1 - limit.value
 
 
 def check_limit(
@@ -157,18 +182,12 @@ def _request_values(
 ) -> tuple[NDArray[Any], bool, Side, float]:
     """What the limit test takes from request windows: (values, whether they are shares, the
     side that breaks, the limit on their scale)."""
-    metric, side = limit.metric, limit.side
-    if isinstance(metric, LatencyMetric):
-        latency = _joined([w.censored_latencies(timeout) for w in windows])
-        if side == "above":
-            return latency > limit.value, True, "above", 1 - metric.quantile
-        return latency < limit.value, True, "above", metric.quantile
-    if isinstance(metric, ErrorRateMetric):
-        errors = _joined([w.errors(metric.errors) for w in windows]).astype(bool)
-        if side == "above":
-            return errors, True, "above", limit.value
-        return ~errors, True, "above", 1 - limit.value
-    return _joined([w.throughput(1.0) for w in windows]), False, side, limit.value
+    if isinstance(limit.metric, ThroughputMetric):
+        counts = _joined([w.throughput(1.0) for w in windows])
+        return counts, False, limit.side, limit.value
+    flagged = [request_flags(limit, w, timeout) for w in windows]
+    share = flagged[0][1] if flagged else 0.0
+    return _joined([flags for flags, _ in flagged]).astype(bool), True, "above", share
 
 
 def _joined(parts: list[NDArray[Any]]) -> NDArray[Any]:

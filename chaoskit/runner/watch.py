@@ -19,7 +19,6 @@ The rules are documented in docs/experiment-file.md (safety).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,7 +27,8 @@ from ..load import ProbeSeries, RequestSamples, Samples
 from ..model import Experiment, Metric
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric, ThroughputMetric
 from ..model.safety import AbortCondition
-from ..safety.valve import Reading, threshold_value
+from ..safety.valve import Reading
+from .limits import Limit, limit_of, request_flags
 
 __all__ = ["RunWatch", "window_for"]
 
@@ -39,18 +39,6 @@ _MIN_REQUESTS = 20
 def window_for(persistence: float, rate: float) -> float:
     """The trailing window (seconds) a condition with ``for: persistence`` is read over."""
     return max(min(max(persistence, 1.0), 2.0), _MIN_REQUESTS / rate)
-
-
-@dataclass(frozen=True)
-class _Share:
-    """A request condition as a share: breached when more than ``share`` of the requests are
-    bad. ``p95 above 1s`` is "more than 5 % slower than 1 s"; ``errors above 20%`` is "more
-    than 20 % failed"."""
-
-    share: float
-    latency_limit: float | None
-    """For a latency condition: the limit a bad request is slower (or faster) than."""
-    above: bool
 
 
 class RunWatch:
@@ -85,16 +73,15 @@ class RunWatch:
     def read(self, condition: AbortCondition, now: float) -> Reading:
         """The condition's metric as of ``now``, and whether (and since when) it is breached."""
         metric = self._metric(condition.metric)
-        limit = threshold_value(condition.limit)
-        above = condition.above is not None
+        limit = limit_of(condition, metric)
+        above = limit.side == "above"
         if isinstance(metric, ProbeMetric):
-            return self._probe(metric, limit, above)
+            return self._probe(metric, limit.value, above)
         span = window_for(condition.for_.nanoseconds / 1e9, self._rate)
         group = self._group(condition.group, metric)
         if isinstance(metric, ThroughputMetric):
-            return self._throughput(limit, above, now, span, group)
-        rule = _rule(metric, limit, above)
-        return self._share(metric, rule, now, span, group)
+            return self._throughput(limit.value, above, now, span, group)
+        return self._share(limit, now, span, group)
 
     # -- live values -----------------------------------------------------------------------------
 
@@ -128,9 +115,12 @@ class RunWatch:
 
     def _recent(self, now: float, span: float, group: str | None) -> Samples:
         """Requests whose outcome became known in the last ``span`` seconds before ``now``."""
-        view = self._samples.as_of(now, self._timeout, now - span - self._timeout - 1.0)
-        view = view if group is None else view.of_group(group)
+        view = self._samples.as_of(now, self._timeout, self._since(now, span), group=group)
         return view.where(view.ended > now - span)
+
+    def _since(self, now: float, span: float) -> float:
+        """The earliest due time whose outcome can fall in the last ``span`` seconds."""
+        return now - span - self._timeout - 1.0
 
     def _value(self, metric: Metric, view: Samples, span: float, now: float) -> float | None:
         if isinstance(metric, ThroughputMetric):
@@ -149,28 +139,28 @@ class RunWatch:
             return float(np.mean(view.errors(metric.errors)))
         return None
 
-    def _share(
-        self, metric: Metric, rule: _Share, now: float, span: float, group: str | None
-    ) -> Reading:
-        slower = rule.latency_limit if rule.latency_limit is not None and rule.above else None
-        value = (
-            self._known_latency(metric, now, span, group, slower)
-            if slower is not None and isinstance(metric, LatencyMetric)
-            else self._value(metric, self._recent(now, span, group), span, now)
-        )
+    def _share(self, limit: Limit, now: float, span: float, group: str | None) -> Reading:
+        """A latency or error-rate condition: breached when the share of bad outcomes of the
+        window is beyond the limit's share (:func:`~.limits.request_flags`)."""
+        metric = limit.metric
+        latency = isinstance(metric, LatencyMetric)
+        slower = limit.value if latency and limit.side == "above" else None
         # A request waiting longer than a latency limit is already known to be slower than it.
         deadline = self._timeout if slower is None else min(self._timeout, slower)
-        view = self._samples.as_of(now, deadline, now - span - self._timeout - 1.0)
-        view = view if group is None else view.of_group(group)
-        bad = _bad(metric, rule, view, self._timeout)
+        view = self._samples.as_of(now, deadline, self._since(now, span), group=group)
+        bad, share = request_flags(limit, view, self._timeout)
         known = view.ended
         if slower is not None:
             known = np.where(bad, np.minimum(known, view.due + slower), known)
         recent = known > now - span
+        if slower is not None and isinstance(metric, LatencyMetric):
+            value = self._known_latency(metric, now, span, group, slower)
+        else:  # the same view as _recent: the deadline is the load's timeout
+            value = self._value(metric, view.where(recent), span, now)
         bad, known = bad[recent], known[recent]
         if not bad.size:
             return Reading(value, None)
-        if float(np.mean(bad)) <= rule.share:
+        if float(np.mean(bad)) <= share:
             return Reading(value, False)
         return Reading(value, True, _run_start(known, bad), until=float(np.max(known[bad])))
 
@@ -235,19 +225,3 @@ def _run_start(known: NDArray[np.float64], bad: NDArray[np.bool_]) -> float | No
     good = np.flatnonzero(~in_order)
     first = int(good[-1]) + 1 if good.size else 0
     return float(known[order][first])
-
-
-def _rule(metric: Metric, limit: float, above: bool) -> _Share:
-    if isinstance(metric, LatencyMetric):
-        share = 1 - metric.quantile if above else metric.quantile
-        return _Share(share, limit, above)
-    return _Share(limit if above else 1 - limit, None, above)
-
-
-def _bad(metric: Metric, rule: _Share, view: Samples, timeout: float) -> NDArray[np.bool_]:
-    if isinstance(metric, LatencyMetric) and rule.latency_limit is not None:
-        latency = view.censored_latencies(timeout)
-        return latency > rule.latency_limit if rule.above else latency < rule.latency_limit
-    assert isinstance(metric, ErrorRateMetric)
-    errors = view.errors(metric.errors)
-    return errors if rule.above else ~errors
