@@ -19,8 +19,10 @@ from ..load import RequestSamples, Samples
 from ..model import Metric
 from ..model.experiment import Margins
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ThroughputMetric
+from ..stats import Judgement, compare
 
 __all__ = [
+    "compare_metric",
     "judged_data",
     "judged_margin",
     "margin_share",
@@ -77,6 +79,33 @@ def judged_margin(metric: Metric, control: Any, margins: Margins) -> float | Non
     if kind == "throughput":  # a ratio below 1 whichever way is harmful
         return 1 - share
     return 1 + share if metric.direction != "decrease" else 1 - share
+
+
+def compare_metric(
+    metric: Metric,
+    control: Any,
+    treated: Any,
+    *,
+    margins: Margins,
+    timeout: float,
+    alpha: float,
+) -> Judgement:
+    """:func:`chaoskit.stats.compare` for a request metric: its kind, margin, harmful direction,
+    tail quantile, and failures counted at the load's ``timeout``."""
+    kind = stats_kind(metric)
+    if kind is None:
+        raise ValueError(f"metric {metric.name} is not judged from requests")
+    quantile = metric.quantile if isinstance(metric, LatencyMetric) else None
+    return compare(
+        control,
+        treated,
+        kind=kind,  # type: ignore[arg-type]
+        margin=judged_margin(metric, control, margins),
+        alpha=alpha,
+        direction=metric.direction,
+        quantile=quantile if quantile != 0.5 else None,
+        ceiling=timeout if kind == "latency" else None,
+    )
 
 
 def window_value(metric: Metric, window: Samples, timeout: float) -> float | None:

@@ -25,6 +25,7 @@ from ..model.experiment import Margins
 from ..model.metrics import ErrorRateMetric, ProbeMetric
 from ..stats import (
     TrialSummary,
+    default_error_margin,
     outside_band,
     outside_rate,
     recovered_at,
@@ -231,9 +232,7 @@ class _Series:
             _, pe, pn = per_second_counts(metric, self.samples, start - lead, start, groups)
             times, re, rn = per_second_counts(metric, self.samples, start, end, groups)
             rate = sum(be) / max(sum(bn), 1)
-            margin = judged_margin(metric, np.array([rate]), self.margins)
-            if margin is None:  # the statistics' default: max(0.05 points, half the rate)
-                margin = max(0.0005, 0.5 * rate)
+            margin = judged_margin(metric, [rate], self.margins) or default_error_margin([rate])
             flags = outside_rate([*pe, *re], [*pn, *rn], be, bn, alpha=alpha, margin=margin)
             return times, flags[len(pe) :], flags[: len(pe)]
         _, base = self._values(*baseline)

@@ -18,11 +18,11 @@ from typing import Any
 
 from ..load import ProbeSeries, RequestSamples, Samples
 from ..model import Experiment
-from ..model.metrics import LatencyMetric, ProbeMetric
-from ..stats import compare, shown_beyond_margin
+from ..model.metrics import ProbeMetric
+from ..stats import shown_beyond_margin
 from ..stats.limits import beyond_limit
 from .limits import abort_limits, check_limit, declared_limits
-from .measure import judged_data, judged_margin, stats_kind
+from .measure import compare_metric, judged_data, stats_kind
 
 __all__ = ["DRIFT_ALPHA", "SteadyCheck", "check_steady"]
 
@@ -73,7 +73,7 @@ def check_steady(
         if finding.broken:
             problems.append(f"already beyond its limit: {finding.words()}")
     if len(requests):
-        failed = requests.errors(("5xx", "timeout", "connect"))
+        failed = requests.errors()
         most = beyond_limit(failed, 0.5, side="above", alpha=alpha)
         if most.broken:
             problems.append(
@@ -98,18 +98,13 @@ def _drifts(
         kind = stats_kind(metric)
         if kind is None:
             continue
-        before = judged_data(metric, first, timeout)
-        after = judged_data(metric, second, timeout)
-        quantile = metric.quantile if isinstance(metric, LatencyMetric) else None
-        judgement = compare(
-            before,
-            after,
-            kind=kind,  # type: ignore[arg-type]
-            margin=judged_margin(metric, before, experiment.hypothesis.margins),
+        judgement = compare_metric(
+            metric,
+            judged_data(metric, first, timeout),
+            judged_data(metric, second, timeout),
+            margins=experiment.hypothesis.margins,
+            timeout=timeout,
             alpha=DRIFT_ALPHA,
-            direction=metric.direction,
-            quantile=quantile if quantile != 0.5 else None,
-            ceiling=timeout if kind == "latency" else None,
         )
         if shown_beyond_margin(judgement) and judgement.effect is not None:
             effect = judgement.effect

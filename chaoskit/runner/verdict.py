@@ -18,7 +18,7 @@ import numpy as np
 
 from ..load import ProbeSeries, RequestSamples, Samples
 from ..model import Experiment, Metric
-from ..model.metrics import LatencyMetric, ProbeMetric, ThroughputMetric
+from ..model.metrics import ProbeMetric, ThroughputMetric
 from ..stats import (
     Judgement,
     SequentialDecision,
@@ -28,7 +28,7 @@ from ..stats import (
     shown_beyond_margin,
 )
 from .limits import check_limit, declared_limits
-from .measure import judged_data, judged_margin, stats_kind
+from .measure import compare_metric, judged_data, stats_kind
 from .recovery import judge_recovery
 from .steady import DRIFT_ALPHA
 from .trials import Window
@@ -171,23 +171,10 @@ class _Judge:
         return self._compare(metric, control, treated, self.alpha)
 
     def _compare(self, metric: Metric, control: Any, treated: Any, alpha: float) -> Judgement:
-        kind = stats_kind(metric)
-        assert kind is not None  # every metric but a probe is judged from requests
-        quantile = (
-            metric.quantile
-            if isinstance(metric, LatencyMetric) and metric.quantile != 0.5
-            else None
-        )
-        return compare(
-            control,
-            treated,
-            kind=kind,  # type: ignore[arg-type]
-            margin=judged_margin(metric, control, self.exp.hypothesis.margins),
-            alpha=alpha,
-            direction=metric.direction,
-            quantile=quantile,
-            ceiling=self.timeout if kind == "latency" else None,
-        )
+        return compare_metric(
+            metric, control, treated,
+            margins=self.exp.hypothesis.margins, timeout=self.timeout, alpha=alpha,
+        )  # fmt: skip
 
     def limits(
         self, metric: Metric, readings: Any = None, before: Any = None

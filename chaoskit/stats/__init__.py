@@ -2,7 +2,7 @@
 of chaoskit. Method: docs/statistics.md."""
 
 from ._types import Effect, Judgement, Verdict
-from .compare import DEFAULT_MARGINS, compare, shown_beyond_margin
+from .compare import DEFAULT_MARGINS, compare, default_error_margin, shown_beyond_margin
 from .experiment import ExperimentJudgement, holm, judge_experiment
 from .limits import LimitCheck, beyond_limit
 from .recovery import (
@@ -29,6 +29,7 @@ __all__ = [
     "Verdict",
     "beyond_limit",
     "compare",
+    "default_error_margin",
     "holm",
     "judge_experiment",
     "outside_band",

@@ -15,7 +15,7 @@ from scipy import stats
 from ._series import Floats, as_floats, mean_variance
 from ._types import Effect, Judgement, Verdict
 
-__all__ = ["DEFAULT_MARGINS", "compare", "shown_beyond_margin"]
+__all__ = ["DEFAULT_MARGINS", "compare", "default_error_margin", "shown_beyond_margin"]
 
 Kind = Literal["latency", "error_rate", "throughput"]
 Direction = Literal["increase", "decrease", "both"]
@@ -72,11 +72,17 @@ def compare(
         )
         return _latency(x, y, _Case(kind, chosen, alpha, harmful, n, note), quantile, ceiling)
     if kind == "error_rate":
-        default = max(0.0005, 0.5 * float(x.mean())) if x.size else 0.0005
-        chosen = margin if margin is not None else default
+        chosen = margin if margin is not None else default_error_margin(x)
         return _error_rate(x, y, _Case(kind, chosen, alpha, harmful, n, note))
     chosen = margin if margin is not None else DEFAULT_MARGINS["throughput"]
     return _throughput(x, y, _Case(kind, chosen, alpha, harmful, n, note))
+
+
+def default_error_margin(control: Data) -> float:
+    """An error rate's default margin: an absolute increase of max(0.05 points, half the
+    control's rate)."""
+    outcomes = np.asarray(control, dtype=float)
+    return max(0.0005, 0.5 * float(np.nanmean(outcomes))) if outcomes.size else 0.0005
 
 
 @dataclass(frozen=True)
