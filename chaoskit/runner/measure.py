@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ..load import RequestSamples, Samples
 from ..model import Metric
 from ..model.experiment import Margins
-from ..model.metrics import ErrorRateMetric, LatencyMetric, ThroughputMetric
+from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric, ThroughputMetric
 from ..stats import Judgement, compare
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "margin_share",
     "per_second",
     "per_second_counts",
+    "probe_outside",
     "stats_kind",
     "window_value",
 ]
@@ -106,6 +107,16 @@ def compare_metric(
         quantile=quantile if quantile != 0.5 else None,
         ceiling=timeout if kind == "latency" else None,
     )
+
+
+def probe_outside(metric: ProbeMetric, values: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Per reading, whether it is outside the probe metric's ``min``/``max``; a failed reading
+    (NaN) counts as outside: a dead service fails its probes."""
+    low = -math.inf if metric.min is None else metric.min
+    high = math.inf if metric.max is None else metric.max
+    with np.errstate(invalid="ignore"):
+        outside: NDArray[np.bool_] = np.isnan(values) | (values < low) | (values > high)
+    return outside
 
 
 def window_value(metric: Metric, window: Samples, timeout: float) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from ..stats import (
     summarize_trials,
     was_outside,
 )
-from .measure import judged_margin, margin_share, per_second, per_second_counts
+from .measure import judged_margin, margin_share, per_second, per_second_counts, probe_outside
 from .trials import Window
 
 __all__ = ["MetricRecovery", "TrialRecovery", "judge_recovery"]
@@ -127,30 +128,30 @@ def judge_recovery(
         why = "no recovery phase" if trials else "no trial finished"
         return {m.name: MetricRecovery(m.name, [], None, why) for m in experiment.steady_state}
     for metric in experiment.steady_state:
-        series = _Series.of(experiment, metric, samples, probes or {}, concurrent)
+        series = _Series.of(
+            experiment, metric, samples, probes or {}, concurrent=concurrent, baseline=baseline
+        )
         if series is None:
             found[metric.name] = MetricRecovery(metric.name, [], None, "the probe was never read")
             continue
-        if not series.has_baseline(*baseline):
+        if not series.has_baseline():
             found[metric.name] = MetricRecovery(
                 metric.name, [], None, "fewer than 3 baseline windows with data"
             )
             continue
+        hold = max(1, math.ceil(hold_seconds / series.step - 1e-9))
         results: list[TrialRecovery] = []
         for number, trial in enumerate(trials, start=1):
             watched = trial.recovery_end - trial.revert_at
             deadline = given.nanoseconds / 1e9 if given is not None else watched
-            times, flags, before = series.flags(trial, baseline, hypothesis.alpha)
-            out = was_outside(before, RELAPSE)
-            hold = max(1, math.ceil(hold_seconds / series.step - 1e-9))
+            times, flags, before = series.flags(trial, hypothesis.alpha)
             if len(times) < hold:  # too short a phase to see the metric stay back: not judged
                 results = []
                 break
-            seconds = None
-            if len(times):
-                seconds = recovered_at(
-                    times, flags, hold=hold, relapse=RELAPSE, outside_before=out, step=series.step
-                )
+            out = was_outside(before, RELAPSE)
+            seconds = recovered_at(
+                times, flags, hold=hold, relapse=RELAPSE, outside_before=out, step=series.step
+            )
             results.append(TrialRecovery(number, seconds, watched, deadline, out, trial.revert_at))
         if not results:
             found[metric.name] = MetricRecovery(
@@ -167,7 +168,7 @@ def judge_recovery(
 
 class _Series:
     """One metric cut into windows (one second, or one probe reading) and tested against the
-    baseline's band."""
+    baseline's band; the baseline is read once, for every trial."""
 
     def __init__(  # noqa: PLR0917 - built in one place, by of()
         self,
@@ -178,6 +179,7 @@ class _Series:
         timeout: float,
         step: float,
         margins: Margins,
+        baseline: tuple[float, float],
     ) -> None:
         self.margins = margins
         self.metric = metric
@@ -186,6 +188,7 @@ class _Series:
         self.groups = groups
         self.timeout = timeout
         self.step = step
+        self.baseline = baseline
 
     @classmethod
     def of(
@@ -194,7 +197,9 @@ class _Series:
         metric: Metric,
         samples: RequestSamples,
         probes: dict[str, ProbeSeries],
+        *,
         concurrent: bool,
+        baseline: tuple[float, float],
     ) -> _Series | None:
         timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
         margins = experiment.hypothesis.margins
@@ -202,49 +207,64 @@ class _Series:
             readings = probes.get(metric.name)
             if readings is None or not len(readings):
                 return None
-            return cls(metric, samples, readings, None, timeout, metric.interval.seconds, margins)
+            step = metric.interval.seconds
+            return cls(metric, samples, readings, None, timeout, step, margins, baseline)
         groups = ["experiment"] if concurrent else None
-        return cls(metric, samples, None, groups, timeout, 1.0, margins)
+        return cls(metric, samples, None, groups, timeout, 1.0, margins, baseline)
 
-    def has_baseline(self, start: float, end: float) -> bool:
+    @cached_property
+    def _base_readings(self) -> NDArray[np.float64]:
+        assert self.readings is not None
+        readings = self.readings.window(*self.baseline).value
+        return readings[~np.isnan(readings)]
+
+    @cached_property
+    def _base_counts(self) -> tuple[list[int], list[int]]:
+        assert isinstance(self.metric, ErrorRateMetric)
+        _, errors, totals = per_second_counts(
+            self.metric, self.samples, *self.baseline, self.groups
+        )
+        return errors, totals
+
+    @cached_property
+    def _base_values(self) -> list[float]:
+        _, values = self._values(*self.baseline)
+        return [v for v in values if not math.isnan(v)]
+
+    def has_baseline(self) -> bool:
         if self.readings is not None:
-            readings = self.readings.window(start, end).value
-            return int(np.count_nonzero(~np.isnan(readings))) >= 3
+            return self._base_readings.size >= 3
         if isinstance(self.metric, ErrorRateMetric):
-            _, _, totals = per_second_counts(self.metric, self.samples, start, end, self.groups)
-            return sum(1 for n in totals if n) >= 3
-        _, values = self._values(start, end)
-        return sum(1 for v in values if not math.isnan(v)) >= 3
+            return sum(1 for n in self._base_counts[1] if n) >= 3
+        return len(self._base_values) >= 3
 
     def flags(
-        self, trial: Window, baseline: tuple[float, float], alpha: float
+        self, trial: Window, alpha: float
     ) -> tuple[list[float], NDArray[np.float64], NDArray[np.float64]]:
         """(window ends since the revert, flags for the recovery phase, flags for the last
         windows before the revert)."""
         lead = RELAPSE * self.step
         start, end = trial.revert_at, trial.recovery_end
         if self.readings is not None:
-            return self._probe_flags(trial, baseline, alpha, lead)
-        worse_up = self.metric.direction != "decrease"
+            return self._probe_flags(trial, alpha, lead)
         if isinstance(self.metric, ErrorRateMetric):
             metric, groups = self.metric, self.groups
-            _, be, bn = per_second_counts(metric, self.samples, *baseline, groups)
+            be, bn = self._base_counts
             _, pe, pn = per_second_counts(metric, self.samples, start - lead, start, groups)
             times, re, rn = per_second_counts(metric, self.samples, start, end, groups)
             rate = sum(be) / max(sum(bn), 1)
             margin = judged_margin(metric, [rate], self.margins) or default_error_margin([rate])
             flags = outside_rate([*pe, *re], [*pn, *rn], be, bn, alpha=alpha, margin=margin)
             return times, flags[len(pe) :], flags[: len(pe)]
-        _, base = self._values(*baseline)
         _, prior = self._values(start - lead, start)
         times, values = self._values(start, end)
-        known = [v for v in base if not math.isnan(v)]
+        known = self._base_values
         share = margin_share(self.metric, self.margins) or 0.0
         banded = outside_band(
             [*prior, *values],
             known,
             alpha=alpha,
-            higher_is_worse=worse_up,
+            higher_is_worse=self.metric.direction != "decrease",
             floor=abs(float(np.median(known))) * share,  # a change the metric's margin allows
             both_sides=self.metric.direction == "both",
         )
@@ -254,7 +274,7 @@ class _Series:
         return per_second(self.metric, self.samples, start, end, self.groups, timeout=self.timeout)
 
     def _probe_flags(
-        self, trial: Window, baseline: tuple[float, float], alpha: float, lead: float
+        self, trial: Window, alpha: float, lead: float
     ) -> tuple[list[float], NDArray[np.float64], NDArray[np.float64]]:
         assert self.readings is not None
         assert isinstance(self.metric, ProbeMetric)
@@ -265,13 +285,9 @@ class _Series:
         times = [float(t) - start + self.step for t in after.time]
         values = np.concatenate([prior, after.value])
         if metric.min is not None or metric.max is not None:
-            low = -math.inf if metric.min is None else metric.min
-            high = math.inf if metric.max is None else metric.max
-            with np.errstate(invalid="ignore"):
-                flags = ((values < low) | (values > high)).astype(float)
+            flags = probe_outside(metric, values).astype(float)
         else:
-            base = self.readings.window(*baseline).value
-            known = base[~np.isnan(base)]
+            known = self._base_readings
             share = float(metric.margin.percent) / 100 if metric.margin is not None else 0.0
             flags = outside_band(
                 values,
@@ -281,5 +297,5 @@ class _Series:
                 floor=abs(float(np.median(known))) * share,
                 both_sides=metric.direction == "both",
             )
-        flags[np.isnan(values)] = 1.0  # a failed reading is outside, as in the verdict
+            flags[np.isnan(values)] = 1.0  # a failed reading is outside, as in the verdict
         return times, flags[prior.size :], flags[: prior.size]

@@ -28,7 +28,7 @@ from ..stats import (
     shown_beyond_margin,
 )
 from .limits import check_limit, declared_limits
-from .measure import compare_metric, judged_data, stats_kind
+from .measure import compare_metric, judged_data, probe_outside, stats_kind
 from .recovery import judge_recovery
 from .steady import DRIFT_ALPHA
 from .trials import Window
@@ -264,10 +264,7 @@ def _judge_probe(
         during |= (times >= trial.fault_start) & (times < trial.fault_end)
     share = float(metric.margin.percent) / 100 if metric.margin is not None else None
     if metric.min is not None or metric.max is not None:
-        low = -math.inf if metric.min is None else metric.min
-        high = math.inf if metric.max is None else metric.max
-        with np.errstate(invalid="ignore"):
-            outside = np.isnan(values) | (values < low) | (values > high)
+        outside = probe_outside(metric, values)
         return compare(
             outside[before], outside[during], kind="error_rate", margin=share, alpha=alpha
         )
