@@ -425,15 +425,10 @@ def _started_feature_problems(
 
 def _metric_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     for i, metric in enumerate(exp.steady_state):
-        timeout = exp.load.timeout if exp.load is not None else None
         slo = metric.max if isinstance(metric, LatencyMetric) else None
-        if slo is not None and timeout is not None and slo >= timeout:
-            yield ExperimentProblem(
-                ("steady_state", i, "max"),
-                f"latency never reads above {slo}: a request is given up at the load's timeout "
-                f"({timeout}) and a failed one counts at it; set 'max' below {timeout} or "
-                "raise load.timeout",
-            )
+        beyond = _beyond_the_timeout(exp, slo, "'max'")
+        if beyond is not None:
+            yield ExperimentProblem(("steady_state", i, "max"), beyond)
         if (
             isinstance(metric, LatencyMetric | ErrorRateMetric | ThroughputMetric)
             and exp.load is None
@@ -490,6 +485,19 @@ def _safety_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
         yield from _never_fires(exp, i, cond, metric)
 
 
+def _beyond_the_timeout(exp: Experiment, limit: object, what: str) -> str | None:
+    """Why a latency limit at or above the load's timeout can never be exceeded (None: it can):
+    a request is given up at the timeout, and a failed one counts at it."""
+    timeout = exp.load.timeout if exp.load is not None else None
+    if not isinstance(limit, Duration) or timeout is None or limit < timeout:
+        return None
+    return (
+        f"latency never reads above {limit}: a request is given up at the load's timeout "
+        f"({timeout}) and a failed one counts at it; set {what} below {timeout} or raise "
+        "load.timeout"
+    )
+
+
 def _never_fires(
     exp: Experiment, index: int, cond: AbortCondition, metric: Metric
 ) -> Iterator[ExperimentProblem]:
@@ -501,10 +509,9 @@ def _never_fires(
         found.append(("for", f"a breach would have to last {cond.for_}, as long as the whole "
                              f"run ({exp.planned_duration()}): shorten 'for'"))  # fmt: skip
     latency = isinstance(metric, LatencyMetric) and isinstance(limit, Duration)
-    if latency and load is not None and side == "above" and limit >= load.timeout:
-        found.append((side, f"latency never reads above {limit}: a request is given up at the "
-                            f"load's timeout ({load.timeout}) and a failed one counts at it; set "
-                            f"the limit below {load.timeout} or raise load.timeout"))  # fmt: skip
+    beyond = _beyond_the_timeout(exp, limit, "the limit") if latency and side == "above" else None
+    if beyond is not None:
+        found.append((side, beyond))
     if isinstance(metric, ErrorRateMetric) and isinstance(limit, Percent):
         share = limit.percent
         if (side == "above" and share >= 100) or (side == "below" and share <= 0):

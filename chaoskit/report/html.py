@@ -16,7 +16,7 @@ from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric
 from ..runner.measure import per_second
 from ..safety.valve import threshold_value
 from .plots import Timeline, svg_timeline
-from .words import headline, recovery_trials, seconds
+from .words import headline, recovery_trials, seconds, valve_state
 
 __all__ = ["render_html"]
 
@@ -145,6 +145,7 @@ def render_html(result: dict[str, Any]) -> str:
         "steady": result.get("steady_state"),
         "trials_of": recovery_trials,
         "seconds": seconds,
+        "valve_state": valve_state,
         "written": (result.get("source") or {}).get("text")
         or yaml.safe_dump(result["experiment"], sort_keys=False, allow_unicode=True),
         "source": (result.get("source") or {}).get("path"),

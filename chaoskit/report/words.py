@@ -11,6 +11,7 @@ __all__ = [
     "recovery_trials",
     "seconds",
     "valve_in_words",
+    "valve_state",
 ]
 
 _OUTCOME = {
@@ -82,22 +83,24 @@ def valve_in_words(result: dict[str, Any]) -> list[str]:
     """One line per abort condition: what it watched and why it did or did not fire."""
     lines = []
     for c in (result.get("valve") or {}).get("conditions", []):
-        need = c["for"]
-        if c["tripped"]:
-            state = "FIRED"
-        elif c["longest_breach"] > 0:
-            state = (
-                f"did not fire: longest breach {seconds(c['longest_breach'])} of the "
-                f"{seconds(need)} needed"
-            )
-        elif c["checks"] and c["unknown"] == c["checks"]:
-            state = "did not fire: its data never told (no outcome seen)"
-        else:
-            state = "did not fire: never beyond its limit"
         worst = c.get("worst_shown") or (None if c.get("worst") is None else f"{c['worst']:.4g}")
         worst = "" if worst is None else f"; worst {worst}"
-        lines.append(f"{c['condition']} ({c['watched']}): {state}{worst}")
+        lines.append(f"{c['condition']} ({c['watched']}): {valve_state(c)}{worst}")
     return lines
+
+
+def valve_state(condition: dict[str, Any]) -> str:
+    """Whether one abort condition fired, and if not, how close it came."""
+    if condition["tripped"]:
+        return "FIRED"
+    if condition["longest_breach"] > 0:
+        return (
+            f"did not fire: longest breach {seconds(condition['longest_breach'])} of the "
+            f"{seconds(condition['for'])} needed"
+        )
+    if condition["checks"] and condition["unknown"] == condition["checks"]:
+        return "did not fire: its data never told (no outcome seen)"
+    return "did not fire: never beyond its limit"
 
 
 def faults_in_words(result: dict[str, Any]) -> str:

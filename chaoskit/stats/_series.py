@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Floats", "as_floats", "mean_variance"]
+__all__ = ["Floats", "as_floats", "mean_variance", "small_sample_correction"]
 
 Floats = NDArray[np.float64]
 
@@ -47,5 +47,10 @@ def mean_variance(x: Floats) -> tuple[float, float]:
     monotone = np.minimum.accumulate(pairs) if pairs.size else pairs
     long_run = max(-gamma0 + 2.0 * float(monotone.sum()), gamma0 / n)
     n_eff = min(float(n), n * gamma0 / long_run)
-    correction = 1.0 / max(1.0 - 2.0 / n_eff, 0.25) if n_eff > 2 else 4.0
-    return long_run / n * correction, n_eff
+    return long_run / n * small_sample_correction(n_eff), n_eff
+
+
+def small_sample_correction(n_eff: float) -> float:
+    """How much a short, correlated series underestimates the variance of its mean: about two
+    autocorrelation times in ``n``, so 1 / (1 - 2 / n_eff), at most 4."""
+    return 1.0 / max(1.0 - 2.0 / n_eff, 0.25) if n_eff > 2 else 4.0

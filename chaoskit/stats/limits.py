@@ -11,7 +11,7 @@ from typing import Any, Literal
 from numpy.typing import NDArray
 from scipy import stats
 
-from ._series import as_floats, mean_variance
+from ._series import as_floats, mean_variance, small_sample_correction
 from .compare import MIN_SAMPLES
 
 __all__ = ["LimitCheck", "beyond_limit"]
@@ -70,8 +70,7 @@ def beyond_limit(
         if r.size >= 3:
             _, r_eff = mean_variance(r)
             n_eff = max(1.0, x.size * min(1.0, r_eff / r.size))
-            correction = 1.0 / max(1.0 - 2.0 / n_eff, 0.25) if n_eff > 2 else 4.0
-            variance = float(x.var()) / n_eff * correction
+            variance = float(x.var()) / n_eff * small_sample_correction(n_eff)
     if share:
         p = (float(x.sum()) + 0.5) / (x.size + 1)
         variance = max(variance, p * (1 - p) / x.size)
