@@ -29,9 +29,22 @@ __all__ = [
     "per_second",
     "per_second_counts",
     "probe_outside",
+    "sample_group",
     "stats_kind",
     "window_value",
 ]
+
+
+def sample_group(group: str, metric: Metric | None, *, concurrent: bool) -> str | None:
+    """The sample group an abort condition or a limit on ``metric`` reads (None: every
+    request): ``all``; ``experiment`` without a concurrent control (every request is exposed to
+    the fault); and throughput's ``experiment`` (throughput is the whole service's: a group
+    carries only its share of it)."""
+    if group == "all" or (group == "experiment" and not concurrent):
+        return None
+    if group == "experiment" and isinstance(metric, ThroughputMetric):
+        return None
+    return group
 
 
 def stats_kind(metric: Metric) -> str | None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..load import ProbeSeries, RequestSamples, Samples
 from ..model import Experiment, Metric
-from ..model.metrics import ProbeMetric, ThroughputMetric
+from ..model.metrics import ProbeMetric
 from ..stats import (
     Judgement,
     SequentialDecision,
@@ -28,7 +28,7 @@ from ..stats import (
     shown_beyond_margin,
 )
 from .limits import check_limit, declared_limits
-from .measure import compare_metric, judged_data, probe_outside, stats_kind
+from .measure import compare_metric, judged_data, probe_outside, sample_group, stats_kind
 from .recovery import judge_recovery
 from .steady import DRIFT_ALPHA
 from .trials import Window
@@ -181,9 +181,7 @@ class _Judge:
     ) -> tuple[str, str] | None:
         """("limit", why) when the fault phases clearly break a declared limit (tested as if
         as bursty as the baseline was)."""
-        # Throughput is the whole service's: its floor is judged on every request.
-        whole = isinstance(metric, ThroughputMetric)
-        group = "experiment" if self.concurrent and not whole else None
+        group = sample_group("experiment", metric, concurrent=self.concurrent)
         for limit in declared_limits(metric):
             finding = check_limit(
                 limit,

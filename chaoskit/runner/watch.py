@@ -29,6 +29,7 @@ from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric, Through
 from ..model.safety import AbortCondition
 from ..safety.valve import Reading
 from .limits import Limit, limit_of, request_flags
+from .measure import sample_group
 
 __all__ = ["RunWatch", "window_for"]
 
@@ -104,14 +105,7 @@ class RunWatch:
         return metric
 
     def _group(self, group: str, metric: Metric | None = None) -> str | None:
-        """The sample group a condition reads: none (every request) for ``all``, for the
-        experiment group without a concurrent control, and for throughput's experiment group
-        (throughput is the whole service's: a group carries only its share of it)."""
-        if group == "all" or (group == "experiment" and not self.concurrent):
-            return None
-        if group == "experiment" and isinstance(metric, ThroughputMetric):
-            return None
-        return group
+        return sample_group(group, metric, concurrent=self.concurrent)
 
     def _recent(self, now: float, span: float, group: str | None) -> Samples:
         """Requests whose outcome became known in the last ``span`` seconds before ``now``."""
