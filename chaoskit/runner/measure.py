@@ -90,9 +90,9 @@ def judged_margin(metric: Metric, control: Any, margins: Margins) -> float | Non
     kind = stats_kind(metric)
     if kind == "error_rate":
         return share
-    if kind == "throughput":  # a ratio below 1 whichever way is harmful
-        return 1 - share
-    return 1 + share if metric.direction != "decrease" else 1 - share
+    # The statistics take a ratio the way they need it, whichever direction is harmful:
+    # below 1 for throughput, above 1 for latency.
+    return 1 - share if kind == "throughput" else 1 + share
 
 
 def compare_metric(

@@ -283,7 +283,7 @@ def _judge_probe(
             "'min' or 'max' limits",
             kind="probe", direction=metric.direction,
         )  # fmt: skip
-    margin = None if share is None else (1 - share if metric.direction == "decrease" else 1 + share)
+    margin = None if share is None else 1 + share  # a ratio above 1, whichever way is harmful
     return compare(
         values[before], values[during], kind="latency", margin=margin, alpha=alpha,
         direction=metric.direction,

@@ -311,3 +311,16 @@ def test_a_throughput_floor_is_judged_on_the_whole_service() -> None:
     )
     verdict = judge_run(exp, concurrent_requests("", ""), (0.0, 20.0), ONE, concurrent=True)
     assert metric(verdict, "rps")["basis"] != "limit"
+
+
+@pytest.mark.parametrize("direction", ["decrease", "both"])
+def test_a_latency_harmful_when_it_falls_is_judged_not_a_crash(direction: str) -> None:
+    """Latency (or a probe without limits) with direction decrease: a margin the statistics
+    take, not exit 70 before the first fault."""
+    rng = np.random.default_rng(4)
+    exp = web(steady_state=[{"name": "fast", "of": "latency", "direction": direction}])
+    verdict = judge_run(exp, requests((0, 50, "ok")), (0.0, 20.0), ONE, concurrent=False)
+    assert metric(verdict, "fast")["verdict"] in ("held", "inconclusive")
+    base = rng.lognormal(np.log(10), 0.1, 120)
+    falling = judged(experiment(margin="20%", direction=direction), series(base, base / 3))
+    assert falling["verdict"] == "deviated"
