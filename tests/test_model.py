@@ -290,3 +290,10 @@ def test_a_latency_slo_at_or_above_the_timeout_can_never_be_broken() -> None:
     with pytest.raises(InconsistentExperiment, match=r"steady_state\[0\]\.max: latency never"):
         exp(steady_state=[{"name": "p95", "of": "latency", "quantile": 0.95, "max": "2s"}])
     assert exp(steady_state=[{"name": "p95", "of": "latency", "quantile": 0.95, "max": "1s"}])
+
+
+@pytest.mark.parametrize("field", ["max", "margin"])
+def test_an_error_rate_limit_of_every_request_is_refused(field: str) -> None:
+    with pytest.raises(ValidationError, match="below 100%"):
+        exp(steady_state=[{"name": "errors", "of": "error_rate", field: "100%"}])
+    assert exp(steady_state=[{"name": "errors", "of": "error_rate", field: "99%"}])

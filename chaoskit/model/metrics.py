@@ -76,8 +76,11 @@ class ErrorRateMetric(_MetricBase):
     @field_validator("max", "margin")
     @classmethod
     def _share(cls, value: Percent | None) -> Percent | None:
-        if value is not None and not 0 < value.percent <= 100:
-            raise ValueError(f"must be above 0% and at most 100%, got '{value}'")
+        if value is not None and not 0 < value.percent < 100:
+            raise ValueError(
+                f"must be above 0% and below 100%, got '{value}' (at 100% every request may "
+                "fail: nothing could ever be judged against it)"
+            )
         return value
 
 
