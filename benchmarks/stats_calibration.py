@@ -173,6 +173,17 @@ def healthy_baseline_refused(rng: np.random.Generator) -> bool:
     return shown_beyond_margin(drift)
 
 
+def bursty_baseline_refused(rng: np.random.Generator) -> bool:
+    """A healthy baseline whose 2 % errors come in bursts of ten (a retry storm): taken as
+    beyond its max of 5 % or as failing most requests."""
+    starts = rng.random(600) < 0.002
+    errors = np.convolve(starts, np.ones(10), mode="full")[:600] > 0
+    return (
+        beyond_limit(errors, 0.05, side="above").broken
+        or beyond_limit(errors, 0.5, side="above").broken
+    )
+
+
 def limit_at_the_slo(rng: np.random.Generator) -> bool:
     """The fault phase exactly at its SLO (1 %): taken as broken."""
     return beyond_limit(rng.random(1500) < 0.01, 0.01, side="above").broken
@@ -225,6 +236,7 @@ ROWS: list[tuple[str, Callable[[np.random.Generator], bool], str]] = [
     ("outage of timeouts (half at the timeout): latency DEVIATED", timeouts, ">= 0.99"),
     ("broken baseline (30% errors, max 1%): not steady", broken_baseline, ">= 0.99"),
     ("healthy baseline taken for not steady", healthy_baseline_refused, "<= 0.01"),
+    ("healthy bursty baseline (2% in bursts of ten) refused", bursty_baseline_refused, "<= 0.01"),
     ("fault phase exactly at its SLO taken as broken", limit_at_the_slo, "<= 0.05"),
     ("flapping recovery read as back too early", flapping_recovered_early, "<= 0.01"),
     ("healthy recovery read as out (false relapse)", healthy_recovery_late, "<= 0.02"),

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from ._series import as_floats, mean_variance, small_sample_correction
-from .compare import MIN_SAMPLES
+from .compare import MIN_SAMPLES, NOISIER
 
 __all__ = ["LimitCheck", "beyond_limit"]
 
@@ -52,7 +52,9 @@ def beyond_limit(
     floored by Poisson noise. Autocorrelation widens the interval as in :func:`compare`; with
     ``reference`` (the same flags or counts in the baseline), the window's values are taken to
     be as dependent on each other as the reference's were — the system's usual burstiness —
-    so that a block of failures inside the window reads as the breach it is. Fewer than 10
+    so that a block of failures inside the window reads as the breach it is; without one, at
+    most :data:`~chaoskit.stats.compare.NOISIER` times as noisy as independent values (a
+    baseline that hangs half-way is as broken as one that fails throughout). Fewer than 10
     shares (3 counts) never count as broken.
     """
     if side not in ("above", "below"):
@@ -73,9 +75,14 @@ def beyond_limit(
             variance = float(x.var()) / n_eff * small_sample_correction(n_eff)
     if share:
         p = (float(x.sum()) + 0.5) / (x.size + 1)
-        variance = max(variance, p * (1 - p) / x.size)
+        floor = p * (1 - p) / x.size
     else:
-        variance = max(variance, max(mean, 1.0) / x.size)
+        floor = max(mean, 1.0) / x.size
+    if reference is None:  # no usual burstiness to go by: at most NOISIER times independent
+        capped = NOISIER * max(float(x.var()) / x.size, floor)
+        if variance > capped:
+            variance, n_eff = capped, max(n_eff, x.size / NOISIER)
+    variance = max(variance, floor)
     se = math.sqrt(variance)
     t = stats.t(max(n_eff - 1.0, 1.0))
     gap = (mean - limit) if side == "above" else (limit - mean)

@@ -175,11 +175,15 @@ def test_an_outage_covering_part_of_the_fault_phase_is_deviated(kind: str) -> No
     assert judged.effect is not None and judged.effect.low > (0.5 if kind == "error_rate" else 5)
 
 
-def test_a_block_of_failures_breaks_a_limit_given_the_baseline_burstiness() -> None:
+def test_a_block_of_failures_breaks_a_limit_with_or_without_a_baseline() -> None:
+    """Against the baseline's burstiness (the fault phase), or at most four times as noisy as
+    independent requests (the baseline itself): never read as harmless bursts."""
     block = np.r_[np.ones(320, bool), np.zeros(160, bool)]
-    assert not beyond_limit(block, 0.05, side="above").broken  # alone, it looks like bursts
+    assert beyond_limit(block, 0.05, side="above").broken
     clean = np.zeros(600, bool)
     assert beyond_limit(block, 0.05, side="above", reference=clean).broken
+    bursts = np.tile(np.r_[np.ones(3, bool), np.zeros(97, bool)], 5)  # 3 % in bursts of three
+    assert not beyond_limit(bursts, 0.05, side="above").broken
 
 
 def test_a_metric_harmful_both_ways_is_out_on_either_side() -> None:
