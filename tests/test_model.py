@@ -297,3 +297,9 @@ def test_an_error_rate_limit_of_every_request_is_refused(field: str) -> None:
     with pytest.raises(ValidationError, match="below 100%"):
         exp(steady_state=[{"name": "errors", "of": "error_rate", field: "100%"}])
     assert exp(steady_state=[{"name": "errors", "of": "error_rate", field: "99%"}])
+
+
+def test_an_empty_port_mapping_is_refused() -> None:
+    targets = {"webs": {"kind": "process", "select": "web-*", "port": {}, "listen": "f"}}
+    with pytest.raises(ValidationError, match="maps none"):
+        exp(targets=targets, system={"ports": ["f"]})

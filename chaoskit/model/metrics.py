@@ -77,10 +77,8 @@ class ErrorRateMetric(_MetricBase):
     @classmethod
     def _share(cls, value: Percent | None) -> Percent | None:
         if value is not None and not 0 < value.percent < 100:
-            raise ValueError(
-                f"must be above 0% and below 100%, got '{value}' (at 100% every request may "
-                "fail: nothing could ever be judged against it)"
-            )
+            why = " (every request may fail: nothing could be judged)" if value.percent else ""
+            raise ValueError(f"must be above 0% and below 100%, got '{value}'{why}")
         return value
 
 

@@ -216,6 +216,13 @@ class ProcessTarget(_TargetBase):
     on; clients reach the target through ``${ports.NAME}``. A mapping from each process's
     name to a port name when the target selects several."""
 
+    @field_validator("port")
+    @classmethod
+    def _some_port(cls, value: object) -> object:
+        if value == {}:
+            raise ValueError("a port mapping needs a port for each process: it maps none")
+        return value
+
     def port_of(self, name: str) -> int | str | None:
         """The port a proxy in front of process ``name`` relays to (None: not given)."""
         if isinstance(self.port, dict):
