@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +163,224 @@ def test_find_policy_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     (tmp_path / "cli.yaml").write_text("max_fault_duration: 3m\n")
     explicit = find_policy(Path("cli.yaml"), {"CHAOSKIT_POLICY": "env.yaml"})[0]
     assert str(explicit.max_fault_duration) == "3m"
+
+
+def at(text: str) -> datetime:
+    """A moment written with its offset, e.g. ``2026-11-23T09:30+01:00``."""
+    return datetime.fromisoformat(text)
+
+
+def window(days: str, start: str, end: str, zone: str = "UTC") -> dict[str, Any]:
+    return {"days": days.split(","), "start": start, "end": end, "timezone": zone}
+
+
+EVERY_DAY = "mon,tue,wed,thu,fri,sat,sun"
+SPRING = "2026-03-28T10:00+00:00"
+"""The day before Berlin's clocks go forward."""
+
+
+def until(policy: Policy, moment: str) -> str | None:
+    """``open_until`` in UTC, as text."""
+    found = policy.open_until(at(moment))
+    return None if found is None else found.astimezone(UTC).isoformat()
+
+
+def test_blackouts_refuse_every_moment_of_their_dates_in_the_policy_time_zone() -> None:
+    policy = Policy.model_validate(
+        {
+            "timezone": "Europe/Berlin",
+            "blackouts": [{"start": "2026-12-24", "end": "2026-12-26", "reason": "freeze"}],
+        }
+    )
+    assert policy.allows(at("2026-12-23T22:59:59+00:00"))  # 23:59:59 in Berlin
+    assert not policy.allows(at("2026-12-23T23:00:00+00:00"))  # midnight in Berlin
+    assert not policy.allows(at("2026-12-26T22:59:59+00:00"))
+    assert policy.allows(at("2026-12-26T23:00:00+00:00"))  # the 27th in Berlin
+    [refused] = policy.check(exp(), now=at("2026-12-25T12:00+01:00"))
+    assert refused.rule == "blackouts"
+    assert str(refused) == (
+        "2026-12-25 is a blackout date in Europe/Berlin (freeze): no experiment may run on it "
+        "[policy: blackouts]"
+    )
+    assert policy.check(exp(), now=at("2026-12-27T12:00+01:00")) == []
+    assert policy.check(exp()) == []  # without a clock, a file is not invalid
+
+
+def test_a_policy_time_zone_must_exist() -> None:
+    with pytest.raises(ValidationError, match="unknown time zone 'Europe/Atlantis'"):
+        Policy.model_validate({"timezone": "Europe/Atlantis"})
+
+
+def test_a_moment_without_a_time_zone_is_refused() -> None:
+    policy = Policy.model_validate({"windows": [BERLIN_WEEKDAYS]})
+    with pytest.raises(ValueError, match="has no time zone"):
+        policy.allows(datetime(2026, 11, 23, 10, 0))
+    with pytest.raises(ValueError, match="has no time zone"):
+        policy.open_until(datetime(2026, 11, 23, 10, 0))
+
+
+def test_a_run_refused_by_the_clock_names_the_windows() -> None:
+    policy = Policy.model_validate({"windows": [BERLIN_WEEKDAYS]})
+    [refused] = policy.check(exp(), now=at("2026-11-22T12:00+00:00"))  # a Sunday
+    assert str(refused) == (
+        "2026-11-22T12:00+00:00 is outside every allowed window "
+        "(mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin): no experiment may run now "
+        "[policy: windows]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("windows", "moment", "expected"),
+    [
+        # one window: its end, in winter and in summer time
+        ([BERLIN_WEEKDAYS], "2026-11-23T09:30+01:00", "2026-11-23T16:00:00+00:00"),
+        ([BERLIN_WEEKDAYS], "2026-07-06T09:30+02:00", "2026-07-06T15:00:00+00:00"),
+        # spanning midnight: the end is the next morning
+        ([window("fri", "22:00", "02:00")], "2026-11-27T23:00+00:00", "2026-11-28T02:00:00+00:00"),
+        ([window("fri", "22:00", "02:00")], "2026-11-28T01:00+00:00", "2026-11-28T02:00:00+00:00"),
+        # windows that touch count as one, across midnight too
+        (
+            [window("mon", "09:00", "12:00"), window("mon", "12:00", "14:00")],
+            "2026-11-23T10:00+00:00",
+            "2026-11-23T14:00:00+00:00",
+        ),
+        (
+            [window("fri", "20:00", "23:59:59"), window("sat", "00:00", "06:00")],
+            "2026-11-27T21:00+00:00",
+            "2026-11-28T06:00:00+00:00",
+        ),
+        (
+            [window("fri", "20:00", "00:00"), window("sat", "00:00", "06:00")],
+            "2026-11-27T21:00+00:00",
+            "2026-11-28T06:00:00+00:00",
+        ),
+        # overlapping windows: the later end; a gap ends the first
+        (
+            [window("mon", "09:00", "12:00"), window("mon", "11:00", "15:00")],
+            "2026-11-23T09:30+00:00",
+            "2026-11-23T15:00:00+00:00",
+        ),
+        (
+            [window("mon", "09:00", "12:00"), window("mon", "12:30", "15:00")],
+            "2026-11-23T09:30+00:00",
+            "2026-11-23T12:00:00+00:00",
+        ),
+        # windows in two zones that hand over to each other
+        (
+            [window("mon", "09:00", "17:00", "Europe/Berlin"), window("mon", "11:00", "13:00")],
+            "2026-11-23T10:00+01:00",
+            "2026-11-23T16:00:00+00:00",
+        ),
+        (
+            [window("mon", "09:00", "17:00", "Europe/Berlin"), window("mon", "15:00", "18:00")],
+            "2026-11-23T10:00+01:00",
+            "2026-11-23T18:00:00+00:00",
+        ),
+        # whole days: to midnight at the end of the last one
+        (
+            [window("mon,tue", "00:00", "23:59:59")],
+            "2026-11-23T10:00+00:00",
+            "2026-11-25T00:00:00+00:00",
+        ),
+        # spring forward in Berlin (02:00 CET -> 03:00 CEST, 29 March 2026): 01:00-05:00 lasts 3 h
+        (
+            [window("sun", "01:00", "05:00", "Europe/Berlin")],
+            "2026-03-29T01:30+01:00",
+            "2026-03-29T03:00:00+00:00",
+        ),
+        # ... and a window ending in the skipped hour ends when the clock jumps over it
+        (
+            [window("sun", "01:00", "02:30", "Europe/Berlin")],
+            "2026-03-29T01:30+01:00",
+            "2026-03-29T01:00:00+00:00",
+        ),
+        # fall back (03:00 CEST -> 02:00 CET on 25 October 2026): 01:00-05:00 lasts 5 h
+        (
+            [window("sun", "01:00", "05:00", "Europe/Berlin")],
+            "2026-10-25T01:30+02:00",
+            "2026-10-25T04:00:00+00:00",
+        ),
+        # ... and 02:30-04:00 is left when the clock goes back to 02:00
+        (
+            [window("sun", "02:30", "04:00", "Europe/Berlin")],
+            "2026-10-25T02:45+02:00",
+            "2026-10-25T01:00:00+00:00",
+        ),
+        # every hour of every day (over a daylight-saving change too): nothing closes
+        ([window(EVERY_DAY, "00:00", "23:59:59", "Europe/Berlin")], SPRING, None),
+        ([window(EVERY_DAY, "06:00", "18:00"), window(EVERY_DAY, "18:00", "06:00")], SPRING, None),
+        ([], "2026-11-23T10:00+00:00", None),
+    ],
+)
+def test_open_until_the_window_closes(
+    windows: list[dict[str, Any]], moment: str, expected: str | None
+) -> None:
+    policy = Policy.model_validate({"windows": windows})
+    assert until(policy, moment) == expected
+    if expected is not None:
+        assert_open_until(policy, at(moment))
+
+
+def test_open_until_is_now_when_no_run_may_start() -> None:
+    policy = Policy.model_validate({"windows": [BERLIN_WEEKDAYS]})
+    assert until(policy, "2026-11-22T12:00+00:00") == "2026-11-22T12:00:00+00:00"
+    closed = Policy.model_validate({"blackouts": [{"start": "2026-11-22"}]})
+    assert until(closed, "2026-11-22T12:00+00:00") == "2026-11-22T12:00:00+00:00"
+
+
+def test_open_until_the_next_blackout_date_begins() -> None:
+    frozen = {"start": "2026-12-24", "end": "2026-12-26", "reason": "freeze"}
+    berlin = Policy.model_validate({"timezone": "Europe/Berlin", "blackouts": [frozen]})
+    assert until(berlin, "2026-12-23T12:00+01:00") == "2026-12-23T23:00:00+00:00"
+    assert until(berlin, "2026-12-27T00:00+01:00") is None  # no blackout ahead any more
+    assert until(berlin, "2026-01-10T12:00+01:00") == "2026-12-23T23:00:00+00:00"  # far ahead
+    evenings = Policy.model_validate(
+        {
+            "timezone": "Europe/Berlin",
+            "blackouts": [frozen],
+            "windows": [window("mon,tue,wed,thu,fri,sat,sun", "20:00", "02:00", "Europe/Berlin")],
+        }
+    )
+    # the window runs to 02:00 on the 24th, but the blackout starts at midnight before it
+    assert until(evenings, "2026-12-23T21:00+01:00") == "2026-12-23T23:00:00+00:00"
+    # the window ends first on the 22nd
+    assert until(evenings, "2026-12-21T21:00+01:00") == "2026-12-22T01:00:00+00:00"
+    assert_open_until(evenings, at("2026-12-23T21:00+01:00"))
+
+
+def assert_open_until(policy: Policy, moment: datetime) -> None:
+    """Every minute from ``moment`` to ``open_until`` is allowed; ``open_until`` is not."""
+    end = policy.open_until(moment)
+    assert end is not None
+    step = moment
+    while step < end:
+        assert policy.allows(step), step
+        step += timedelta(minutes=1)
+    assert policy.allows(end - timedelta(seconds=1))
+    assert not policy.allows(end)
+
+
+@pytest.mark.parametrize("start", ["2026-03-27T00:00+00:00", "2026-10-23T00:00+00:00"])
+def test_open_until_agrees_with_allows_minute_by_minute_over_a_daylight_saving_change(
+    start: str,
+) -> None:
+    policy = Policy.model_validate(
+        {
+            "timezone": "Europe/Berlin",
+            "blackouts": [{"start": "2026-03-30"}, {"start": "2026-10-26"}],
+            "windows": [
+                window("fri,sat,sun", "01:00", "02:30", "Europe/Berlin"),
+                window("sun", "02:45", "04:00", "Europe/Berlin"),
+                window("sat", "22:00", "00:30", "Europe/Berlin"),
+                window("sun,mon", "09:00", "12:00"),
+            ],
+        }
+    )
+    moment = at(start)
+    checked = 0
+    while moment < at(start) + timedelta(days=4):
+        if policy.allows(moment):
+            assert_open_until(policy, moment)
+            checked += 1
+        moment += timedelta(minutes=7)
+    assert checked > 50

@@ -2,19 +2,22 @@
 
 A policy file (``safety/default.yaml`` unless ``--policy`` names another) caps the blast
 radius, limits target kinds and fault types, protects selectors that may never be targeted,
-caps fault and run durations, requires abort conditions and sets the time windows in which
-experiments may run. An experiment that breaks any rule is refused whole.
+caps fault and run durations, requires abort conditions, and sets the time windows in which
+experiments may run and the blackout dates on which none may. An experiment that breaks any rule
+is refused whole; the windows and blackouts are checked against the clock when a run starts.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -22,13 +25,14 @@ from ..loader import load_model
 from ..model import Experiment
 from ..model._base import Fraction, Glob, Model, PositiveDuration
 from ..model.faults import FaultType, TargetKind
-from ..model.gameday import TimeWindow
+from ..model.gameday import Blackout, TimeWindow
 from ..model.safety import Threshold, parse_threshold
 from ..units import Duration, Percent, Rate
 
 __all__ = [
     "DEFAULT_POLICY_PATH",
     "POLICY_ENV",
+    "Blackout",
     "BlastRadiusCap",
     "Policy",
     "ProtectedSelector",
@@ -44,6 +48,11 @@ POLICY_ENV = "CHAOSKIT_POLICY"
 """An environment variable naming the policy file."""
 
 _KINDS: tuple[TargetKind, ...] = ("proxy", "process", "container")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_END_OF_DAY = time(23, 59, 59)
+"""A window's default end: it runs to midnight."""
+_HORIZON = timedelta(days=15)
+"""How far ahead :meth:`Policy.open_until` looks for the windows to close."""
 
 
 class BlastRadiusCap(Model):
@@ -56,7 +65,12 @@ class BlastRadiusCap(Model):
 
 
 class ProtectedSelector(Model):
-    """Targets that may never be hit: by name pattern and/or labels, of one kind or any."""
+    """Targets that may never be hit: by name pattern and/or labels, of one kind or any.
+
+    At run time ``select`` is matched against every name a concrete target goes by (for a
+    process: chaoskit's name, its own name, its executable and its command line; for a
+    container: its name with and without Docker's leading ``/`` and its compose service).
+    """
 
     kind: TargetKind | None = None
     select: Glob | None = None
@@ -70,13 +84,24 @@ class ProtectedSelector(Model):
             raise ValueError("a protected entry needs 'select' or 'labels'")
         return self
 
-    def protects(self, kind: str, name: str, labels: Mapping[str, str]) -> bool:
-        """True if a concrete target with this kind, name and labels is protected."""
+    def protects(self, kind: str, names: str | Sequence[str], labels: Mapping[str, str]) -> bool:
+        """True if a concrete target of this kind, going by any of ``names``, with these
+        labels is protected."""
+        return self.matching(kind, names, labels) is not None
+
+    def matching(
+        self, kind: str, names: str | Sequence[str], labels: Mapping[str, str]
+    ) -> str | None:
+        """The name of ``names`` that ``select`` matches (the first, or ``""`` when only labels
+        are asked for) if this entry protects the target; else None."""
         if self.kind is not None and self.kind != kind:
-            return False
-        if self.select is not None and not fnmatchcase(name, self.select):
-            return False
-        return all(labels.get(k) == v for k, v in self.labels.items())
+            return None
+        if not all(labels.get(k) == v for k, v in self.labels.items()):
+            return None
+        if self.select is None:
+            return ""
+        said = [names] if isinstance(names, str) else names
+        return next((n for n in said if fnmatchcase(n, self.select)), None)
 
 
 class RequiredAbort(Model):
@@ -105,7 +130,8 @@ class Violation:
     message: str
 
     def __str__(self) -> str:
-        return f"{_dotted(self.path)}: {self.message} [policy: {self.rule}]"
+        where = f"{_dotted(self.path)}: " if self.path else ""
+        return f"{where}{self.message} [policy: {self.rule}]"
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
@@ -131,31 +157,123 @@ class Policy(Model):
     """An experiment's ``safety.max_duration`` may be no longer."""
     require_abort: list[RequiredAbort] = Field(default_factory=list)
     windows: list[TimeWindow] = Field(default_factory=list)
-    """When experiments may run; any time when empty."""
+    """When experiments may run; any time when empty. A window runs from its start up to its
+    end (an end of 23:59:59, the default, runs to midnight)."""
+    timezone: str = "UTC"
+    """The IANA time zone blackout dates are read in, e.g. ``Europe/Berlin``."""
+    blackouts: list[Blackout] = Field(default_factory=list)
+    """Dates on which no experiment may run, e.g. a release freeze."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone '{value}': use an IANA name such as 'Europe/Berlin'"
+            ) from None
+        return value
 
     def check(self, exp: Experiment, *, now: datetime | None = None) -> list[Violation]:
-        """Every rule ``exp`` breaks; the time windows too when ``now`` is given."""
+        """Every rule ``exp`` breaks; the windows and blackouts too when ``now`` is given."""
         found = list(self._violations(exp))
-        if now is not None and not self.allows(now):
+        if now is not None:
+            found += self.refusals(now)
+        return found
+
+    def check_now(self, exp: Experiment) -> list[Violation]:
+        """Every rule ``exp`` breaks if it started now, by this machine's clock: what a run
+        checks before it touches anything."""
+        return self.check(exp, now=datetime.now(UTC))
+
+    def refusals(self, moment: datetime) -> list[Violation]:
+        """Why no experiment may run at ``moment`` (timezone-aware): outside every window, or
+        on a blackout date; empty if experiments may run then."""
+        found = []
+        if not self._in_windows(_aware(moment)):
             found.append(
                 Violation(
                     (),
                     "windows",
-                    f"{now.isoformat(timespec='minutes')} is outside every allowed window "
-                    f"({'; '.join(_describe(w) for w in self.windows)})",
+                    f"{moment.isoformat(timespec='minutes')} is outside every allowed window "
+                    f"({'; '.join(_describe(w) for w in self.windows)}): no experiment may run "
+                    "now",
                 )
             )
+        day = moment.astimezone(ZoneInfo(self.timezone)).date()
+        for blackout in self.blackouts:
+            if blackout.covers(day):
+                why = f" ({blackout.reason})" if blackout.reason else ""
+                found.append(
+                    Violation(
+                        (),
+                        "blackouts",
+                        f"{day} is a blackout date in {self.timezone}{why}: no experiment may "
+                        "run on it",
+                    )
+                )
         return found
 
     def allows(self, moment: datetime) -> bool:
-        """True if experiments may run at ``moment``."""
-        return not self.windows or any(w.contains(moment) for w in self.windows)
+        """True if experiments may run at ``moment`` (timezone-aware): inside a window, if
+        there are any, and not on a blackout date."""
+        moment = _aware(moment)
+        return self._in_windows(moment) and not self._blacked_out(moment)
+
+    def open_until(self, now: datetime) -> datetime | None:
+        """The first moment after ``now`` at which experiments may no longer run: the end of
+        the window ``now`` is in (windows that touch or overlap count as one) or the start of
+        the next blackout date, whichever comes first. ``now`` itself if experiments may not
+        run at ``now``; None if nothing ends it (no windows, or none that close within 15 days,
+        and no blackout ahead). Returned in UTC."""
+        now = _aware(now).astimezone(UTC)
+        if not self.allows(now):
+            return now
+        if self.windows or self.blackouts:
+            zones = {w.timezone for w in self.windows} | {self.timezone}
+            edges = sorted(
+                {e for z in zones for e in self._edges(ZoneInfo(z), now, now + _HORIZON)}
+            )
+            closing = next((e for e in edges if e > now and not self.allows(e)), None)
+            if closing is not None:
+                return closing
+        today = now.astimezone(ZoneInfo(self.timezone)).date()
+        ahead = [b.start for b in self.blackouts if b.start > today]
+        return _first_at(min(ahead), time(0), ZoneInfo(self.timezone)) if ahead else None
+
+    def _in_windows(self, moment: datetime) -> bool:
+        return not self.windows or any(_inside(w, moment) for w in self.windows)
+
+    def _blacked_out(self, moment: datetime) -> bool:
+        day = moment.astimezone(ZoneInfo(self.timezone)).date()
+        return any(b.covers(day) for b in self.blackouts)
+
+    def _edges(self, zone: ZoneInfo, start: datetime, end: datetime) -> Iterator[datetime]:
+        """Every moment in about [start, end] at which, in ``zone``, the wall clock reaches a
+        window's start or end or midnight, or jumps (a daylight-saving change): between two of
+        them whether experiments may run cannot change."""
+        marks = {time(0)} | {
+            t
+            for w in self.windows
+            if w.timezone == zone.key
+            for t in (w.start, w.end)
+            if t != _END_OF_DAY
+        }
+        first = start.astimezone(zone).date() - timedelta(days=1)
+        for offset in range((end - start).days + 3):
+            day = first + timedelta(days=offset)
+            for mark in marks:
+                for fold in (0, 1):
+                    yield datetime.combine(day, mark.replace(fold=fold), zone).astimezone(UTC)
+        yield from _jumps(zone, start - timedelta(days=1), end + timedelta(days=1))
 
     def protection(
-        self, kind: str, name: str, labels: Mapping[str, str]
+        self, kind: str, names: str | Sequence[str], labels: Mapping[str, str]
     ) -> ProtectedSelector | None:
-        """The protected entry that covers a concrete target, if any (checked at run time)."""
-        return next((p for p in self.protected if p.protects(kind, name, labels)), None)
+        """The protected entry that covers a concrete target going by any of ``names``, if any
+        (checked at run time)."""
+        return next((p for p in self.protected if p.protects(kind, names, labels)), None)
 
     def _violations(self, exp: Experiment) -> Iterator[Violation]:
         yield from self._blast_radius(exp)
@@ -292,6 +410,56 @@ def _le(a: Threshold, b: Threshold) -> bool:
 def _globs_meet(a: str, b: str) -> bool:
     """Could two name patterns select the same name? (Each tried as a name against the other.)"""
     return fnmatchcase(a, b) or fnmatchcase(b, a) or a == "*" or b == "*"
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.utcoffset() is None:
+        raise ValueError(f"{moment} has no time zone: give a timezone-aware moment")
+    return moment
+
+
+def _inside(window: TimeWindow, moment: datetime) -> bool:
+    """``moment`` falls in the window: from its start up to, not including, its end (an end of
+    23:59:59 runs to midnight; an end before the start spans midnight)."""
+    local = moment.astimezone(ZoneInfo(window.timezone))
+    wall = local.time().replace(tzinfo=None, fold=0)
+    today, yesterday = _DAYS[local.weekday()], _DAYS[(local.weekday() - 1) % 7]
+    to_midnight = window.end == _END_OF_DAY
+    if window.start <= window.end:
+        return today in window.days and window.start <= wall and (to_midnight or wall < window.end)
+    return (today in window.days and wall >= window.start) or (
+        yesterday in window.days and wall < window.end
+    )
+
+
+def _first_at(day: date, wall: time, zone: tzinfo) -> datetime:
+    """The first moment the wall clock in ``zone`` shows ``wall`` or later on ``day``."""
+    earlier, later = sorted(
+        datetime.combine(day, wall.replace(fold=f), zone).astimezone(UTC) for f in (0, 1)
+    )
+    if earlier.astimezone(zone).replace(tzinfo=None) == datetime.combine(day, wall):
+        return earlier
+    jump = list(_jumps(zone, earlier, later))  # skipped by a daylight-saving change
+    return jump[0] if jump else later
+
+
+def _jumps(zone: tzinfo, start: datetime, end: datetime) -> Iterator[datetime]:
+    """The moments in about [start, end] at which ``zone``'s offset from UTC changes (found
+    hour by hour, then to the second)."""
+
+    def offset(second: int) -> timedelta | None:
+        return datetime.fromtimestamp(second, zone).utcoffset()
+
+    here, last = math.floor(start.timestamp()), math.ceil(end.timestamp())
+    while here < last:
+        there = min(here + 3600, last)
+        if offset(here) != offset(there):
+            low, high = here, there  # the offset of low is the old one, that of high the new
+            while high - low > 1:
+                mid = (low + high) // 2
+                low, high = (mid, high) if offset(mid) == offset(low) else (low, mid)
+            yield datetime.fromtimestamp(high, UTC)
+        here = there
 
 
 def _describe(window: TimeWindow) -> str:
