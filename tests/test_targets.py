@@ -3,11 +3,19 @@ against the site policy before anything is touched."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
+from waiting import wait_until
 
 from chaoskit.drivers.base import Target
+from chaoskit.drivers.process import process_target
 from chaoskit.model import BlastRadius
-from chaoskit.model.system import ContainerTarget, ProxyTarget
+from chaoskit.model.system import ContainerTarget, ProcessTarget, ProxyTarget
 from chaoskit.runner.targets import TargetError, check_draw, draw, select
 from chaoskit.safety.policy import Policy
 
@@ -91,3 +99,114 @@ def test_a_process_target_with_pids_selects_exactly_those_processes() -> None:
     gone = ProcessTarget(kind="process", pids=[2**22 + 7])  # above Linux's pid_max default
     with pytest.raises(TargetError, match=f"names pid {2**22 + 7}, but no such process runs"):
         select("gone", gone, others)
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start real processes (argv lists), each waited for until ``/proc`` shows its own command
+    line (``shown`` as argv[0], else ``argv[0]``); all killed afterwards."""
+    running: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        argv: list[str], executable: str | None = None, shown: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(argv, executable=executable)
+        running.append(process)
+        first = shown or argv[0]
+        wait_until(lambda: cmdline(process.pid)[:1] == [first], 5, f"{first} to start")
+        return process
+
+    yield start
+    for process in running:
+        process.kill()
+        process.wait(5)
+
+
+def cmdline(pid: int) -> list[str]:
+    return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]]
+
+
+def refusals(policy: Policy, target: Target) -> list[str]:
+    drawn = draw([target], BlastRadius(count=1, seed=1))
+    return [str(v) for v in check_draw(policy, "t", drawn, 1)]
+
+
+def protecting(select: str, reason: str = "production database") -> Policy:
+    return Policy.model_validate({"protected": [{"select": select, "reason": reason}]})
+
+
+def test_a_pid_target_is_protected_by_its_command_line(
+    started: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    prod = started(["bash", "-c", "exec -a prod-db sleep 60"], shown="prod-db")
+    [target] = select("db", ProcessTarget(kind="process", pids=[prod.pid]), [])
+    assert target.name == f"pid-{prod.pid}"  # chaoskit's own name says nothing of prod
+    [refused] = refusals(protecting("prod-db*"), target)
+    assert refused == (
+        f"targets.t: process 'pid-{prod.pid}' (pid {prod.pid}, process sleep, command line "
+        f"'prod-db 60') is protected by 'prod-db*' as 'prod-db': production database "
+        "[policy: protected]"
+    )
+    assert refusals(protecting("staging-*"), target) == []
+
+
+def test_a_process_is_protected_by_its_own_name_its_executable_and_argv(
+    started: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    long_name = tmp_path / "orders-database-primary"  # longer than the 15 characters of comm
+    shutil.copy(sleep, long_name)
+    copy = started(["worker", "60"], executable=str(long_name))
+    target = process_target(copy.pid, "worker-1")  # as a run names a process it started
+    assert Path(f"/proc/{copy.pid}/comm").read_text().strip() == "orders-database"
+    assert refusals(protecting("orders-database"), target)  # its own name (comm)
+    assert refusals(protecting("orders-database-primary"), target)  # its executable
+    assert refusals(protecting(f"{tmp_path}/*"), target)  # ... by its path
+    assert refusals(protecting("worker"), target)  # argv[0]
+    assert refusals(protecting("worker-1"), target)  # chaoskit's name for it
+    assert refusals(protecting("sleep"), target) == []
+    linked = tmp_path / "cache-prod"
+    linked.symlink_to(sleep)  # comm is the name it was started by; exe the file it runs
+    via_link = started(["cache", "60"], executable=str(linked))
+    target = process_target(via_link.pid)
+    assert refusals(protecting("cache-prod"), target)
+    assert refusals(protecting("sleep"), target)
+    assert refusals(protecting("orders-*"), target) == []
+    python = started([sys.executable, "-c", "import time; time.sleep(60)", "--db=prod-orders"])
+    target = process_target(python.pid)
+    [refused] = refusals(protecting("*--db=prod-*", "orders"), target)
+    assert f"pid {python.pid}" in refused and refused.endswith(": orders [policy: protected]")
+
+
+def test_a_pid_reused_by_another_process_is_judged_by_chaoskits_name_only(
+    started: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    prod = started(["bash", "-c", "exec -a prod-db sleep 60"], shown="prod-db")
+    real = process_target(prod.pid)
+    other = Target("process", "other", {}, {**real.ref, "start": int(real.ref["start"]) + 1})
+    assert refusals(protecting("prod-db*"), other) == []  # not the process it named: no names
+    assert refusals(protecting("prod-db*"), real) != []
+
+
+def test_containers_are_protected_by_name_compose_service_and_labels() -> None:
+    compose = {"com.docker.compose.service": "db", "com.docker.compose.project": "shop"}
+    box = Target("container", "shop-db-1", compose, {"id": "0" * 64})
+    assert refusals(protecting("db"), box) == [
+        "targets.t: container 'shop-db-1' (compose service db) is protected by 'db' as 'db': "
+        "production database [policy: protected]"
+    ]
+    assert refusals(protecting("shop-db-*"), box)
+    assert refusals(protecting("/shop-db-1"), box)  # as Docker's API spells it
+    raw = Target("container", "/shop-db-1", {}, {"id": "0" * 64})
+    assert refusals(protecting("shop-db-1"), raw)
+    labelled = Policy.model_validate(
+        {"protected": [{"kind": "container", "labels": {"com.docker.compose.project": "shop"}}]}
+    )
+    assert refusals(labelled, box) == [
+        "targets.t: container 'shop-db-1' (compose service db) is protected by labels "
+        "com.docker.compose.project=shop [policy: protected]"
+    ]
+    assert refusals(protecting("web"), box) == []
+    process = Policy.model_validate({"protected": [{"kind": "process", "select": "db"}]})
+    assert refusals(process, box) == []  # a protected entry of another kind

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..model import Fault
@@ -16,7 +17,7 @@ from ..model.faults import CrashFault, DiskFullFault, PauseFault
 from .balloon import deflate, inflate
 from .base import AppliedFault, DriverError, Target, disk_params
 
-__all__ = ["ProcessDriver", "process_target", "start_ticks"]
+__all__ = ["ProcessDriver", "ProcessNames", "describe", "process_target", "start_ticks"]
 
 
 def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
@@ -28,6 +29,48 @@ def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[19])  # field 22 of stat(5), counted from field 3
+
+
+@dataclass(frozen=True)
+class ProcessNames:
+    """What a person would call a running process, as ``/proc`` tells it."""
+
+    comm: str
+    """Its own name (``/proc/PID/comm``, at most 15 characters): what ``ps`` and ``top`` show."""
+    exe: str | None
+    """Its executable's full path; None if it cannot be read (another user's process)."""
+    cmdline: tuple[str, ...]
+    """Its command line, ``argv[0]`` first (empty for a kernel thread)."""
+
+    def names(self) -> list[str]:
+        """Every name it goes by: its own name, its executable's basename and full path,
+        ``argv[0]``'s basename, and the whole command line joined by spaces."""
+        found = [self.comm]
+        if self.exe:
+            found += [os.path.basename(self.exe), self.exe]
+        if self.cmdline:
+            found += [os.path.basename(self.cmdline[0]), " ".join(self.cmdline)]
+        return list(dict.fromkeys(n for n in found if n))
+
+
+def describe(pid: int, start: int | None = None, proc: Path = Path("/proc")) -> ProcessNames | None:
+    """The names of the running process ``pid``; None if it is gone or, given ``start`` (its
+    start time in clock ticks), if ``pid`` is now another process."""
+    here = proc / str(pid)
+    try:
+        comm = (here / "comm").read_text().rstrip("\n")
+        raw = (here / "cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        exe: str | None = os.readlink(here / "exe").removesuffix(" (deleted)")
+    except OSError:  # not ours to read, or a kernel thread
+        exe = None
+    ticks = start_ticks(pid, proc)  # read last: the names above belong to this process
+    if ticks is None or (start is not None and ticks != start):
+        return None
+    cmdline = tuple(os.fsdecode(arg) for arg in raw.split(b"\0")[:-1] if raw)
+    return ProcessNames(comm, exe, cmdline)
 
 
 def process_target(

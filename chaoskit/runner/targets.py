@@ -11,13 +11,21 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from ..drivers.base import DriverError, Target
-from ..drivers.process import process_target
+from ..drivers.process import describe, process_target
 from ..model import BlastRadius
 from ..model import Target as TargetSpec
 from ..model.system import ProcessTarget
 from ..safety.policy import Policy, Violation
 
-__all__ = ["Draw", "TargetError", "check_draw", "draw", "engine_containers", "select"]
+__all__ = [
+    "Draw",
+    "TargetError",
+    "check_draw",
+    "draw",
+    "engine_containers",
+    "known_as",
+    "select",
+]
 
 
 class TargetError(Exception):
@@ -119,16 +127,62 @@ def draw(candidates: list[Target], radius: BlastRadius) -> Draw:
     return Draw(sorted(hit, key=lambda t: t.name), control, seed)
 
 
+COMPOSE_SERVICE = "com.docker.compose.service"
+"""The label Docker Compose gives a container: the name of its service."""
+
+
+def known_as(target: Target) -> tuple[list[str], str]:
+    """Every name a person could call ``target`` by, which a protected ``select`` is matched
+    against, and the target in words for a refusal. A process: chaoskit's name for it, its own
+    name, its executable (basename and path), ``argv[0]``'s basename and its whole command line,
+    read from ``/proc`` now. A container: its name with and without Docker's leading ``/`` and
+    its compose service. A proxy: its name."""
+    names, said = [target.name], f"'{target.name}'"
+    if target.kind == "process" and "pid" in target.ref:
+        pid = int(target.ref["pid"])
+        start = target.ref.get("start")
+        found = describe(pid, None if start is None else int(start))
+        said = f"'{target.name}' (pid {pid}"
+        if found is not None:
+            names += found.names()
+            said += f", process {found.comm}"
+            if found.cmdline:
+                said += f", command line '{' '.join(found.cmdline)}'"
+        said += ")"
+    elif target.kind == "container":
+        bare = target.name.lstrip("/")
+        names += [bare, f"/{bare}"]
+        service = target.labels.get(COMPOSE_SERVICE)
+        if service:
+            names.append(service)
+            said += f" (compose service {service})"
+    return list(dict.fromkeys(names)), said
+
+
 def check_draw(policy: Policy, key: str, drawn: Draw, total: int) -> list[Violation]:
-    """Policy rules on the concrete draw: protected targets and the blast-radius caps."""
+    """Policy rules on the concrete draw: protected targets (by every name each goes by, see
+    :func:`known_as`, and labels) and the blast-radius caps."""
     found = []
     for target in drawn.experiment:
-        entry = policy.protection(target.kind, target.name, target.labels)
-        if entry is not None:
-            why = f" ({entry.reason})" if entry.reason else ""
+        names, said = known_as(target)
+        for entry in policy.protected:
+            matched = entry.matching(target.kind, names, target.labels)
+            if matched is None:
+                continue
+            rule = f"'{entry.select}'" if entry.select else ""
+            if entry.labels:
+                pairs = ", ".join(f"{k}={v}" for k, v in entry.labels.items())
+                rule += f"{' with ' if rule else ''}labels {pairs}"
+            hit = f" as '{matched}'" if matched and matched != target.name else ""
+            why = f": {entry.reason}" if entry.reason else ""
             found.append(
-                Violation(("targets", key), "protected", f"'{target.name}' is protected{why}")
+                Violation(
+                    ("targets", key),
+                    "protected",
+                    f"{target.kind} {said} is protected by {rule}{hit}{why}",
+                )
             )
+            break
     cap = policy.max_blast_radius
     if cap.count is not None and len(drawn.experiment) > cap.count:
         found.append(
