@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -112,11 +113,15 @@ def validate_paths(
     ]
     empty = [p for p in paths if p.is_dir() and not any(find_files([p]))]
 
+    # A file is not invalid because of the hour, but say when a run now would be refused.
+    closed = [str(v) for v in policy.refusals(datetime.now(UTC))] if policy is not None else []
     if output == "json":
-        json.dump(_as_json(reports, source, empty), sys.stdout, indent=2)
+        json.dump({**_as_json(reports, source, empty), "refused_now": closed}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         _print(reports, source, empty)
+        for line in closed:
+            typer.echo(f"note: a run started now would be refused: {line}")
     ok = reports and all(r.valid for r in reports) and not empty
     return ExitCode.HELD if ok else ExitCode.INVALID
 

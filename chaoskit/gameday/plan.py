@@ -104,7 +104,9 @@ async def run_plan(
             f"game day '{plan.name}' may not run now: {'; '.join(refusals)} (--force overrides)"
         )
     experiments = _experiments(plan, plan_path)
-    violations = [f"{name}: {v}" for name, _, exp in experiments for v in policy.check(exp)]
+    # The site policy's windows and blackouts hold at the day's start (--force does not override
+    # them), and again as each experiment starts (run_experiment checks them by the clock).
+    violations = [f"{n}: {v}" for n, _, exp in experiments for v in policy.check(exp, now=now)]
     if violations:
         raise PlanError("the site policy refuses: " + "; ".join(violations))
     day = DayResult(plan.name, now.isoformat(timespec="seconds"), forced=bool(refusals))

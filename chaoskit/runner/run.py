@@ -359,7 +359,7 @@ async def run_experiment(
     ``log`` gets a line per event; ``follow``, if given, gets a function that describes the
     run as it is now (for a live view).
     """
-    violations = policy.check(experiment)
+    violations = policy.check_now(experiment)  # the windows and blackouts too, by the clock
     if violations:
         raise PreflightError(
             "the site policy refuses this experiment: " + "; ".join(map(str, violations))
