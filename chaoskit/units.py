@@ -29,16 +29,29 @@ class UnitError(ValueError):
 
 def _bad(kind: str, text: object, forms: str, hint: str = "") -> UnitError:
     shown = repr(text) if not isinstance(text, str) else f"'{text}'"
+    if len(shown) > 60:
+        shown = shown[:56] + "...'"
     extra = f" {hint}" if hint else ""
     return UnitError(f"invalid {kind} {shown}:{extra} expected {forms}")
 
 
+MAX_DIGITS = 24
+"""A number in a quantity may have at most this many digits: more is a typo or an attack, and
+Python refuses to print whole numbers of more than 4300 digits (and decimals round at 28)."""
+
+
 def _decimal(text: str) -> Decimal:
+    if sum(c.isdigit() for c in text) > MAX_DIGITS:
+        raise _TooManyDigits(text)
     try:
         value = Decimal(text)
     except InvalidOperation as exc:  # pragma: no cover - the regexes only pass numbers
         raise ValueError(text) from exc
     return value
+
+
+class _TooManyDigits(ValueError):
+    """A number with more than MAX_DIGITS digits (turned into a UnitError by the caller)."""
 
 
 def _plain(value: Decimal) -> str:
@@ -102,6 +115,10 @@ class _Quantity:
         return cls._from_number(value)
 
     @classmethod
+    def _digits_error(cls, text: str) -> UnitError:
+        return cls._error(text, f"a number may have at most {MAX_DIGITS} digits;")
+
+    @classmethod
     def _from_number(cls, value: object) -> Self:
         raise cls._error(value)
 
@@ -150,6 +167,8 @@ _DURATION_UNITS: dict[str, int] = {
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_TEXT = re.compile(r"[+-]?(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|ms|s|m|h|d))+")
+MAX_DURATION_NS = 36500 * _DURATION_UNITS["d"]
+"""The longest duration a file may give: 100 years (every timer and sleep can take it)."""
 _FORMAT_ORDER = (("d", 86_400_000_000_000), ("h", 3_600_000_000_000), ("m", 60_000_000_000))
 
 
@@ -191,8 +210,13 @@ class Duration(_Quantity):
             raise cls._error(text, hint)
         sign = -1 if compact.startswith("-") else 1
         total = Decimal(0)
-        for number, unit in _DURATION_PART.findall(compact.lstrip("+-")):
-            total += _decimal(number) * _DURATION_UNITS[unit]
+        try:
+            for number, unit in _DURATION_PART.findall(compact.lstrip("+-")):
+                total += _decimal(number) * _DURATION_UNITS[unit]
+        except _TooManyDigits:
+            raise cls._digits_error(text) from None
+        if total > MAX_DURATION_NS:
+            raise cls._error(text, "it is longer than 36500d (100 years);")
         return cls(sign * round(total))
 
     @classmethod
@@ -289,7 +313,10 @@ class Size(_Quantity):
         factor = _SIZE_UNITS.get((unit or "b").lower())
         if factor is None:
             raise cls._error(text, f"'{unit}' is not a size unit;")
-        total = _decimal(number) * factor
+        try:
+            total = _decimal(number) * factor
+        except _TooManyDigits:
+            raise cls._digits_error(text) from None
         if total != total.to_integral_value():
             raise cls._error(text, "it is not a whole number of bytes;")
         return cls(int(total))
@@ -384,7 +411,10 @@ class Rate(_Quantity):
         period = _RATE_UNITS.get(unit.lower())
         if period is None:
             raise cls._error(text, f"'/{unit}' is not a period;")
-        return cls(_decimal(number).normalize(), period)
+        try:
+            return cls(_decimal(number).normalize(), period)
+        except _TooManyDigits:
+            raise cls._digits_error(text) from None
 
     @classmethod
     def _from_number(cls, value: object) -> Rate:
@@ -434,7 +464,10 @@ class Percent(_Quantity):
             if re.fullmatch(r"[+-]?\d+(\.\d+)?", text.strip()):
                 hint = f"a bare number is ambiguous, write '{text.strip()}%';"
             raise cls._error(text, hint)
-        return cls(_decimal(match.group(1)).normalize())
+        try:
+            return cls(_decimal(match.group(1)).normalize())
+        except _TooManyDigits:
+            raise cls._digits_error(text) from None
 
     @classmethod
     def _from_number(cls, value: object) -> Percent:

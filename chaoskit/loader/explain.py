@@ -112,9 +112,22 @@ def _did_you_mean(word: str, options: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def _shown(value: Any) -> str:
+    """``value`` as Python writes it, cut short: messages quote what was written, not 1MB."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
+        return "<a number of more than 60 digits>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:76] + "..." + text[-1]
+
+
 def _message(error: Any, doc: Document, path: Path_, schema: dict[str, Any]) -> str:
     kind = error["type"]
     msg = str(error["msg"])
+    if kind == "finite_number":
+        return (
+            f"expected a finite number, got {_shown(error.get('input'))}: a limit or value of "
+            "NaN or infinity can never be compared, write a number"
+        )
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else "?"
         allowed = _schema_keys(schema, doc.data, path[:-1])
@@ -136,9 +149,9 @@ def _message(error: Any, doc: Document, path: Path_, schema: dict[str, Any]) -> 
     if kind == "string_pattern_mismatch":
         pattern = str(error.get("ctx", {}).get("pattern", ""))
         what = _PATTERN_WORDS.get(pattern, f"text matching {pattern}")
-        return f"{error.get('input')!r} is not valid here: expected {what}"
+        return f"{_shown(error.get('input'))} is not valid here: expected {what}"
     if msg.startswith("Input should be"):
-        return f"{msg.replace('Input should be', 'expected', 1)}, got {error.get('input')!r}"
+        return f"{msg.replace('Input should be', 'expected', 1)}, got {_shown(error.get('input'))}"
     if msg.startswith(("Value error, ", "Assertion failed, ")):
         msg = msg.split(", ", 1)[1]
     text = str(error.get("input"))

@@ -27,11 +27,13 @@ __all__ = [
 
 
 class Model(BaseModel):
-    """Base of every schema object: unknown keys are errors, values are immutable."""
+    """Base of every schema object: unknown keys are errors, values are immutable, NaN and
+    infinity are refused (nothing can be compared against them)."""
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
         populate_by_name=True,
         defer_build=True,  # validators are built on first use: faster start for every command
         validate_default=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Self
 
 from pydantic import Field, field_validator, model_validator
@@ -23,7 +24,7 @@ def parse_threshold(value: object) -> Threshold:
     if isinstance(value, bool):
         raise ValueError(f"a threshold is a number or a quantity, not {value!r}")
     if isinstance(value, int | float):
-        return float(value)
+        return _finite(float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"a threshold is a number or a quantity, not {value!r}")
     text = value.strip()
@@ -33,11 +34,22 @@ def parse_threshold(value: object) -> Threshold:
         if "/" in text:
             return Rate.parse(text)
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             return Duration.parse(text)
+        return _finite(number, text)
     except UnitError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _finite(number: float, written: object) -> float:
+    """``number``, unless it is NaN or infinite: no measurement can be compared against it."""
+    if not math.isfinite(number):
+        raise ValueError(
+            f"a threshold must be a finite number, not {str(written)[:40]!r}: "
+            "a limit of NaN or infinity can never trip"
+        )
+    return number
 
 
 class AbortCondition(Model):
