@@ -59,14 +59,14 @@ def split_hostport(address: str) -> tuple[str, str]:
 
 
 def _port(address: str, text: str) -> int:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         port = int(text)
         if port <= 65535:
             return port
     elif text:
         try:
             return socket.getservbyname(text, "tcp")
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL or a surrogate in the name
             raise AddressError(f"lookup tcp/{text}: unknown port") from None
     if not text:
         return 0
@@ -87,7 +87,7 @@ def resolve(address: str) -> Endpoint:
         pass
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
+    except (OSError, ValueError):  # UnicodeError: not a valid IDNA name (too long, surrogates)
         raise AddressError(f"lookup {host}: no such host") from None
     addresses = [str(info[4][0]) for info in infos]
     ipv4 = [a for a in addresses if ":" not in a]

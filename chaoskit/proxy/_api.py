@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,7 +15,9 @@ from ._errors import ApiError
 from ._json import DecodeError, encode, parse_body
 from ._metrics import CONTENT_TYPE_LATEST, Metrics
 
-__all__ = ["VERSION", "build_app"]
+__all__ = ["MAX_BODY", "VERSION", "build_app"]
+
+log = logging.getLogger("chaoskit.proxy")
 
 VERSION = "2.12.0"
 """The Toxiproxy version whose API this server speaks."""
@@ -22,6 +25,8 @@ _HANDLER_TIMEOUT = 25.0
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
 _MAX_LEASE_MS = 24 * 3600 * 1000
+MAX_BODY = 1024**2
+"""The largest request body, in bytes (after any Content-Encoding is undone); larger is 413."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -66,14 +71,36 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = _text_error(
             503, "<html><head><title>Timeout</title></head><body><h1>Timeout</h1></body></html>"
         )
+    except web.HTTPException:
+        raise
+    except Exception as error:  # a bug: say so in the API's own error format, and log it
+        log.exception("%s %s failed", request.method, request.path)
+        response = _api_error(ApiError(500, f"internal error: {type(error).__name__}: {error}"))
     if routed:
         response.headers["X-Toxiproxy-Request-Id"] = secrets.token_hex(10)
     return response
 
 
-async def _body(request: web.Request) -> Any:
+def _too_large() -> ApiError:
+    return ApiError(413, f"request body too large: at most {MAX_BODY} bytes")
+
+
+async def _read(request: web.Request) -> bytes:
+    """The whole body; 413 if it is too large, 400 if it cannot be read (bad gzip, say)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _too_large()
     try:
-        return parse_body(await request.read())
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large() from None
+    except web.RequestPayloadError as error:
+        raise ApiError.bad_body(str(error).replace("\n", " ")) from None
+
+
+async def _body(request: web.Request) -> Any:
+    body = await _read(request)
+    try:
+        return parse_body(body)
     except DecodeError as error:
         raise ApiError.bad_body(str(error)) from None
 
@@ -129,7 +156,7 @@ def build_app(collection: ProxyCollection, metrics: Metrics | None = None) -> we
 
     async def populate(request: web.Request) -> web.Response:
         try:
-            body = parse_body(await request.read())
+            body = parse_body(await _read(request))
             proxies = collection.populate(body)
         except DecodeError as error:
             failure: ApiError = ApiError.bad_body(str(error))
@@ -182,7 +209,7 @@ def build_app(collection: ProxyCollection, metrics: Metrics | None = None) -> we
             raise ApiError(404, "lease not found")
         return _empty(204)
 
-    app = web.Application(middlewares=[_guard])
+    app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
     app.router.add_get("/version", version, allow_head=False)
     app.router.add_get("/proxies", list_proxies, allow_head=False)
     app.router.add_post("/proxies", create_proxy)

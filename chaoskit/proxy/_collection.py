@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._addresses import AddressError, resolve
-from ._decode import ProxyFields, decode_proxy, decode_toxic, decode_toxic_update
+from ._decode import ProxyFields, check_name, decode_proxy, decode_toxic, decode_toxic_update
 from ._errors import PROXY_EXISTS, PROXY_NOT_FOUND, TOXIC_NOT_FOUND, ApiError
 from ._proxy import LinkEnded, Proxy
 from ._toxics import ToxicSpec
@@ -100,6 +100,7 @@ class ProxyCollection:
             raise ApiError.missing("name")
         if not fields.upstream:
             raise ApiError.missing("upstream")
+        check_name(fields.name, "proxy")
         if fields.name in self._proxies:
             raise ApiError(*PROXY_EXISTS)
         return self._install(fields, self._initial_toxics(fields), "created")
@@ -162,6 +163,10 @@ class ProxyCollection:
                 raise ApiError.missing(f"name at proxy {index}")
             if not fields.upstream:
                 raise ApiError.missing(f"upstream at proxy {index}")
+            try:
+                check_name(fields.name, "proxy")
+            except ApiError as error:
+                raise ApiError(error.status, f"{error.message} (proxy {index})") from None
             entries.append((fields, self._initial_toxics(fields, f" of proxy {index}")))
         done: list[Proxy] = []
         for fields, toxics in entries:

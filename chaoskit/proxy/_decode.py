@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from ._errors import INVALID_STREAM, INVALID_TOXIC_TYPE, TOXIC_EXISTS, ApiError
 from ._json import DecodeError, Float32, decode_value, field, float32
 from ._toxics import KINDS, Attributes, ToxicSpec
 
-__all__ = ["ProxyFields", "decode_proxy", "decode_toxic", "decode_toxic_update"]
+__all__ = ["ProxyFields", "check_name", "decode_proxy", "decode_toxic", "decode_toxic_update"]
 
 EXTRA_TOXICS = "initial_toxics"
 """chaoskit's opt-in key: toxics applied before a new proxy accepts its first connection."""
@@ -25,6 +26,23 @@ class ProxyFields:
     upstream: str | None = None
     enabled: bool | None = None
     toxics: list[Any] | None = None
+
+
+def check_name(name: str, what: str) -> None:
+    """400 unless ``name`` can be one segment of a URL path, percent-encoded, and come back.
+
+    Toxiproxy takes any non-empty name, but one with ``/``, or ``.``/``..`` (which HTTP clients
+    and its router normalise away), can then never be read, changed or deleted.
+    """
+    if name in (".", ".."):
+        problem = "is a dot segment, which HTTP clients remove from a URL path"
+    elif "/" in name:
+        problem = "contains '/', which splits a URL path"
+    elif any(unicodedata.category(char) == "Cc" for char in name):
+        problem = "contains a control character"
+    else:
+        return
+    raise ApiError(400, f"invalid {what} name {name!r}: it {problem}; use one URL path segment")
 
 
 def _object(value: Any, go_type: str) -> dict[str, Any]:
@@ -105,6 +123,7 @@ def decode_toxic(value: Any, taken: Callable[[str], bool]) -> ToxicSpec:
         name = f"{type_name}_{stream}"
     if type_name not in KINDS:
         raise ApiError(*INVALID_TOXIC_TYPE)
+    check_name(name, "toxic")
     if taken(name):
         raise ApiError(*TOXIC_EXISTS)
     kind = KINDS[type_name]

@@ -8,8 +8,10 @@ the decoder helpers mimic Go's struct decoding (case-insensitive keys, strict in
 from __future__ import annotations
 
 import json
+import re
 import struct
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
 __all__ = [
@@ -24,6 +26,15 @@ __all__ = [
 
 _INT64 = (-(2**63), 2**63 - 1)
 _FLOAT32_MAX = 3.4028234663852886e38
+MAX_DEPTH = 100
+"""Deepest nesting of arrays and objects a body may have; no API body needs more than six."""
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)  # unterminated: to the end, in one go
+_BRACKETS = re.compile(r"[^\[\]{}]+")
+_NESTING = str.maketrans({"[": "1", "{": "1", "]": "0", "}": "0"})
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONGEST_INT = 4000
+"""Digits beyond which an integer is read as a float (Python refuses to convert > 4300)."""
 
 
 class DecodeError(ValueError):
@@ -86,8 +97,37 @@ def encode(value: Any) -> str:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+def _depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON ``text`` nest (strings do not count)."""
+    brackets = _BRACKETS.sub("", _STRING.sub("", text)).translate(_NESTING)
+    return max(accumulate(1 if step == "1" else -1 for step in brackets), default=0)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DecodeError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def _integer(text: str) -> int | float:
+    return int(text) if len(text) <= _LONGEST_INT else float(text)
+
+
+def _replace_surrogates(value: Any) -> Any:
+    """``value`` with lone UTF-16 surrogates replaced by U+FFFD, as Go's decoder does."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def parse_body(body: bytes) -> Any:
-    """The first JSON value of a body; like Go's ``Decoder.Decode``, trailing text is ignored."""
+    """The first JSON value of a body; like Go's ``Decoder.Decode``, trailing text is ignored.
+
+    Stricter than Python's decoder where Go is: no ``NaN`` or ``Infinity``, lone surrogates
+    become U+FFFD; and nesting deeper than :data:`MAX_DEPTH` is refused before decoding.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -95,10 +135,15 @@ def parse_body(body: bytes) -> Any:
     text = text.lstrip(" \t\r\n")
     if not text:
         raise DecodeError("EOF")
+    if _depth(text) > MAX_DEPTH:
+        raise DecodeError(f"exceeded max depth: arrays and objects nest over {MAX_DEPTH} deep")
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_integer)
     try:
-        value, _ = json.JSONDecoder().raw_decode(text)
+        value, _ = decoder.raw_decode(text)
     except json.JSONDecodeError as error:
         raise DecodeError(error.msg.lower()) from None
+    if _SURROGATE_ESCAPE.search(text):
+        value = _replace_surrogates(value)
     return value
 
 

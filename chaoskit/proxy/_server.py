@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ._api import build_app
 from ._collection import ProxyCollection
@@ -25,6 +26,21 @@ from ._metrics import Metrics
 __all__ = ["ProxyServer", "is_loopback", "run_in_thread"]
 
 log = logging.getLogger("chaoskit.proxy")
+http_log = logging.getLogger("chaoskit.proxy.http")
+"""aiohttp's server messages: malformed HTTP from a client is one line, not a traceback."""
+
+
+def _client_fault(record: logging.LogRecord) -> bool:
+    """Turn a traceback for a request aiohttp refused (bad request line, bad gzip) into a line."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError | web.RequestPayloadError):
+        record.msg = f"{record.getMessage()}: {' '.join(str(error).split())}"
+        record.args, record.exc_info, record.exc_text = None, None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
+
+
+http_log.addFilter(_client_fault)
 
 
 def is_loopback(host: str) -> bool:
@@ -88,7 +104,9 @@ class ProxyServer:
         _raise_file_limit()
         if self.config is not None:
             self._load_config(self.config)
-        runner = web.AppRunner(build_app(self.collection, self.metrics), access_log=None)
+        runner = web.AppRunner(
+            build_app(self.collection, self.metrics), access_log=None, logger=http_log
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         try:
