@@ -136,7 +136,7 @@ def test_time_limit_and_kill_file(tmp_path: Path) -> None:
     trip = v.check()
     assert trip is not None and trip.reason == "max_duration"
     halt = tmp_path / "HALT"
-    v, _ = valve({}, {}, kill_file=halt)
+    v, _ = valve({}, {}, kill_files=[halt])
     assert v.check() is None
     halt.touch()
     trip = v.check()
@@ -162,3 +162,17 @@ def test_the_group_is_passed_to_the_reading(group: str) -> None:
     [record] = v.records
     assert record.to_json()["watched"] == f"watching {group}"
     assert record.to_json()["condition"] == "p95 above 1s for 0s"
+
+
+def test_every_kill_file_and_guard_stops_the_run(tmp_path: Path) -> None:
+    halt, declared = tmp_path / "HALT", tmp_path / "stop-chaos"
+    v, _ = valve({}, {}, kill_files=[halt, declared])
+    declared.touch()  # the experiment's own file does not hide `chaoskit halt`'s, nor it this
+    trip = v.check()
+    assert trip is not None and trip.reason == "kill_file" and str(declared) in trip.detail
+    ground: list[tuple[str, str]] = []
+    v, _ = valve({}, {}, guards=[lambda: ground[0] if ground else None])
+    assert v.check() is None
+    ground.append(("disk", "only 1.0 MiB left"))
+    trip = v.check()
+    assert trip is not None and (trip.reason, trip.detail) == ("disk", "only 1.0 MiB left")

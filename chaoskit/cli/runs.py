@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..exitcodes import ExitCode
 from ._shared import ReportsOption, VarOption, exit_on_bad_input, parse_vars
+
+if TYPE_CHECKING:
+    from ..runner.run import RunOutcome
 
 
 def run(
@@ -26,12 +31,12 @@ def run(
     """Run an experiment: bring the system up, inject, observe, revert, judge, tear down.
 
     Exit 0 held, 1 deviated (a metric beyond its margin or limit, or not back in time), 2
-    refused before anything was touched, 3 aborted by the safety valve (after every fault was
-    reverted), 4 inconclusive, 5 not steady before any fault (nothing injected), 70 error.
+    refused before anything was touched, 3 aborted (by the safety valve, `chaoskit halt`,
+    Ctrl-C or another stop signal, a nearly full disk or a dead watchdog; after every fault
+    was reverted), 4 inconclusive, 5 not steady before any fault (nothing injected), 70 a bug.
     """
-    import asyncio
-
     from ..loader import load_experiment
+    from ..report.console import RunConsole
     from ..runner.run import PreflightError, run_experiment
     from ..runner.system import BringUpError
     from ..safety.policy import find_policy
@@ -39,51 +44,76 @@ def run(
     with exit_on_bad_input("run"):
         experiment = load_experiment(path, variables=parse_vars(var or []))
         site, _ = find_policy(policy)
-    from ..report.console import RunConsole
+    from ..runner.stopping import StopSignals
+
+    # From here to the last report, the first SIGINT/SIGTERM/SIGHUP stops the run (every
+    # fault reverted, every report written) and the later ones are only acknowledged.
+    catching = experiment.safety.kill_switch.signals
+    with StopSignals() if catching else contextlib.nullcontext() as stop_signals:
+        roll_back_stale(reports)
+        try:
+            with RunConsole() as console:
+                outcome = asyncio.run(
+                    run_experiment(
+                        experiment,
+                        policy=site,
+                        reports=reports,
+                        log=console.log,
+                        follow=console.follow,
+                        source=path,
+                        stop_signals=stop_signals,
+                    )
+                )
+        except PreflightError as exc:
+            typer.echo(f"chaoskit run: refused, nothing was touched: {exc}", err=True)
+            raise typer.Exit(ExitCode.INVALID) from None
+        except BringUpError as exc:
+            typer.echo(f"chaoskit run: the system did not come up: {exc}", err=True)
+            raise typer.Exit(ExitCode.INTERNAL) from None
+        tell_outcome(experiment.name, outcome)
+        if outcome.unwritten is None:
+            write_run_reports(outcome.run_dir / "result.json", reports)
+    raise typer.Exit(outcome.exit_code)
+
+
+def roll_back_stale(reports: Path) -> None:
+    """Refuse (exit 2) while an earlier run's journal names something left applied, unless the
+    person at the terminal has it rolled back now."""
     from ..runner.journal import find_stale
     from ..runner.rollback import rollback as replay
 
     stale = find_stale(reports)
-    if stale:
-        for state in stale:
-            typer.echo(
-                f"an earlier run left faults applied or parts running: {state.path} "
-                f"({len(state.pending)} fault(s), {len(state.running)} part(s))",
-                err=True,
-            )
-        if not (sys.stdin.isatty() and typer.confirm("Roll them back now?", err=True)):
-            typer.echo("chaoskit run: refused; run `chaoskit rollback` first", err=True)
+    if not stale:
+        return
+    for state in stale:
+        typer.echo(
+            f"an earlier run left something behind: {state.path} ({state.trouble()})", err=True
+        )
+    if any(s.damaged for s in stale):
+        typer.echo(
+            "a damaged journal may name faults that are still applied: run `chaoskit rollback`, "
+            "check what it cannot read by hand, then `chaoskit rollback --dismiss RUN`",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.INVALID)
+    if not (sys.stdin.isatty() and typer.confirm("Roll them back now?", err=True)):
+        typer.echo("chaoskit run: refused; run `chaoskit rollback` first", err=True)
+        raise typer.Exit(ExitCode.INVALID)
+    for state in stale:
+        done = asyncio.run(replay(state.path))
+        if not done.ok:
+            typer.echo(f"chaoskit run: {state.path} could not be rolled back fully", err=True)
             raise typer.Exit(ExitCode.INVALID)
-        for state in stale:
-            done = asyncio.run(replay(state.path))
-            if not done.ok:
-                typer.echo(f"chaoskit run: {state.path} could not be rolled back fully", err=True)
-                raise typer.Exit(ExitCode.INTERNAL)
-            typer.echo(f"rolled back {state.path}", err=True)
+        typer.echo(f"rolled back {state.path}", err=True)
 
-    try:
-        with RunConsole() as console:
-            outcome = asyncio.run(
-                run_experiment(
-                    experiment,
-                    policy=site,
-                    reports=reports,
-                    log=console.log,
-                    follow=console.follow,
-                    source=path,
-                )
-            )
-    except PreflightError as exc:
-        typer.echo(f"chaoskit run: refused, nothing was touched: {exc}", err=True)
-        raise typer.Exit(ExitCode.INVALID) from None
-    except BringUpError as exc:
-        typer.echo(f"chaoskit run: the system did not come up: {exc}", err=True)
-        raise typer.Exit(ExitCode.INTERNAL) from None
-    result = outcome.result
-    verdict = result.get("verdict") or {}
+
+def tell_outcome(name: str, outcome: RunOutcome) -> None:
+    """The verdict and why, on the console."""
     from ..report.words import recovery_in_words, valve_in_words
 
-    typer.echo(f"{experiment.name}: {outcome.verdict}")
+    result = outcome.result
+    verdict = result.get("verdict") or {}
+    typer.echo(f"{name}: {outcome.verdict}")
     steady = result.get("steady_state") or {}
     for problem in steady.get("problems") or []:
         typer.echo(f"  not steady before any fault: {problem}")
@@ -95,45 +125,91 @@ def run(
         typer.echo(f"  {metric['metric']}: {metric['verdict']} — {metric['reason']}")
     for line in recovery_in_words(result):
         typer.echo(f"  recovery: {line}")
-    if verdict.get("stopped_early"):
-        typer.echo(f"  stopped early: {verdict['stopped_early']}")
+    stopped = verdict.get("stopped_early") or result.get("stopped")
+    if stopped:
+        typer.echo(f"  stopped early: {stopped}")
     for line in valve_in_words(result):
         typer.echo(f"  safety valve: {line}")
-    typer.echo(f"  result: {outcome.run_dir / 'result.json'}")
-    from ..report import ReportError, write_reports
+    if outcome.unrecorded:
+        typer.echo(
+            f"  journal: {outcome.unrecorded}; every fault was reverted, but the journal still "
+            "names some: `chaoskit rollback` (once there is room) clears it",
+            err=True,
+        )
+    if outcome.unwritten:
+        typer.echo(f"  result: NOT WRITTEN: {outcome.unwritten}; no report either", err=True)
+    else:
+        typer.echo(f"  result: {outcome.run_dir / 'result.json'}")
 
-    try:
-        for written in write_reports(outcome.run_dir / "result.json"):
-            typer.echo(f"  {written.stem}: {written}")
-    except ReportError as exc:  # the verdict stands; only its rendering failed
-        typer.echo(f"chaoskit run: no report: {exc}", err=True)
+
+def write_run_reports(result_path: Path, reports: Path) -> None:
+    """report.html, junit.xml, summary.md and the history entry; a failure is said, and the
+    verdict (and exit code) stands."""
     from ..gameday.history import HistoryError, history_db, record_run
+    from ..report import ReportError, load_result, write_reports
 
     try:
-        record_run(history_db(reports), result, outcome.run_dir / "result.json")
-    except HistoryError as exc:  # the verdict stands; only the history missed it
+        for written in write_reports(result_path):
+            typer.echo(f"  {written.stem}: {written}")
+    except ReportError as exc:
+        typer.echo(f"chaoskit run: no report: {exc}", err=True)
+    try:
+        record_run(history_db(reports), load_result(result_path), result_path)
+    except (HistoryError, ReportError) as exc:
         typer.echo(f"chaoskit run: not recorded in the history: {exc}", err=True)
-    raise typer.Exit(outcome.exit_code)
 
 
 def halt(
     reports: ReportsOption = Path("reports"),
+    wait: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for each run to end (0: do not wait)."),
+    ] = 60.0,
 ) -> None:
-    """Stop every run going on under --reports now (each reverts its faults first)."""
-    from ..runner.journal import JournalError, read_journal
+    """Stop every run going on under --reports now (each reverts its faults and writes its
+    reports first), and wait until they have ended.
 
-    stopped = 0
-    for journal in sorted(reports.glob("*/journal.jsonl")):
+    Exit 0 when every run ended (or none was going on), 1 when one is still going after --wait
+    seconds, 2 when a run cannot be told to stop.
+    """
+    import time
+
+    from ..runner.journal import JournalError, journals_under, read_journal
+
+    going = []
+    for journal in journals_under(reports):
         try:
             state = read_journal(journal)
         except JournalError:
-            continue
+            continue  # an unreadable journal's writer cannot be known: `run` reports it
         if state.owner_alive and not state.closed:
-            (journal.parent / "HALT").touch()
+            try:
+                (journal.parent / "HALT").touch()
+            except OSError as exc:
+                typer.echo(
+                    f"chaoskit halt: cannot create {journal.parent / 'HALT'}: {exc.strerror}; "
+                    f"stop run {state.run} with `kill -TERM {state.pid}`",
+                    err=True,
+                )
+                raise typer.Exit(ExitCode.INVALID) from None
             typer.echo(f"halting run {state.run} (pid {state.pid})")
-            stopped += 1
-    if not stopped:
+            going.append(state)
+    if not going:
         typer.echo(f"no run is going on under {reports}/")
+        return
+    deadline = time.monotonic() + wait
+    while wait and time.monotonic() < deadline:
+        going = [state for state in going if state.owner_alive]
+        if not going:
+            typer.echo("every run has ended (its faults reverted)")
+            return
+        time.sleep(0.2)  # polling a pid: no event to await across processes
+    if wait:
+        for state in going:
+            typer.echo(
+                f"run {state.run} (pid {state.pid}) is still going after {wait:g}s", err=True
+            )
+        raise typer.Exit(1)
 
 
 def rollback(
@@ -146,17 +222,26 @@ def rollback(
         ),
     ] = None,
     reports: ReportsOption = Path("reports"),
+    dismiss: Annotated[
+        bool,
+        typer.Option(
+            "--dismiss",
+            help="Take over what the named journals may still name (damaged lines, faults "
+            "that cannot be reverted) after checking by hand: they stop blocking new runs.",
+        ),
+    ] = False,
 ) -> None:
     """Revert every fault a run's journal says is still applied, and say what was done.
 
     Exit 0 when nothing is left applied, 1 when some fault could not be reverted (each is
-    named), 2 when a path is not a journal.
+    named) or a journal has damaged lines that may name one, 2 when a path is not a journal.
     """
-    import asyncio
+    from ..runner.journal import JournalError, find_stale
 
-    from ..runner.journal import JournalError, find_stale, read_journal
-    from ..runner.rollback import rollback as replay
-
+    if dismiss and not journals:
+        raise typer.BadParameter(
+            "name the journals (or run folders) to dismiss", param_hint="--dismiss"
+        )
     if journals:
         paths = [p / "journal.jsonl" if p.is_dir() else p for p in journals]
     else:
@@ -167,34 +252,80 @@ def rollback(
     failed = 0
     for path in paths:
         try:
-            state = read_journal(path)
-            if state.owner_alive and (state.pending or state.running):
-                typer.echo(
-                    f"{path}: run {state.run} is still going (pid {state.pid}); "
-                    "it reverts its own faults — stop it first (Ctrl-C) if it must end now",
-                    err=True,
-                )
-                failed += 1
-                continue
-            done = asyncio.run(replay(path))
+            failed += not (_dismiss(path) if dismiss else _roll_back(path))
         except JournalError as exc:
             typer.echo(f"chaoskit rollback: {exc}", err=True)
             raise typer.Exit(ExitCode.INVALID) from None
-        if not done.outcomes and not done.stopped:
-            typer.echo(f"{path}: run {done.state.run}: nothing left applied")
-            continue
-        typer.echo(
-            f"{path}: run {done.state.run}: reverting {len(done.outcomes)} fault(s), "
-            f"stopping {len(done.stopped)} part(s)"
-        )
-        for outcome in done.outcomes:
-            record = outcome.record
-            result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
-            typer.echo(f"  {record.fault} on {record.target.kind} {record.target.name}: {result}")
-        for stopped in done.stopped:
-            part = stopped.part
-            result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
-            typer.echo(f"  {part['kind']} {part.get('name') or part.get('id')}: {result}")
-        failed += not done.ok
     if failed:
         raise typer.Exit(1)
+
+
+def _roll_back(path: Path) -> bool:
+    """Roll one journal back and say what was done; False if something is left to a person."""
+    from ..runner.journal import read_journal
+    from ..runner.rollback import rollback as replay
+
+    state = read_journal(path)
+    if state.owner_alive and (state.pending or state.running):
+        typer.echo(
+            f"{path}: run {state.run} is still going (pid {state.pid}); it reverts its own "
+            "faults — `chaoskit halt` (or Ctrl-C) if it must end now",
+            err=True,
+        )
+        return False
+    done = asyncio.run(replay(path))
+    if not done.outcomes and not done.stopped:
+        typer.echo(f"{path}: run {state.run}: nothing left applied")
+    else:
+        typer.echo(
+            f"{path}: run {state.run}: reverting {len(done.outcomes)} fault(s), "
+            f"stopping {len(done.stopped)} part(s)"
+        )
+    for outcome in done.outcomes:
+        record = outcome.record
+        result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
+        typer.echo(f"  {record.fault} on {record.target.kind} {record.target.name}: {result}")
+    for stopped in done.stopped:
+        part = stopped.part
+        result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
+        typer.echo(f"  {part['kind']} {part.get('name') or part.get('id')}: {result}")
+    if done.unrecorded:
+        typer.echo(
+            f"  not recorded in the journal ({done.unrecorded}): run it again later", err=True
+        )
+    if state.torn:
+        typer.echo("  its last line was cut short by a crash mid-write (it named nothing applied)")
+    if state.damaged and not state.dismissed:
+        typer.echo(
+            f"  DAMAGED: {', '.join(map(str, state.damaged))}: what these lines named may still "
+            f"be applied; check the run's targets by hand (its result.json, if any, lists its "
+            f"faults), then `chaoskit rollback --dismiss {path.parent}`",
+            err=True,
+        )
+        return False
+    return done.ok
+
+
+def _dismiss(path: Path) -> bool:
+    """Record that a person took over what the journal may still name."""
+    import getpass
+
+    from ..runner.journal import Journal, read_journal
+
+    state = read_journal(path)
+    if state.owner_alive and not state.closed:
+        typer.echo(
+            f"{path}: run {state.run} is still going (pid {state.pid}): not dismissed", err=True
+        )
+        return False
+    journal = Journal.append_to(path)
+    try:
+        journal.dismissed(getpass.getuser())
+    finally:
+        journal.release()
+    left = [f"{r.fault} on {r.target.kind} {r.target.name}" for r in state.pending]
+    typer.echo(
+        f"{path}: dismissed; it no longer blocks new runs"
+        + (f" (it still named: {'; '.join(left)})" if left else "")
+    )
+    return True

@@ -25,6 +25,11 @@ class DriverError(Exception):
     """A driver could not reach its backend or do what was asked; the message says which."""
 
 
+class TargetGone(DriverError):
+    """The target is not there any more (a process that exited, a container removed): an
+    outcome of the run (the system lost it), not a failure of chaoskit."""
+
+
 @dataclass(frozen=True)
 class Target:
     """One concrete thing a fault can hit, and how a driver finds it again."""

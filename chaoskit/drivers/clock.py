@@ -40,6 +40,9 @@ _LIBRARY_DIRS = (
     "/usr/lib64/faketime",
 )
 _LIBRARY = "libfaketime.so.1"
+_WIDTH = 19
+"""A skew file's offset is written this wide (``+0000000600.000000``): every offset takes the
+same room, so a revert can zero it in place."""
 CONTAINER_SKEW_DIR = "/run/chaoskit-faketime"
 """Where a container sees its skew file's directory (mounted read-only)."""
 CONTAINER_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -69,7 +72,7 @@ def _env(library: str, skew_file: str) -> dict[str, str]:
 
 def write_skew(path: Path, seconds: float) -> None:
     """Set the offset a skew file holds, atomically (a reader never sees half a write)."""
-    text = f"{seconds:+.6f}\n"
+    text = f"{seconds:+0{_WIDTH}.6f}\n"
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".skew-")
     try:
         with os.fdopen(handle, "w") as stream:
@@ -79,6 +82,16 @@ def write_skew(path: Path, seconds: float) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def zero_skew(path: Path) -> None:
+    """Set a skew file's offset to zero in place: every digit becomes ``0``, same length, so
+    it needs no free disk (a revert must work on a full one). A reader meanwhile sees the
+    offset's leading digits zeroed first: a value between the skew and zero, never beyond."""
+    with path.open("r+b", buffering=0) as stream:
+        text = stream.read(64)
+        stream.seek(0)
+        stream.write(bytes(48 if 48 <= c <= 57 else c for c in text))  # ASCII digits
 
 
 def process_faketime(skew_file: Path) -> dict[str, str]:
@@ -138,7 +151,8 @@ class ClockDriver:
         write_skew(path, float(record.params["seconds"]))
 
     async def revert(self, record: AppliedFault) -> None:
-        """Write zero skew; nothing to do if the file's folder is gone with the target."""
+        """Zero the skew in place (no free disk needed); nothing to do if the file is gone with
+        the target."""
         path = Path(record.undo["file"])
-        if path.parent.is_dir():
-            write_skew(path, 0)
+        if path.is_file():
+            zero_skew(path)

@@ -20,7 +20,7 @@ import docker.errors
 from ..model import Fault
 from ..model.faults import CrashFault, DiskFullFault, PartitionFault, PauseFault
 from .balloon import deflate, inflate
-from .base import AppliedFault, DriverError, Target, disk_params
+from .base import AppliedFault, DriverError, Target, TargetGone, disk_params
 
 __all__ = ["DockerDriver", "container_targets"]
 
@@ -87,7 +87,7 @@ class DockerDriver:
             raise DriverError(f"the docker driver cannot act on a {target.kind} target")
         container = self._container(target)
         if container is None:
-            raise DriverError(f"container {target.name} ({target.ref['id'][:12]}) does not exist")
+            raise TargetGone(f"container {target.name} ({target.ref['id'][:12]}) does not exist")
         if isinstance(fault, CrashFault):
             crash = {"action": fault.action, "signal": fault.signal}
             return AppliedFault(self.name, "crash", target, crash, {"ensure_running": True})
@@ -120,7 +120,7 @@ class DockerDriver:
     def _apply(self, record: AppliedFault) -> None:
         container = self._container(record.target)
         if container is None:
-            raise DriverError(f"container {record.target.name} disappeared before the fault")
+            raise TargetGone(f"container {record.target.name} disappeared before the fault")
         try:
             if record.fault == "crash":
                 _crash(container, record.params["action"], record.params["signal"])

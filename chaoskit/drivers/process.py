@@ -15,19 +15,22 @@ from pathlib import Path
 from ..model import Fault
 from ..model.faults import CrashFault, DiskFullFault, PauseFault
 from .balloon import deflate, inflate
-from .base import AppliedFault, DriverError, Target, disk_params
+from .base import AppliedFault, DriverError, Target, TargetGone, disk_params
 
 __all__ = ["ProcessDriver", "ProcessNames", "describe", "process_target", "start_ticks"]
 
 
 def start_ticks(pid: int, proc: Path = Path("/proc")) -> int | None:
-    """When ``pid`` started, in clock ticks since boot; None if there is no such process."""
+    """When ``pid`` started, in clock ticks since boot; None if there is no such process, or
+    it has exited and waits to be reaped (a zombie runs nothing)."""
     try:
         stat = (proc / str(pid) / "stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
     return int(fields[19])  # field 22 of stat(5), counted from field 3
 
 
@@ -123,7 +126,7 @@ class ProcessDriver:
         if target.kind != "process":
             raise DriverError(f"the process driver cannot act on a {target.kind} target")
         if not _alive(target):
-            raise DriverError(f"{target.name} (pid {target.ref.get('pid')}) is not running")
+            raise TargetGone(f"{target.name} (pid {target.ref.get('pid')}) is not running")
         if isinstance(fault, CrashFault):
             return AppliedFault(self.name, "crash", target, {"signal": fault.signal}, {})
         if isinstance(fault, PauseFault):
@@ -144,14 +147,14 @@ class ProcessDriver:
         """Send the crash signal, SIGSTOP for a pause, or inflate the balloon."""
         if record.fault == "disk_full":
             if not _alive(record.target):
-                raise DriverError(f"{record.target.name} exited before the disk_full was applied")
+                raise TargetGone(f"{record.target.name} exited before the disk_full was applied")
             p = record.params
             inflate(int(record.target.ref["pid"]), p["path"], p.get("leave"), p.get("free_percent"))
             return
         crash = record.fault == "crash"
         signum = signal.Signals[record.params["signal"]] if crash else signal.SIGSTOP
         if not _signal(record.target, signum):
-            raise DriverError(f"{record.target.name} exited before the {record.fault} was applied")
+            raise TargetGone(f"{record.target.name} exited before the {record.fault} was applied")
 
     async def revert(self, record: AppliedFault) -> None:
         """Resume a paused process, remove a balloon; a crash has nothing to take back."""

@@ -50,6 +50,9 @@ def write_reports(result_path: Path) -> list[Path]:
     )
     for name, render in renderers:
         path = folder / name
-        path.write_text(render(result), encoding="utf-8")
+        try:
+            path.write_text(render(result), encoding="utf-8")
+        except OSError as error:  # a full or read-only disk: the run's verdict still stands
+            raise ReportError(f"cannot write {path}: {error.strerror}") from None
         written.append(path)
     return written

@@ -116,6 +116,17 @@ def faults_in_words(result: dict[str, Any]) -> str:
     return "; ".join(f"{fault} on {', '.join(targets)}" for fault, targets in hits.items())
 
 
+_STOPPED_BY = {
+    "signal": "by a stop signal",
+    "kill_file": "by hand (chaoskit halt or the kill-switch file)",
+    "disk": "for want of disk under reports/",
+    "journal": "because its journal could not be written",
+    "watchdog": "because its watchdog died",
+    "window": "because the site policy's time window closed",
+}
+"""How an abort is told when it was not one of the valve's conditions."""
+
+
 def headline(result: dict[str, Any]) -> tuple[str, str]:
     """(the outcome in capitals, one or two sentences saying what happened)."""
     outcome = str(result.get("outcome", "error"))
@@ -147,12 +158,13 @@ def headline(result: dict[str, Any]) -> tuple[str, str]:
     elif outcome == "inconclusive":
         text = (
             f"Inconclusive under {faults}: the data could show neither a deviation nor that the "
-            f"steady state held. {verdict.get('reason', '')}".strip()
+            f"steady state held. {verdict.get('reason') or result.get('stopped') or ''}".strip()
         )
     elif outcome == "aborted":
         safety = result.get("safety") or {}
+        by = _STOPPED_BY.get(str(safety.get("reason")), "by the safety valve")
         text = (
-            f"Aborted by the safety valve ({safety.get('detail', 'no detail')}) under {faults}; "
+            f"Aborted {by} ({safety.get('detail', 'no detail')}) under {faults}; "
             "every fault was reverted first."
         )
     else:

@@ -28,13 +28,17 @@ def outcome_of(
     error: str | None,
     verdict: dict[str, Any] | None,
     steady: SteadyCheck | None = None,
+    stopped: str | None = None,
 ) -> tuple[str, ExitCode]:
     """The run's outcome word and exit code: a system not steady before any fault, an abort
-    and an error outrank any verdict."""
+    and an error outrank any verdict; a run stopped before any trial (its target gone) could
+    show nothing."""
     if steady is not None and not steady.held and error is None:
         return "not_steady", ExitCode.NOT_STEADY
     if trip is not None:
         return "aborted", ExitCode.ABORTED
+    if error is None and verdict is None and stopped is not None:
+        return "inconclusive", ExitCode.INCONCLUSIVE
     if error is not None or verdict is None:
         return "error", ExitCode.INTERNAL
     outcome = str(verdict["verdict"])
@@ -60,6 +64,7 @@ def result_document(
     steady: SteadyCheck | None,
     error: str | None,
     verdict: dict[str, Any] | None,
+    stopped: str | None = None,
     samples: RequestSamples,
     probes: dict[str, ProbeSeries],
 ) -> dict[str, Any]:
@@ -91,6 +96,7 @@ def result_document(
         "valve": {"conditions": [r.to_json() for r in valve.records] if valve else []},
         "steady_state": None if steady is None else steady.to_json(),
         "error": error,
+        "stopped": stopped,
         "verdict": verdict,
         "samples": samples.to_json(),
         "probes": {name: series.to_json() for name, series in probes.items()},

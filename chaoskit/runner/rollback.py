@@ -4,15 +4,14 @@ watchdog when the runner dies, and by hand with ``chaoskit rollback``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..drivers.base import AppliedFault, DriverError, FaultDriver, Target
 from ..model import Fault
-from .journal import Journal, JournalState, read_journal
+from .journal import Journal, JournalError, JournalState, read_journal
 from .system import stop_part
 
 __all__ = [
@@ -32,6 +31,8 @@ class Outcome:
 
     record: AppliedFault
     error: str | None = None
+    unrecorded: str | None = None
+    """Why the journal could not record this outcome, if it could not."""
 
     @property
     def ok(self) -> bool:
@@ -54,6 +55,8 @@ class Rollback:
     state: JournalState
     outcomes: list[Outcome]
     stopped: list[Stopped]
+    unrecorded: str | None = None
+    """Why the journal does not show what was done, if it could not be written."""
 
     @property
     def ok(self) -> bool:
@@ -131,42 +134,57 @@ async def _revert(drivers: Drivers, record: AppliedFault) -> Outcome:
 async def revert_all(
     records: list[AppliedFault], drivers: Drivers, journal: Journal | None = None
 ) -> list[Outcome]:
-    """Revert every record at once (newest first in the result), journaling each outcome."""
+    """Revert every record at once (newest first in the result), journaling each outcome.
+
+    A revert that is done stays done when the journal cannot record it (a full disk): the
+    journal then names a fault that is no longer applied, which a later rollback reverts again,
+    harmlessly; the outcome's ``unrecorded`` says so.
+    """
     ordered = list(reversed(records))
-    outcomes = await asyncio.gather(*(_revert(drivers, record) for record in ordered))
+    outcomes = list(await asyncio.gather(*(_revert(drivers, record) for record in ordered)))
     if journal is not None:
-        for outcome in outcomes:
-            journal.reverted(outcome.record, outcome.error)
-    return list(outcomes)
-
-
-@contextlib.contextmanager
-def _appending(path: Path) -> Iterator[Journal]:
-    journal = Journal.append_to(path)
-    try:
-        yield journal
-    finally:
-        journal.release()
+        for i, outcome in enumerate(outcomes):
+            try:
+                journal.reverted(outcome.record, outcome.error)
+            except JournalError as error:
+                outcomes[i] = dataclasses.replace(outcome, unrecorded=str(error))
+    return outcomes
 
 
 async def rollback(path: Path, drivers: Drivers | None = None) -> Rollback:
     """Revert every fault the journal at ``path`` says may still be applied, then stop what
-    the run started and left running; record each in the journal."""
+    the run started and left running; record each in the journal.
+
+    Reverting does not wait for the journal: when it cannot be written (a full or read-only
+    disk), everything is still reverted and stopped, and ``unrecorded`` says why the journal
+    does not show it.
+    """
     state = read_journal(path)
     if not state.pending and not state.running:
         return Rollback(state, [], [])
     owned = drivers is None
     drivers = drivers or Drivers()
     stopped: list[Stopped] = []
+    unrecorded: str | None = None
+    journal: Journal | None = None
     try:
-        with _appending(path) as journal:
-            outcomes = await revert_all(state.pending, drivers, journal) if state.pending else []
-            for part in reversed(state.running):
-                error = await asyncio.to_thread(stop_part, part)
-                if error is None:
+        journal = Journal.append_to(path)
+    except JournalError as cannot:
+        unrecorded = str(cannot)
+    try:
+        outcomes = await revert_all(state.pending, drivers, journal) if state.pending else []
+        unrecorded = unrecorded or next((o.unrecorded for o in outcomes if o.unrecorded), None)
+        for part in reversed(state.running):
+            failure = await asyncio.to_thread(stop_part, part)
+            if failure is None and journal is not None:
+                try:
                     journal.stopped(str(part["key"]))
-                stopped.append(Stopped(part, error))
+                except JournalError as failed:
+                    unrecorded = unrecorded or str(failed)
+            stopped.append(Stopped(part, failure))
     finally:
+        if journal is not None:
+            journal.release()
         if owned:
             await drivers.aclose()
-    return Rollback(state, outcomes, stopped)
+    return Rollback(state, outcomes, stopped, unrecorded)

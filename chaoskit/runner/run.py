@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..drivers.base import AppliedFault, DriverError, Target
+from ..drivers.base import AppliedFault, DriverError, Target, TargetGone
 from ..drivers.toxiproxy import default_url
 from ..exitcodes import ExitCode
 from ..load import (
@@ -31,16 +30,18 @@ from ..model import Experiment
 from ..model.metrics import ProbeMetric
 from ..model.variables import render
 from ..safety.policy import Policy
-from ..safety.valve import Trip, Valve
+from ..safety.valve import Guard, Trip, Valve
 from . import watchdog
+from .folder import open_run_folder, room_left, write_result
 from .fronts import FrontError, Fronts, fronted_keys, place_fronts
 from .groups import GroupTagger
-from .journal import Journal, find_stale
+from .journal import Journal, JournalError, find_stale
 from .plan import PlannedFault, PreflightError, check_reachable, plan_faults
 from .result import outcome_of, result_document
 from .rollback import Drivers, revert_all
 from .sequential import SequentialWatch
 from .steady import SteadyCheck, check_steady
+from .stopping import StopSignals
 from .system import BringUpError, RunningSystem, bring_up
 from .targets import Draw, TargetError, engine_containers
 from .trials import Window
@@ -60,6 +61,11 @@ class RunOutcome:
     exit_code: ExitCode
     run_dir: Path
     result: dict[str, Any]
+    unwritten: str | None = None
+    """Why result.json could not be written (a full disk), if it could not."""
+    unrecorded: str | None = None
+    """Why the journal still names reverted faults (it could not record a revert), if so:
+    ``chaoskit rollback`` clears it."""
 
 
 @dataclass
@@ -97,6 +103,10 @@ class _Run:
         self.live: RunningSystem | None = None
         self.fronts = Fronts()
         self.sequential: SequentialWatch | None = None
+        self.unrecorded: str | None = None
+        """Why the journal could not record a revert, if it could not (a full disk)."""
+        self.gone: list[str] = []
+        """Targets found gone when a fault was to be applied (the system lost them)."""
 
     # -- the phases ------------------------------------------------------------------------------
 
@@ -191,6 +201,7 @@ class _Run:
         failures = []
         for outcome in outcomes:
             record = outcome.record
+            self.unrecorded = self.unrecorded or outcome.unrecorded
             self.state.events.append(
                 {"event": "revert", "id": record.id, "ok": outcome.ok, "error": outcome.error,
                  "at": time.monotonic(), "wall": time.time()}
@@ -239,12 +250,20 @@ class _Run:
         if enough.is_set():
             end = time.monotonic()
             self.state.phases[-1]["end"] = end
-            self.log(
-                f"the sequential tests have the answer: fault phase over at {end - start:.0f}s"
-            )
+            why = "a target is gone" if self.gone else "the sequential tests have the answer"
+            self.log(f"{why}: fault phase over at {end - start:.0f}s")
             failures = await self.revert([r for rs in live.values() for r in rs], journal, drivers)
             if failures:
                 raise DriverError("could not revert: " + "; ".join(failures))
+        if self.gone:
+            applied = any(e["event"] == "inject" for e in self.state.events[events_before:])
+            self.stopped = (
+                f"no trial after trial {number}: {'; '.join(self.gone)}"
+                if applied
+                else f"trial {number} was not run: {'; '.join(self.gone)}"
+            )
+            if not applied:
+                return None
         recovery_end = end + phases.recovery.nanoseconds / 1e9
         self.phase("recovery", end, recovery_end, number)
         if not await self.wait_until(recovery_end):
@@ -272,14 +291,19 @@ class _Run:
             if enough.is_set():
                 return True
             if action == "inject":
-                live[item.index] = [
-                    drivers.get(r.driver).plan(
-                        item.fault, current.get((r.target.kind, r.target.name), r.target)
-                    )
-                    for r in item.records
-                ]
-                for record in live[item.index]:
-                    await self.inject(record, journal, drivers)
+                live[item.index] = []
+                for planned in item.records:
+                    target = current.get((planned.target.kind, planned.target.name))
+                    try:
+                        driver = drivers.get(planned.driver)
+                        record = driver.plan(item.fault, target or planned.target)
+                        live[item.index].append(record)
+                        await self.inject(record, journal, drivers)
+                    except TargetGone as gone:  # the system lost it: end the phase, say so
+                        self.target_gone(gone)
+                        enough.set()
+                if enough.is_set():
+                    return True
             else:
                 failures = await self.revert(live[item.index], journal, drivers)
                 if failures:
@@ -322,6 +346,15 @@ class _Run:
         self.log(self.stopped)
         return False
 
+    def target_gone(self, gone: TargetGone) -> None:
+        """A target the fault was meant for is not there any more: no further fault is
+        applied, and the run says so."""
+        self.gone.append(str(gone))
+        self.state.events.append(
+            {"event": "gone", "detail": str(gone), "at": time.monotonic(), "wall": time.time()}
+        )
+        self.log(f"target gone: {gone}")
+
     @property
     def injected(self) -> bool:
         """Whether any fault was applied so far."""
@@ -351,6 +384,7 @@ async def run_experiment(
     follow: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
     run_id: str | None = None,
     source: Path | None = None,
+    stop_signals: StopSignals | None = None,
 ) -> RunOutcome:
     """Run ``experiment`` and write ``result.json`` under ``reports/<run id>/``.
 
@@ -358,7 +392,34 @@ async def run_experiment(
 
     ``log`` gets a line per event; ``follow``, if given, gets a function that describes the
     run as it is now (for a live view).
+
+    ``stop_signals``: the caller's catcher of SIGINT/SIGTERM/SIGHUP, which stays in force after
+    the run (while its reports are written); without one, and unless the experiment sets
+    ``kill_switch.signals: false``, the run catches them itself while it lasts.
     """
+    if stop_signals is None and experiment.safety.kill_switch.signals:
+        with StopSignals() as caught:
+            return await _run(
+                experiment, policy=policy, reports=reports, log=log, follow=follow,
+                run_id=run_id, source=source, stop_signals=caught,
+            )  # fmt: skip
+    return await _run(
+        experiment, policy=policy, reports=reports, log=log, follow=follow, run_id=run_id,
+        source=source, stop_signals=stop_signals,
+    )  # fmt: skip
+
+
+async def _run(
+    experiment: Experiment,
+    *,
+    policy: Policy,
+    reports: Path,
+    log: Callable[[str], None],
+    follow: Callable[[Callable[[], dict[str, Any]]], None] | None,
+    run_id: str | None,
+    source: Path | None,
+    stop_signals: StopSignals | None,
+) -> RunOutcome:
     violations = policy.check_now(experiment)  # the windows and blackouts too, by the clock
     if violations:
         raise PreflightError(
@@ -366,37 +427,42 @@ async def run_experiment(
         )
     stale = find_stale(reports)
     if stale:
-        names = ", ".join(str(s.path) for s in stale)
+        names = "; ".join(f"{s.path} ({s.trouble()})" for s in stale)
         raise PreflightError(
-            f"an earlier run left faults applied ({names}): run `chaoskit rollback` first"
+            f"an earlier run left something behind ({names}): run `chaoskit rollback` first"
         )
     if experiment.load is None:
         raise PreflightError("`chaoskit run` needs a load section to measure the steady state")
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment.name}-{secrets.token_hex(2)}"
-    run_dir = reports / run_id
-    run_dir.mkdir(parents=True)
+    run_dir, journal = open_run_folder(reports, run_id)
     state = _Run(experiment, policy, run_dir, run_id, log)
     if follow is not None:
         follow(state.snapshot)
-    journal = Journal.create(run_dir / "journal.jsonl", run_id)
-    dog = watchdog.start(journal.path)
+    try:
+        dog = watchdog.start(journal.path)
+    except OSError as exc:
+        journal.close()
+        raise PreflightError(f"cannot start the watchdog: {exc}") from None
     renewing = asyncio.create_task(dog.keep_renewing())
     loop = asyncio.get_running_loop()
-    kill_file = run_dir / "HALT"
+    kill_files = [run_dir / "HALT"]  # `chaoskit halt` works whatever the experiment declares
     if experiment.safety.kill_switch.file:
-        kill_file = Path(
-            render(experiment.safety.kill_switch.file, {}, {"id": run_id, "dir": str(run_dir)})
-        )
-    state.valve = Valve(experiment.safety, state.watch, kill_file=kill_file)
-    signals = (signal.SIGINT, signal.SIGTERM) if experiment.safety.kill_switch.signals else ()
+        run = {"id": run_id, "dir": str(run_dir)}
+        kill_files.append(Path(render(experiment.safety.kill_switch.file, {}, run)))
+    state.valve = Valve(
+        experiment.safety,
+        state.watch,
+        kill_files=kill_files,
+        guards=[dog.guard, lambda: room_left(run_dir), window_guard(policy)],
+    )
 
-    def stop_on(sig: signal.Signals) -> None:
+    def stop_on(name: str) -> None:
         if state.valve is not None:
-            state.valve.pull("signal", sig.name)
+            state.valve.pull("signal", name)
         state.abort.set()
 
-    for sig in signals:
-        loop.add_signal_handler(sig, stop_on, sig)
+    if stop_signals is not None:
+        stop_signals.connect(lambda name: loop.call_soon_threadsafe(stop_on, name))
     trials: list[Window] = []
     baseline = (0.0, 0.0)
     error: str | None = None
@@ -480,9 +546,9 @@ async def run_experiment(
         raise PreflightError(str(exc)) from None
     except DriverError as exc:
         error = str(exc)
+    except JournalError as exc:  # the write-ahead promise cannot be kept: stop, revert
+        state.valve.pull("journal", f"{exc}: the run stopped before applying anything more")
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
         if state.state.applied and drivers is not None:
             await state.revert(list(state.state.applied.values()), journal, drivers)
         if generator is not None:
@@ -494,10 +560,15 @@ async def run_experiment(
         if drivers is not None:
             await drivers.aclose()
         renewing.cancel()
-        if state.state.applied:
-            journal.release()
+        if state.state.applied or state.unrecorded:
+            journal.release()  # it still names what may be applied: rollback clears it
         else:
-            journal.close()
+            try:
+                journal.close()
+            except JournalError as exc:
+                state.unrecorded = str(exc)
+        if stop_signals is not None:
+            stop_signals.disconnect()
         await loop.run_in_executor(None, dog.finish)
     trip: Trip | None = state.valve.tripped if state.valve else None
     before_any_fault = trip is not None and trip.reason == "abort_when" and not state.injected
@@ -505,7 +576,7 @@ async def run_experiment(
         state.steady = SteadyCheck(  # the valve saw the system broken before any fault
             [f"the safety valve's condition was met before any fault: {trip.detail}"]
         )
-    outcome, code = outcome_of(trip, error, verdict, state.steady)
+    outcome, code = outcome_of(trip, error, verdict, state.steady, state.stopped)
     result = result_document(
         run_id=run_id,
         experiment=experiment,
@@ -523,11 +594,12 @@ async def run_experiment(
         steady=state.steady,
         error=error,
         verdict=verdict,
+        stopped=state.stopped,
         samples=state.samples,
         probes=state.probes,
     )
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1, allow_nan=False))
-    return RunOutcome(outcome, code, run_dir, result)
+    unwritten = write_result(run_dir, result)
+    return RunOutcome(outcome, code, run_dir, result, unwritten, state.unrecorded)
 
 
 async def _phases(
@@ -568,6 +640,22 @@ async def _phases(
             break
         trials.append(window)
     return trials, baseline
+
+
+def window_guard(policy: Policy) -> Guard:
+    """A valve guard: the run stops when the site policy's time window closes (or a blackout
+    date begins) while it lasts, as it would not have started then."""
+    closes = policy.open_until(datetime.now(UTC))
+
+    def closed() -> tuple[str, str] | None:
+        if closes is None or datetime.now(UTC) < closes:
+            return None
+        return "window", (
+            f"the site policy allows experiments until {closes:%Y-%m-%d %H:%M:%S} UTC "
+            "(its windows and blackouts)"
+        )
+
+    return closed
 
 
 def _rendered(value: Any, ports: dict[str, int], run: dict[str, str]) -> Any:

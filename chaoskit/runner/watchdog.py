@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..drivers.process import start_ticks
-from .journal import read_journal
+from .journal import JournalError, read_journal
 from .rollback import rollback
 
 __all__ = ["Watchdog", "main", "start"]
@@ -50,6 +50,17 @@ class Watchdog:
         while True:
             self.renew()
             await asyncio.sleep(self.timeout / 4)
+
+    def guard(self) -> tuple[str, str] | None:
+        """A safety-valve guard: the run must stop if its watchdog is gone (nobody would
+        revert its faults if it died too)."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        return "watchdog", (
+            f"the watchdog (pid {self.process.pid}) exited with code {code}: nobody would revert "
+            "the faults if this run died too"
+        )
 
     def finish(self, timeout: float = 30.0) -> int:
         """Tell it the run ended; it reverts anything still journaled, then exits."""
@@ -111,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     if how == "hung":
         _kill_runner(args.runner_pid, args.runner_start)
-    state = read_journal(args.journal)
+    try:
+        state = read_journal(args.journal)
+    except JournalError as error:
+        print(f"{stamp} runner {how}; cannot read its journal: {error}", flush=True)
+        return 1
     if not state.pending and not state.running:
         print(f"{stamp} runner {how}; nothing left applied", flush=True)
         return 0

@@ -9,7 +9,7 @@ keeps, per condition, why it did or did not fire.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +19,7 @@ from ..units import Duration, Percent, Rate
 
 __all__ = [
     "ConditionRecord",
+    "Guard",
     "Reading",
     "Trip",
     "Valve",
@@ -26,6 +27,10 @@ __all__ = [
     "shown",
     "threshold_value",
 ]
+
+Guard = Callable[[], tuple[str, str] | None]
+"""A check the valve makes on every tick besides its conditions: ``(reason, detail)`` when the
+run must stop now, else None."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,8 @@ class Trip:
     """Why the valve tripped, for the result and the console."""
 
     reason: str
-    """``abort_when``, ``max_duration``, ``kill_file`` or ``signal``."""
+    """``abort_when``, ``max_duration``, ``kill_file``, ``signal``, or a guard's: ``watchdog``,
+    ``disk``, ``journal``, ``window``."""
     detail: str
     at: float
     """Monotonic time of the decision."""
@@ -158,14 +164,18 @@ class Valve:
         safety: Safety,
         watch: Watch,
         *,
-        kill_file: Path | None = None,
+        kill_files: Sequence[Path] = (),
+        guards: Sequence[Guard] = (),
         started: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.safety = safety
         self._watch = watch
         self._clock = clock
-        self.kill_file = kill_file
+        self.kill_files = tuple(kill_files)
+        """Any of them appearing stops the run (``<run dir>/HALT`` and the declared one)."""
+        self.guards = tuple(guards)
+        """Checks of the run's own ground (its watchdog, its disk, the policy's window)."""
         self.started = clock() if started is None else started
         self.records = [ConditionRecord(c, watch.scope(c)) for c in safety.abort_when]
         self.tripped: Trip | None = None
@@ -186,8 +196,13 @@ class Valve:
             return self.pull(
                 "max_duration", f"the run reached its limit of {self.safety.max_duration}"
             )
-        if self.kill_file is not None and self.kill_file.exists():
-            return self.pull("kill_file", f"{self.kill_file} appeared (chaoskit halt)")
+        for kill_file in self.kill_files:
+            if kill_file.exists():
+                return self.pull("kill_file", f"{kill_file} appeared (chaoskit halt)")
+        for guard in self.guards:
+            found = guard()
+            if found is not None:
+                return self.pull(*found)
         for record in self.records:
             trip = self._condition(record, now)
             if trip is not None:

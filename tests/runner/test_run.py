@@ -369,7 +369,7 @@ def test_a_stale_journal_stops_the_next_run_until_rolled_back(tmp_path: Path) ->
     )
     refused = chaoskit_run(experiment, reports)
     assert refused.returncode == 2
-    assert "an earlier run left faults applied" in refused.stderr
+    assert "an earlier run left something behind" in refused.stderr
     assert "run `chaoskit rollback` first" in refused.stderr
     assert skew.read_text() == "+600.000000\n"  # nothing touched
     rolled = subprocess.run(
@@ -515,3 +515,36 @@ def test_sequential_tests_end_the_fault_phase_once_the_answer_is_known(tmp_path:
     assert p50["verdict"] == "deviated" and "sequential test" in p50["reason"]
     events = result["faults"]
     assert isinstance(events, list) and [e["event"] for e in events] == ["inject", "revert"]
+
+
+def test_a_target_that_vanishes_is_an_outcome_of_the_run_not_a_crash(tmp_path: Path) -> None:
+    """A ``pids:`` process that a crash fault kills for good (nothing restarts it): the second
+    trial cannot be injected; the run says why and judges what it saw (exit 1), never 70."""
+    lonely = subprocess.Popen(["sleep", "600"])
+    experiment = tmp_path / "vanish.yaml"
+    experiment.write_text(
+        f"""
+version: 1
+name: e2e-vanish
+system: {{stack: {{replicas: 1}}}}
+targets: {{lonely: {{kind: process, pids: [{lonely.pid}]}}}}
+load: {{url: "http://127.0.0.1:${{ports.frontend}}/items", rate: 20/s, timeout: 2s}}
+steady_state: [{{name: errors, of: error_rate, max: 5%}}]
+faults: [{{type: crash, target: lonely}}]
+blast_radius: {{count: 1}}
+hypothesis: {{trials: 2}}
+phases: {{warmup: 0s, baseline: 2s, fault: 2s, recovery: 1s}}
+safety: {{abort_when: [{{metric: errors, above: 50%, for: 2s}}], max_duration: 2m}}
+"""
+    )
+    try:
+        done = chaoskit_run(experiment, tmp_path / "reports")
+    finally:
+        lonely.kill()
+        lonely.wait()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "trial 2 was not run" in done.stdout and f"pid {lonely.pid}" in done.stdout
+    result = result_of(tmp_path / "reports")
+    events = result["faults"]
+    assert isinstance(events, list) and [e["event"] for e in events][-1] == "gone"
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,250 @@
+"""Every way a run is stopped ends the same way: the faults reverted, result.json, the three
+reports and the history entry written, exit 3. One Ctrl-C, two, SIGTERM, SIGHUP,
+``chaoskit halt`` whatever kill switch the experiment declares, a watchdog that dies, a reports
+disk that fills up; and a reports folder that is full or read-only refuses the run before
+anything is touched.
+
+The fault is a real pause of a real process the test owns (a ``pids:`` target), so what is
+checked after the run is the process itself, not chaoskit's word for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow
+CHAOSKIT = [sys.executable, "-m", "chaoskit"]
+
+EXPERIMENT = """
+version: 1
+name: {name}
+system: {{stack: {{replicas: 1}}}}
+targets: {{victim: {{kind: process, pids: [{pid}]}}}}
+load: {{url: "http://127.0.0.1:${{ports.frontend}}/items", rate: 20/s, timeout: 2s}}
+steady_state: [{{name: errors, of: error_rate, max: 5%}}]
+faults: [{{type: pause, target: victim}}]
+blast_radius: {{count: 1}}
+phases: {{warmup: 0s, baseline: 2s, fault: 60s, recovery: 1s}}
+safety:
+  abort_when: [{{metric: errors, above: 50%, for: 2s}}]
+  max_duration: 3m
+  {kill_switch}
+"""
+
+
+def state_of(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+@pytest.fixture
+def victim() -> Iterator[int]:
+    process = subprocess.Popen(["sleep", "600"])
+    yield process.pid
+    os.kill(process.pid, signal.SIGCONT)
+    process.kill()
+    process.wait()
+
+
+def experiment_file(tmp_path: Path, pid: int, kill_switch: str = "") -> Path:
+    path = tmp_path / "stopped.yaml"
+    path.write_text(EXPERIMENT.format(name="stopped", pid=pid, kill_switch=kill_switch))
+    return path
+
+
+def start(experiment: Path, reports: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_the_fault(runner: subprocess.Popen[str], reports: Path, pid: int) -> None:
+    def applied() -> bool:
+        if runner.poll() is not None:
+            out, err = runner.communicate()
+            raise AssertionError(f"the run ended before its fault ({runner.returncode}):{out}{err}")
+        return any('"event":"applied"' in p.read_text() for p in reports.glob("*/journal.jsonl"))
+
+    wait_until(applied, 120, "the pause to be applied")
+    assert state_of(pid) == "T"
+
+
+def assert_stopped_cleanly(
+    runner: subprocess.Popen[str], reports: Path, pid: int, reason: str
+) -> dict[str, object]:
+    out, err = runner.communicate(timeout=90)
+    assert runner.returncode == 3, out + err
+    assert state_of(pid) != "T"  # the process runs again
+    [folder] = [p.parent for p in reports.glob("*/journal.jsonl")]
+    result: dict[str, object] = json.loads((folder / "result.json").read_text())
+    safety = result["safety"]
+    assert isinstance(safety, dict) and safety["reason"] == reason, safety
+    for name in ("report.html", "junit.xml", "summary.md"):
+        assert (folder / name).stat().st_size > 0, f"{name} missing: {out}{err}"
+    with sqlite3.connect(reports / "history.db") as db:
+        assert db.execute("select count(*) from runs").fetchone() == (1,)
+    last = json.loads((folder / "journal.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "close"  # nothing left applied
+    return result
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [("SIGINT",), ("SIGINT", "SIGINT"), ("SIGTERM",), ("SIGHUP",), ("SIGTERM", "SIGINT")],
+    ids="+".join,
+)
+def test_every_stop_signal_reverts_and_writes_every_report(
+    tmp_path: Path, victim: int, signals: tuple[str, ...]
+) -> None:
+    reports = tmp_path / "reports"
+    runner = start(experiment_file(tmp_path, victim), reports)
+    wait_for_the_fault(runner, reports, victim)
+    for i, name in enumerate(signals):
+        if i:
+            time.sleep(0.2)  # the scenario: a second signal while the first is being handled
+        runner.send_signal(signal.Signals[name])
+    result = assert_stopped_cleanly(runner, reports, victim, "signal")
+    assert result["safety"]["detail"] == signals[0]  # type: ignore[index]
+
+
+def test_halt_stops_a_run_that_declares_its_own_kill_file(tmp_path: Path, victim: int) -> None:
+    reports = tmp_path / "reports"
+    declared = tmp_path / "stop-chaos"
+    runner = start(experiment_file(tmp_path, victim, f"kill_switch: {{file: {declared}}}"), reports)
+    wait_for_the_fault(runner, reports, victim)
+    halted = subprocess.run(
+        [*CHAOSKIT, "halt", "--reports", str(reports)],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert halted.returncode == 0, halted.stderr
+    assert "every run has ended" in halted.stdout
+    assert_stopped_cleanly(runner, reports, victim, "kill_file")
+
+
+def watchdog_of(journal: Path) -> int:
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"chaoskit.runner.watchdog" in argv and str(journal).encode() in argv:
+            return int(proc.name)
+    raise AssertionError(f"no watchdog for {journal}")
+
+
+def test_a_run_whose_watchdog_dies_reverts_and_stops(tmp_path: Path, victim: int) -> None:
+    reports = tmp_path / "reports"
+    runner = start(experiment_file(tmp_path, victim), reports)
+    wait_for_the_fault(runner, reports, victim)
+    [journal] = reports.glob("*/journal.jsonl")
+    os.kill(watchdog_of(journal), signal.SIGKILL)
+    result = assert_stopped_cleanly(runner, reports, victim, "watchdog")
+    assert "nobody would revert" in result["safety"]["detail"]  # type: ignore[index]
+
+
+@pytest.fixture
+def reports_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 40 MiB filesystem (tmpfs) for the reports folder (mounting needs root, as CI
+    has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "reports"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill ``folder``'s filesystem until at most ``leave`` bytes are free."""
+    with (folder / "filler").open("wb", buffering=0) as stream:
+        try:
+            while True:
+                stats = os.statvfs(folder)
+                free = stats.f_bavail * stats.f_frsize
+                if free <= leave:
+                    return
+                stream.write(b"\0" * min(2**20, max(4096, free - leave)))
+        except OSError:
+            return  # full to the last byte
+
+
+def test_a_reports_disk_that_fills_up_stops_the_run_with_room_for_its_records(
+    tmp_path: Path, victim: int, reports_disk: Path
+) -> None:
+    runner = start(experiment_file(tmp_path, victim), reports_disk)
+    wait_for_the_fault(runner, reports_disk, victim)
+    fill(reports_disk, leave=5 * 2**20)
+    result = assert_stopped_cleanly(runner, reports_disk, victim, "disk")
+    assert "left under" in result["safety"]["detail"]  # type: ignore[index]
+
+
+def test_a_reports_disk_full_to_the_last_byte_still_reverts_and_says_so(
+    tmp_path: Path, victim: int, reports_disk: Path
+) -> None:
+    runner = start(experiment_file(tmp_path, victim), reports_disk)
+    wait_for_the_fault(runner, reports_disk, victim)
+    fill(reports_disk, leave=0)
+    out, err = runner.communicate(timeout=90)
+    assert runner.returncode == 3, out + err
+    assert state_of(victim) != "T"  # reverted, with no byte to record it
+    assert "aborted: only" in out and "result: NOT WRITTEN" in err
+    assert "Traceback" not in err
+
+
+def test_a_full_or_read_only_reports_folder_refuses_before_anything_is_touched(
+    tmp_path: Path, victim: int, reports_disk: Path
+) -> None:
+    experiment = experiment_file(tmp_path, victim)
+    fill(reports_disk, leave=16 * 2**20)
+    full = subprocess.run(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports_disk)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert full.returncode == 2, full.stdout + full.stderr
+    assert "refused, nothing was touched: only" in full.stderr and "MiB free" in full.stderr
+    (reports_disk / "filler").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(reports_disk)], check=True)
+    read_only = subprocess.run(
+        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports_disk)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert read_only.returncode == 2, read_only.stdout + read_only.stderr
+    assert "Read-only file system" in read_only.stderr
+    assert list(reports_disk.iterdir()) == [] and state_of(victim) != "T"
+
+
+def test_a_run_stops_when_the_policys_window_closes(tmp_path: Path, victim: int) -> None:
+    """Started inside the site policy's window, the run may not outlive it: when the window
+    closes mid-fault, the run stops as if halted."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    closes = now + timedelta(seconds=40)  # room to bring the system up; the fault lasts 60 s
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"version: 1\nwindows: [{{start: '{(now - timedelta(minutes=5)).time():%H:%M:%S}', "
+        f"end: '{closes.time():%H:%M:%S}', timezone: UTC}}]\n"
+    )
+    reports = tmp_path / "reports"
+    runner = subprocess.Popen(
+        [*CHAOSKIT, "run", str(experiment_file(tmp_path, victim)), "--reports", str(reports),
+         "--policy", str(policy)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for_the_fault(runner, reports, victim)
+    result = assert_stopped_cleanly(runner, reports, victim, "window")
+    assert "allows experiments until" in result["safety"]["detail"]  # type: ignore[index]
