@@ -7,7 +7,6 @@ in a fresh process."""
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from disks import fill, tmpfs
 from pydantic import TypeAdapter
 from waiting import wait_until
 
@@ -185,26 +185,9 @@ def test_each_line_carries_a_checksum_and_a_version_1_journal_is_still_read(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MiB filesystem (tmpfs), to be filled (needs root, as CI has)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(folder: Path) -> Path:
-    """Fill ``folder``'s filesystem to the last byte; the filler file, to free it again."""
-    filler = folder / "filler"
-    with filler.open("wb", buffering=0) as stream:
-        try:
-            while True:
-                stream.write(b"\0" * 4096)
-        except OSError as error:
-            assert error.errno == errno.ENOSPC
-    return filler
+    """A real 1 MiB filesystem, to be filled."""
+    with tmpfs(tmp_path / "small", "1m") as mount:
+        yield mount
 
 
 def test_a_full_disk_fails_a_write_cleanly_and_the_next_one_starts_a_fresh_line(

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from disks import fill, tmpfs
 from waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -157,29 +158,9 @@ def test_a_run_whose_watchdog_dies_reverts_and_stops(tmp_path: Path, victim: int
 
 @pytest.fixture
 def reports_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 40 MiB filesystem (tmpfs) for the reports folder (mounting needs root, as CI
-    has)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "reports"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(folder: Path, leave: int) -> None:
-    """Fill ``folder``'s filesystem until at most ``leave`` bytes are free."""
-    with (folder / "filler").open("wb", buffering=0) as stream:
-        try:
-            while True:
-                stats = os.statvfs(folder)
-                free = stats.f_bavail * stats.f_frsize
-                if free <= leave:
-                    return
-                stream.write(b"\0" * min(2**20, max(4096, free - leave)))
-        except OSError:
-            return  # full to the last byte
+    """A real 40 MiB filesystem for the reports folder."""
+    with tmpfs(tmp_path / "reports", "40m") as mount:
+        yield mount
 
 
 def test_a_reports_disk_that_fills_up_stops_the_run_with_room_for_its_records(
