@@ -23,5 +23,11 @@ class ExitCode(IntEnum):
     NOT_STEADY = 5
     """The system was not in its steady state before any fault (a declared limit already
     broken, most requests failing, a metric getting worse): nothing was injected."""
+    FAILED = 6
+    """The run could not be carried out, for a reason outside chaoskit: the system did not come
+    up, or a driver lost its backend (the Toxiproxy API, the Docker engine) or could not revert
+    a fault. The console and result.json say which; ``chaoskit rollback`` takes back whatever
+    the journal says may still be applied."""
     INTERNAL = 70
-    """A bug in chaoskit (EX_SOFTWARE); every fault was still reverted where possible."""
+    """A bug in chaoskit (EX_SOFTWARE), and nothing else; every fault was still reverted where
+    possible."""

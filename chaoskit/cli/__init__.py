@@ -26,7 +26,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=(
         "Exit codes: 0 held/valid, 1 deviated, 2 invalid input or usage (nothing touched), "
-        "3 aborted by the safety valve (after rollback), 4 inconclusive, 70 internal error."
+        "3 aborted (after rollback), 4 inconclusive, 5 not steady, 6 failed (the system did not "
+        "come up, a driver lost its backend), 70 a bug in chaoskit."
     ),
 )
 

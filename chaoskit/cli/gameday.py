@@ -30,6 +30,7 @@ _EXIT = {
     "aborted": ExitCode.ABORTED,
     "inconclusive": ExitCode.INCONCLUSIVE,
     "not_steady": ExitCode.NOT_STEADY,
+    "error": ExitCode.FAILED,
 }
 
 PolicyOption = Annotated[

@@ -33,7 +33,8 @@ def run(
     Exit 0 held, 1 deviated (a metric beyond its margin or limit, or not back in time), 2
     refused before anything was touched, 3 aborted (by the safety valve, `chaoskit halt`,
     Ctrl-C or another stop signal, a nearly full disk or a dead watchdog; after every fault
-    was reverted), 4 inconclusive, 5 not steady before any fault (nothing injected), 70 a bug.
+    was reverted), 4 inconclusive, 5 not steady before any fault (nothing injected), 6 failed
+    (the system did not come up, a driver lost its backend or could not revert), 70 a bug.
     """
     from ..loader import load_experiment
     from ..report.console import RunConsole
@@ -69,7 +70,7 @@ def run(
             raise typer.Exit(ExitCode.INVALID) from None
         except BringUpError as exc:
             typer.echo(f"chaoskit run: the system did not come up: {exc}", err=True)
-            raise typer.Exit(ExitCode.INTERNAL) from None
+            raise typer.Exit(ExitCode.FAILED) from None
         tell_outcome(experiment.name, outcome)
         if outcome.unwritten is None:
             write_run_reports(outcome.run_dir / "result.json", reports)

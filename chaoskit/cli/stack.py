@@ -110,5 +110,5 @@ def stack_up(
         pass
     except (RuntimeError, TimeoutError) as exc:
         typer.echo(f"the stack did not come up: {exc}", err=True)
-        raise typer.Exit(ExitCode.INTERNAL) from None
+        raise typer.Exit(ExitCode.FAILED) from None
     typer.echo("stack stopped", err=True)

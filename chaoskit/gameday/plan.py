@@ -151,7 +151,7 @@ async def _run_one(
     except PreflightError as error:
         return ExperimentOutcome(name, experiment.name, "refused", 2, message=str(error))
     except BringUpError as error:
-        return ExperimentOutcome(name, experiment.name, "error", 70, message=str(error))
+        return ExperimentOutcome(name, experiment.name, "error", 6, message=str(error))
     result_path = outcome.run_dir / "result.json"
     if finish_run is not None:
         finish_run(result_path)

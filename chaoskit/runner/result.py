@@ -39,7 +39,9 @@ def outcome_of(
         return "aborted", ExitCode.ABORTED
     if error is None and verdict is None and stopped is not None:
         return "inconclusive", ExitCode.INCONCLUSIVE
-    if error is not None or verdict is None:
+    if error is not None:
+        return "error", ExitCode.FAILED
+    if verdict is None:  # every other way to end without a verdict is covered above
         return "error", ExitCode.INTERNAL
     outcome = str(verdict["verdict"])
     codes = {Verdict.HELD.value: ExitCode.HELD, Verdict.DEVIATED.value: ExitCode.DEVIATED}
