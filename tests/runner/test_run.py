@@ -548,3 +548,28 @@ safety: {{abort_when: [{{metric: errors, above: 50%, for: 2s}}], max_duration: 2
     events = result["faults"]
     assert isinstance(events, list) and [e["event"] for e in events][-1] == "gone"
     assert "Traceback" not in done.stderr
+
+
+def test_a_system_that_does_not_come_up_is_exit_6_not_a_bug(tmp_path: Path) -> None:
+    """The system under test broken before we start (its process exits at once): the run says
+    so and exits 6 — not 70, which means a bug in chaoskit."""
+    experiment = tmp_path / "broken.yaml"
+    experiment.write_text(
+        """
+version: 1
+name: e2e-broken
+system:
+  processes:
+    - {name: api, command: ["false"], ready: {http: "http://127.0.0.1:9/health", timeout: 5s}}
+targets: {api: {kind: process, select: api}}
+load: {url: "http://127.0.0.1:9/", rate: 5/s, timeout: 1s}
+steady_state: [{name: errors, of: error_rate, max: 5%}]
+faults: [{type: pause, target: api}]
+blast_radius: {count: 1}
+phases: {warmup: 0s, baseline: 2s, fault: 2s, recovery: 1s}
+safety: {abort_when: [{metric: errors, above: 50%, for: 2s}], max_duration: 2m}
+"""
+    )
+    done = chaoskit_run(experiment, tmp_path / "reports")
+    assert done.returncode == 6, done.stdout + done.stderr
+    assert "the system did not come up" in done.stderr and "Traceback" not in done.stderr
