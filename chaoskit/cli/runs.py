@@ -49,9 +49,9 @@ def run(
 
     # From here to the last report, the first SIGINT/SIGTERM/SIGHUP stops the run (every
     # fault reverted, every report written) and the later ones are only acknowledged.
+    roll_back_stale(reports)  # it may ask a question: Ctrl-C there ends the command (130)
     catching = experiment.safety.kill_switch.signals
     with StopSignals() if catching else contextlib.nullcontext() as stop_signals:
-        roll_back_stale(reports)
         try:
             with RunConsole() as console:
                 outcome = asyncio.run(
