@@ -4,6 +4,7 @@ field path, plain wording and a did-you-mean for misspelt keys and tags."""
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -184,8 +185,17 @@ def explain(
     for error in exc.errors(include_url=False):
         path = _doc_path(doc.data, (*prefix, *error["loc"]))
         line, col = doc.where(path)
-        problems.append(Problem(doc.file, line, col, path, _message(error, doc, path, schema)))
+        message = _LONG_WORD.sub(_cut, _message(error, doc, path, schema))
+        problems.append(Problem(doc.file, line, col, path, message))
     return problems
+
+
+_LONG_WORD = re.compile(r"\S{100,}")
+"""A value quoted in a message (an unknown tag, a name...) may be a megabyte long."""
+
+
+def _cut(found: re.Match[str]) -> str:
+    return found.group()[:76] + "..."
 
 
 def sort_problems(problems: list[Problem]) -> list[Problem]:
