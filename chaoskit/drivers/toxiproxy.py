@@ -176,8 +176,15 @@ def _message(response: httpx.Response) -> str:
     return response.text.strip() or response.reason_phrase or "(no message)"
 
 
+def _segment(name: str) -> str:
+    """``name`` as one URL path segment: percent-encoded, with ``.``/``..`` encoded too (an
+    HTTP client would otherwise remove them)."""
+    encoded = quote(name, safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
 def _path(*parts: str) -> str:
-    return "/" + "/".join(quote(part, safe="") for part in parts)
+    return "/" + "/".join(_segment(part) for part in parts)
 
 
 class ToxiproxyClient:

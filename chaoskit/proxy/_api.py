@@ -215,14 +215,14 @@ def build_app(collection: ProxyCollection, metrics: Metrics | None = None) -> we
     app.router.add_post("/proxies", create_proxy)
     app.router.add_post("/populate", populate)
     app.router.add_post("/reset", reset)
-    proxy = "/proxies/{proxy}"
+    proxy = "/proxies/{proxy:[^/]+}"  # aiohttp's default refuses { and } in a name
     app.router.add_get(proxy, get_proxy, allow_head=False)
     app.router.add_post(proxy, update_proxy)
     app.router.add_patch(proxy, update_proxy)
     app.router.add_delete(proxy, delete_proxy)
     app.router.add_get(f"{proxy}/toxics", list_toxics, allow_head=False)
     app.router.add_post(f"{proxy}/toxics", add_toxic)
-    toxic = f"{proxy}/toxics/{{toxic}}"
+    toxic = f"{proxy}/toxics/{{toxic:[^/]+}}"
     app.router.add_get(toxic, get_toxic, allow_head=False)
     app.router.add_post(toxic, update_toxic)
     app.router.add_patch(toxic, update_toxic)

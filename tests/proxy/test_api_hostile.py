@@ -237,3 +237,10 @@ def test_malformed_http_is_a_400_and_logged_in_one_line(
 def test_odd_paths_are_answered(server: ProxyServer, path: str) -> None:
     answer = raw(server, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     assert answer.split(b" ", 2)[1][:1] == b"4", answer[:200]
+
+
+def test_names_with_braces_are_addressable(api: httpx.Client, upstream: Upstream) -> None:
+    create_proxy(api, upstream.address, "{a}")
+    api.post("/proxies/%7Ba%7D/toxics", json={"name": "}", "type": "latency"})
+    assert api.get("/proxies/%7Ba%7D/toxics/%7D").json()["name"] == "}"
+    assert api.delete("/proxies/%7Ba%7D").status_code == 204
