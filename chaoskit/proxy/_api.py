@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from ._collection import PopulateError, ProxyCollection
@@ -15,7 +19,7 @@ from ._errors import ApiError
 from ._json import DecodeError, encode, parse_body
 from ._metrics import CONTENT_TYPE_LATEST, Metrics
 
-__all__ = ["MAX_BODY", "VERSION", "build_app"]
+__all__ = ["MAX_BODY", "VERSION", "build_app", "openapi"]
 
 log = logging.getLogger("chaoskit.proxy")
 
@@ -29,6 +33,17 @@ MAX_BODY = 1024**2
 """The largest request body, in bytes (after any Content-Encoding is undone); larger is 413."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@functools.cache
+def _openapi_yaml() -> bytes:
+    return resources.files(__package__).joinpath("openapi.yaml").read_bytes()
+
+
+def openapi() -> dict[str, Any]:
+    """The API's OpenAPI 3 description (``openapi.yaml``, shipped in this package)."""
+    described: dict[str, Any] = yaml.safe_load(_openapi_yaml())
+    return described
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -209,7 +224,15 @@ def build_app(collection: ProxyCollection, metrics: Metrics | None = None) -> we
             raise ApiError(404, "lease not found")
         return _empty(204)
 
+    async def openapi_json(_request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(openapi()).encode(), content_type=_JSON)
+
+    async def openapi_yaml(_request: web.Request) -> web.Response:
+        return web.Response(body=_openapi_yaml(), content_type="application/yaml")
+
     app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
+    app.router.add_get("/openapi.json", openapi_json, allow_head=False)
+    app.router.add_get("/openapi.yaml", openapi_yaml, allow_head=False)
     app.router.add_get("/version", version, allow_head=False)
     app.router.add_get("/proxies", list_proxies, allow_head=False)
     app.router.add_post("/proxies", create_proxy)
