@@ -289,40 +289,6 @@ def _state(pid: int) -> str:
     return stat[stat.rindex(")") + 2]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_aborts_after_reverting_everything(tmp_path: Path, sig: signal.Signals) -> None:
-    experiment = tmp_path / "signalled.yaml"
-    experiment.write_text(
-        STACK_RUN.format(
-            name="e2e-signal", latency="50ms", count=1, control="concurrent", extra=""
-        ).replace("fault: 4s", "fault: 60s")
-    )
-    reports = tmp_path / "reports"
-    runner = subprocess.Popen(
-        [*CHAOSKIT, "run", str(experiment), "--reports", str(reports)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-    def injected() -> bool:
-        return any(
-            '"event":"applied"' in path.read_text() for path in reports.glob("*/journal.jsonl")
-        )
-
-    wait_until(injected, 30, "the fault")
-    runner.send_signal(sig)
-    out, _ = runner.communicate(timeout=60)
-    assert runner.returncode == 3
-    assert f"aborted: {sig.name}" in out
-    result = result_of(reports)
-    events = result["faults"]
-    assert isinstance(events, list) and [e["event"] for e in events] == ["inject", "revert"]
-    [journal] = reports.glob("*/journal.jsonl")
-    last = json.loads(journal.read_text().splitlines()[-1])
-    assert last["event"] == "close"  # nothing left applied, the system stopped
-
-
 def test_a_target_that_matches_nothing_is_refused(tmp_path: Path) -> None:
     experiment = tmp_path / "nothing.yaml"
     experiment.write_text(
