@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -81,9 +82,8 @@ def stop_it(stop: str, runner: subprocess.Popen[bytes], reports: Path) -> float:
     given = time.monotonic()
     if stop.startswith("sig"):
         runner.send_signal(getattr(signal, stop.upper().removesuffix("×2")))
-        if stop.endswith("×2"):
-            time.sleep(0.2)  # the scenario: a second Ctrl-C while the first is handled
-            runner.send_signal(signal.SIGINT)
+        if stop.endswith("×2"):  # a second Ctrl-C 0.2 s later, while the first is handled
+            threading.Timer(0.2, runner.send_signal, [signal.SIGINT]).start()
         return given
     [journal] = reports.glob("*/journal.jsonl")
     if stop == "halt":
