@@ -25,6 +25,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutate, paths
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
@@ -356,33 +357,6 @@ def leaves(syntax: str, kind: str) -> st.SearchStrategy[Any]:
     return st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(), scalars))
 
 
-def _paths(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(data, dict):
-        for key, value in data.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            found += _paths(value, (*path, i))
-    return found
-
-
-def _mutate(data: Any, path: tuple[Any, ...], action: str, value: Any, key: str) -> Any:
-    if not path:
-        return value if action == "replace" else data
-    parent = data
-    for part in path[:-1]:
-        parent = parent[part]
-    last = path[-1]
-    if action == "delete":
-        del parent[last]
-    elif action == "replace":
-        parent[last] = value
-    elif action == "rename" and isinstance(parent, dict):
-        parent[Raw(key)] = parent.pop(last)
-    return data
-
-
 def _scalar_text(value: Any, syntax: str) -> str:
     if isinstance(value, Raw):
         return str(value)
@@ -439,11 +413,11 @@ def _draw_file(data: st.DataObject, skeleton: Any) -> tuple[str, bytes]:
     syntax = data.draw(st.sampled_from(["yaml", "yaml-block", "json", "bytes"]))
     doc = copy.deepcopy(skeleton)
     for _ in range(data.draw(st.integers(1, 4))):
-        path = data.draw(st.sampled_from(_paths(doc)))
+        path = data.draw(st.sampled_from(paths(doc)))
         kind = data.draw(st.sampled_from(["hostile", "hostile", "deep", "wrong-type"]))
         action = data.draw(st.sampled_from(["replace", "replace", "replace", "delete", "rename"]))
         value = data.draw(leaves("json" if syntax == "json" else "yaml", kind))
-        doc = _mutate(doc, path, action, value, data.draw(st.sampled_from(ODD_KEYS)))
+        doc = mutate(doc, path, action, value, Raw(data.draw(st.sampled_from(ODD_KEYS))))
     if syntax == "json":
         return ".json", flow(doc, "json").encode("utf-8", "surrogatepass")
     if syntax == "yaml-block" and isinstance(doc, dict) and doc:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutate, paths
 
 from chaoskit.loader import LoadError, Problem, find_files, load_experiment, load_model
 from chaoskit.model import Experiment
@@ -243,35 +244,6 @@ def test_arbitrary_text(write: Write, text: str) -> None:
     assert_loads_or_fails_cleanly(write("doc.yaml", text))
 
 
-def _paths(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(data, dict):
-        for key, value in data.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            found += _paths(value, (*path, i))
-    return found
-
-
-def _mutate(data: Any, path: tuple[Any, ...], action: str, value: Any) -> Any:
-    if not path:
-        return value if action == "replace" else data
-    parent = data
-    for part in path[:-1]:
-        parent = parent[part]
-    last = path[-1]
-    if action == "delete":
-        del parent[last]
-    elif action == "replace":
-        parent[last] = value
-    elif action == "add" and isinstance(parent, dict):
-        parent[f"{last}_extra"] = value
-    elif action == "add" and isinstance(parent, list):
-        parent.append(value)
-    return data
-
-
 EXAMPLES = sorted((Path(__file__).parent.parent / "experiments").rglob("*.yaml"))
 
 
@@ -283,9 +255,9 @@ def test_mutated_example_files(write: Write, data: st.DataObject) -> None:
     source = data.draw(st.sampled_from(EXAMPLES))
     doc = yaml.safe_load(source.read_text())
     for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(_paths(doc)))
+        path = data.draw(st.sampled_from(paths(doc)))
         action = data.draw(st.sampled_from(["delete", "replace", "add"]))
-        doc = _mutate(doc, path, action, data.draw(documents))
+        doc = mutate(doc, path, action, data.draw(documents))
     suffix = data.draw(st.sampled_from([".yaml", ".json"]))
     text = yaml.safe_dump(doc) if suffix == ".yaml" else json.dumps(doc, default=str)
     assert_loads_or_fails_cleanly(write("mutant" + suffix, text))

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ._base import Model, Name
 
-__all__ = ["Blackout", "Day", "GameDayPlan", "Notify", "Schedule", "TimeWindow"]
+__all__ = ["Blackout", "Day", "GameDayPlan", "Notify", "Schedule", "TimeWindow", "time_zone"]
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -20,7 +20,8 @@ Ending = Literal["finish", "deviation", "abort", "error"]
 _ENDINGS: tuple[Ending, ...] = ("finish", "deviation", "abort", "error")
 
 
-def _zone(value: str) -> str:
+def time_zone(value: str) -> str:
+    """``value`` if it is an IANA time zone name; else a ValueError saying what to write."""
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -44,7 +45,7 @@ class TimeWindow(Model):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        return _zone(value)
+        return time_zone(value)
 
     def contains(self, moment: datetime) -> bool:
         """True if ``moment`` (timezone-aware) falls inside the window."""
@@ -69,7 +70,7 @@ class Schedule(Model):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        return _zone(value)
+        return time_zone(value)
 
     @field_validator("cron")
     @classmethod
@@ -134,7 +135,7 @@ class GameDayPlan(Model):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        return None if value is None else _zone(value)
+        return None if value is None else time_zone(value)
 
     def zone(self) -> ZoneInfo:
         """The plan's time zone: its own, else its schedule's, else UTC."""

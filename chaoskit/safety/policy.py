@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,7 +25,7 @@ from ..loader import load_model
 from ..model import Experiment
 from ..model._base import Fraction, Glob, Model, PositiveDuration
 from ..model.faults import FaultType, TargetKind
-from ..model.gameday import Blackout, TimeWindow
+from ..model.gameday import Blackout, TimeWindow, time_zone
 from ..model.safety import Threshold, parse_threshold
 from ..units import Duration, Percent, Rate
 
@@ -167,13 +167,7 @@ class Policy(Model):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone '{value}': use an IANA name such as 'Europe/Berlin'"
-            ) from None
-        return value
+        return time_zone(value)
 
     def check(self, exp: Experiment, *, now: datetime | None = None) -> list[Violation]:
         """Every rule ``exp`` breaks; the windows and blackouts too when ``now`` is given."""
