@@ -384,3 +384,24 @@ def test_open_until_agrees_with_allows_minute_by_minute_over_a_daylight_saving_c
             checked += 1
         moment += timedelta(minutes=7)
     assert checked > 50
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "timezone: {zone}\n",
+        "windows: [{{timezone: {zone}}}]\n",
+    ],
+)
+def test_a_time_zone_too_long_for_a_file_name_is_a_located_error(
+    tmp_path: Path, text: str
+) -> None:
+    """Found by the file fuzz: ZoneInfo looks a name up as a file, and a name of 1,000
+    letters raised OSError (File name too long), a traceback instead of an error."""
+    from chaoskit.loader import LoadError
+
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\n" + text.format(zone="a" * 1000))
+    with pytest.raises(LoadError, match="unknown time zone") as raised:
+        load_model(path, Policy)
+    assert f"{path}:2:" in str(raised.value)

@@ -24,7 +24,7 @@ def time_zone(value: str) -> str:
     """``value`` if it is an IANA time zone name; else a ValueError saying what to write."""
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise ValueError(
             f"unknown time zone '{value}': use an IANA name such as 'Europe/Berlin'"
         ) from None
