@@ -393,9 +393,7 @@ def test_open_until_agrees_with_allows_minute_by_minute_over_a_daylight_saving_c
         "windows: [{{timezone: {zone}}}]\n",
     ],
 )
-def test_a_time_zone_too_long_for_a_file_name_is_a_located_error(
-    tmp_path: Path, text: str
-) -> None:
+def test_a_time_zone_too_long_for_a_file_name_is_a_located_error(tmp_path: Path, text: str) -> None:
     """Found by the file fuzz: ZoneInfo looks a name up as a file, and a name of 1,000
     letters raised OSError (File name too long), a traceback instead of an error."""
     from chaoskit.loader import LoadError
