@@ -3,7 +3,7 @@ backend behind the proxy chaoskit places in front of it, so the fault is real an
 sees it as a client would. How the frontend behaves while a backend is down and after it comes
 back is chosen on the command line, one behaviour per row of the matrix.
 
-    python service.py backend PORT
+    python service.py backend PORT        (each answer takes 10 ms of work)
     python service.py frontend PORT --backend a=PORT --backend b=PORT [options]
 
 Every answer of the frontend names the backend the request was routed to in ``X-Backend``
@@ -21,6 +21,7 @@ Every answer of the frontend names the backend the request was routed to in ``X-
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import time
 from dataclasses import dataclass
@@ -117,6 +118,16 @@ async def health(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+SERVICE_TIME = 0.01
+"""A backend's work per request. Without it a request takes about a millisecond, and a busy
+test machine's scheduling alone can double a second's median (that reads as not recovered)."""
+
+
+async def work(_request: web.Request) -> web.Response:
+    await asyncio.sleep(SERVICE_TIME)
+    return web.Response(text="ok")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("role", choices=["backend", "frontend"])
@@ -129,7 +140,7 @@ def main() -> None:
     app = web.Application()
     app.router.add_get("/health", health)
     if args.role == "backend":
-        app.router.add_get("/", health)
+        app.router.add_get("/", work)
     else:
         backends = [Backend(n, int(p)) for n, p in (b.split("=") for b in args.backend)]
         frontend = Frontend(backends, args.during, args.after, args.errors)
