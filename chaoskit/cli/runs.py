@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -47,9 +47,9 @@ def run(
         site, _ = find_policy(policy)
     from ..runner.stopping import StopSignals
 
+    roll_back_stale(reports)  # it may ask a question: Ctrl-C there ends the command (130)
     # From here to the last report, the first SIGINT/SIGTERM/SIGHUP stops the run (every
     # fault reverted, every report written) and the later ones are only acknowledged.
-    roll_back_stale(reports)  # it may ask a question: Ctrl-C there ends the command (130)
     catching = experiment.safety.kill_switch.signals
     with StopSignals() if catching else contextlib.nullcontext() as stop_signals:
         try:
@@ -73,7 +73,7 @@ def run(
             raise typer.Exit(ExitCode.FAILED) from None
         tell_outcome(experiment.name, outcome)
         if outcome.unwritten is None:
-            write_run_reports(outcome.run_dir / "result.json", reports)
+            write_run_reports(outcome.run_dir / "result.json", outcome.result, reports)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -143,11 +143,11 @@ def tell_outcome(name: str, outcome: RunOutcome) -> None:
         typer.echo(f"  result: {outcome.run_dir / 'result.json'}")
 
 
-def write_run_reports(result_path: Path, reports: Path) -> None:
+def write_run_reports(result_path: Path, result: dict[str, Any], reports: Path) -> None:
     """report.html, junit.xml, summary.md and the history entry; a failure is said, and the
     verdict (and exit code) stands."""
     from ..gameday.history import HistoryError, history_db, record_run
-    from ..report import ReportError, load_result, write_reports
+    from ..report import ReportError, write_reports
 
     try:
         for written in write_reports(result_path):
@@ -155,8 +155,8 @@ def write_run_reports(result_path: Path, reports: Path) -> None:
     except ReportError as exc:
         typer.echo(f"chaoskit run: no report: {exc}", err=True)
     try:
-        record_run(history_db(reports), load_result(result_path), result_path)
-    except (HistoryError, ReportError) as exc:
+        record_run(history_db(reports), result, result_path)
+    except HistoryError as exc:
         typer.echo(f"chaoskit run: not recorded in the history: {exc}", err=True)
 
 

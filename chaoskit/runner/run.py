@@ -397,16 +397,12 @@ async def run_experiment(
     the run (while its reports are written); without one, and unless the experiment sets
     ``kill_switch.signals: false``, the run catches them itself while it lasts.
     """
-    if stop_signals is None and experiment.safety.kill_switch.signals:
-        with StopSignals() as caught:
-            return await _run(
-                experiment, policy=policy, reports=reports, log=log, follow=follow,
-                run_id=run_id, source=source, stop_signals=caught,
-            )  # fmt: skip
-    return await _run(
-        experiment, policy=policy, reports=reports, log=log, follow=follow, run_id=run_id,
-        source=source, stop_signals=stop_signals,
-    )  # fmt: skip
+    catch_here = stop_signals is None and experiment.safety.kill_switch.signals
+    with StopSignals() if catch_here else contextlib.nullcontext(stop_signals) as caught:
+        return await _run(
+            experiment, policy=policy, reports=reports, log=log, follow=follow, run_id=run_id,
+            source=source, stop_signals=caught,
+        )  # fmt: skip
 
 
 async def _run(
