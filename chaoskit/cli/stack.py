@@ -56,6 +56,13 @@ def stack_up(
             "FOLDER/backend-N (for clock_skew)."
         ),
     ] = None,
+    ready_timeout: Annotated[
+        str,
+        typer.Option(
+            help="How long every part gets to answer before the stack gives up, e.g. 3m "
+            "(a loaded machine starts Python slowly)."
+        ),
+    ] = "120s",
 ) -> None:
     """Run frontend, proxies, backends and supervisor on loopback until Ctrl-C."""
     import signal
@@ -95,12 +102,21 @@ def stack_up(
             raise typer.BadParameter(str(exc), param_hint="--faketime") from None
         stack.faketime = faketime.resolve()
 
+    from ..units import Duration, UnitError
+
+    try:
+        wait = Duration.parse(ready_timeout).seconds
+    except UnitError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ready-timeout") from None
+    if wait <= 0:
+        raise typer.BadParameter("must be longer than 0s", param_hint="--ready-timeout")
+
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        with run_stack(stack):
+        with run_stack(stack, wait):
             typer.echo(describe(stack))
             if ports_file is not None:
                 write_ports(stack, ports_file)
@@ -108,7 +124,15 @@ def stack_up(
             signal.pause()
     except KeyboardInterrupt:
         pass
-    except (RuntimeError, TimeoutError) as exc:
+    except TimeoutError as exc:
+        typer.echo(
+            f"the stack did not come up within {ready_timeout}: {exc}\n"
+            "On a loaded machine, give it longer with --ready-timeout "
+            "(in an experiment: system.stack.ready_timeout).",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.FAILED) from None
+    except RuntimeError as exc:
         typer.echo(f"the stack did not come up: {exc}", err=True)
         raise typer.Exit(ExitCode.FAILED) from None
     typer.echo("stack stopped", err=True)

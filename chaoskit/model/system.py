@@ -116,6 +116,15 @@ class StackSpec(Model):
     """Give each backend a size-capped tmpfs for its data (needed for ``disk_full``)."""
     faketime: bool = False
     """Start each backend under libfaketime (needed for ``clock_skew``)."""
+    ready_timeout: Duration = Duration.parse("120s")
+    """How long the stack gets to answer; a loaded machine starts Python slowly."""
+
+    @field_validator("ready_timeout")
+    @classmethod
+    def _some_time(cls, value: Duration) -> Duration:
+        if value.nanoseconds <= 0:
+            raise ValueError(f"the stack needs some time to start, got '{value}'")
+        return value
 
     def backend_names(self) -> list[str]:
         """The backends' process or container names: ``backend-1`` … ``backend-N``."""

@@ -158,6 +158,7 @@ class _Bringer:
             "--mode", spec.mode, "--ports-file", str(ports_file),
             "--data-root", str(self.run_dir / "stack-data"),
         ]  # fmt: skip
+        argv += ["--ready-timeout", f"{spec.ready_timeout.seconds}s"]
         if spec.tmpfs is not None:
             argv += ["--tmpfs", str(spec.tmpfs.bytes)]
         faketime = self.run_dir / "faketime" if spec.faketime else None
@@ -169,7 +170,10 @@ class _Bringer:
                 argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True
             )
         self.track(_process_part("stack", process.pid), lambda: _terminate(process, 30.0))
-        deadline = time.monotonic() + (120.0 if spec.mode == "container" else 30.0)
+        # `stack up` keeps the ready timeout itself and exits when it passes; this outer bound
+        # only catches a stack that hangs before it starts counting (a container image build).
+        grace = 300.0 if spec.mode == "container" else 30.0
+        deadline = time.monotonic() + spec.ready_timeout.seconds + grace
         while not ports_file.exists():
             if process.poll() is not None:
                 raise BringUpError(

@@ -121,6 +121,10 @@ def plan(  # noqa: PLR0917 - every knob of `chaoskit stack up`
     )
 
 
+READY_TIMEOUT = 120.0
+"""Seconds the stack gets to answer: Python start-up alone takes seconds on a loaded machine."""
+
+
 def _wait_http(url: str, deadline: float, process: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -133,8 +137,12 @@ def _wait_http(url: str, deadline: float, process: subprocess.Popen[bytes]) -> N
 
 
 @contextlib.contextmanager
-def run_stack(stack: StackPlan, timeout: float = 30.0) -> Iterator[StackPlan]:
-    """Start every part, wait until it answers, yield; stop everything on the way out."""
+def run_stack(stack: StackPlan, timeout: float = READY_TIMEOUT) -> Iterator[StackPlan]:
+    """Start every part, wait until it answers, yield; stop everything on the way out.
+
+    ``timeout`` bounds the wait for every part to answer, image build excepted; a part whose
+    process exits fails at once, so a generous bound costs nothing when something is broken.
+    """
     runner = _run_processes if stack.mode == "process" else _run_containers
     with runner(stack, timeout):
         yield stack

@@ -115,6 +115,18 @@ def test_the_reference_stack_offers_its_proxies_and_backends(tmp_path: Path) -> 
     assert not any(running(pid) for pid in pids)
 
 
+def test_a_stack_that_misses_its_ready_timeout_says_which_setting_to_raise(
+    tmp_path: Path,
+) -> None:
+    """A bound too short for any machine stands in for a loaded machine (the same path)."""
+    with pytest.raises(BringUpError) as raised:
+        up({"stack": {"replicas": 1, "ready_timeout": "1ms"}}, tmp_path, lambda live: None)
+    message = str(raised.value)
+    assert "did not come up within 0.001s" in message
+    assert "system.stack.ready_timeout" in message
+    assert not (tmp_path / "stack-ports.json").exists()
+
+
 @pytest.mark.docker
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_container_with_ports_tmpfs_and_faketime(
