@@ -28,6 +28,10 @@ class ExitCode(IntEnum):
     up, or a driver lost its backend (the Toxiproxy API, the Docker engine) or could not revert
     a fault. The console and result.json say which; ``chaoskit rollback`` takes back whatever
     the journal says may still be applied."""
+    KILLED = 137
+    """Killed by SIGKILL, which no process can catch: by its watchdog when the run hung (the
+    watchdog reverted every fault and wrote result.json saying so) or by someone else (the
+    watchdog reverted every fault; there is no result)."""
     INTERNAL = 70
     """A bug in chaoskit (EX_SOFTWARE), and nothing else; every fault was still reverted where
     possible."""

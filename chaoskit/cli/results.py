@@ -93,6 +93,13 @@ def report(
     result: Annotated[
         Path, typer.Argument(help="A run's result.json (or the run's folder holding it).")
     ],
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also record the run in this reports folder's history.db, as chaoskit run "
+            "does (the watchdog uses this for a run it had to kill)."
+        ),
+    ] = None,
 ) -> None:
     """Render report.html, junit.xml and summary.md again from a run's result.json, beside it."""
     from ..report import ReportError, write_reports
@@ -104,3 +111,13 @@ def report(
         raise typer.Exit(ExitCode.INVALID) from None
     for out in written:
         typer.echo(str(out))
+    if record is not None:
+        from ..gameday.history import HistoryError, history_db, record_run
+
+        path = result / "result.json" if result.is_dir() else result
+        try:
+            record_run(history_db(record), result_or_exit(result, "report"), path)
+        except HistoryError as exc:
+            typer.echo(f"chaoskit report: not recorded in the history: {exc}", err=True)
+            raise typer.Exit(ExitCode.FAILED) from None
+        typer.echo(str(history_db(record)))

@@ -73,7 +73,7 @@ def record_run(db: Path, result: dict[str, Any], result_path: Path) -> RunRecord
     entry = RunRecord(
         run=str(result["run"]),
         experiment=str(result["experiment"]["name"]),
-        started=float(phases[0]["wall"]) if phases else 0.0,
+        started=float(phases[0]["wall"] if phases else result.get("started") or 0.0),
         outcome=str(result["outcome"]),
         exit_code=int(result["exit_code"]),
         verdicts={m["metric"]: m["verdict"] for m in verdict.get("metrics", [])},

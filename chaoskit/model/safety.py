@@ -108,3 +108,17 @@ class Safety(Model):
     max_duration: PositiveDuration = Duration.parse("15m")
     """The whole run, all trials included, is aborted past this."""
     kill_switch: KillSwitch = Field(default_factory=KillSwitch)
+    watchdog_lease: PositiveDuration = Duration.parse("30s")
+    """How long the runner may go without a sign of life before its watchdog takes it for hung,
+    kills it and reverts every fault. A runner that dies is noticed at once, whatever this says;
+    the lease only has to outlast the longest stall a busy machine can cause."""
+
+    @field_validator("watchdog_lease")
+    @classmethod
+    def _lease(cls, value: Duration) -> Duration:
+        if value.seconds < 1.0:
+            raise ValueError(
+                f"a watchdog lease of '{value}' would kill a healthy runner on any busy machine: "
+                "give it at least 1s (the default is 30s; a dead runner is noticed at once anyway)"
+            )
+        return value

@@ -160,6 +160,11 @@ def headline(result: dict[str, Any]) -> tuple[str, str]:
             f"Inconclusive under {faults}: the data could show neither a deviation nor that the "
             f"steady state held. {verdict.get('reason') or result.get('stopped') or ''}".strip()
         )
+    elif outcome == "aborted" and (result.get("safety") or {}).get("reason") == "hung":
+        text = (
+            f"The run hung: {result['safety'].get('detail')}. "
+            "There is no verdict; the faults were reverted from outside."
+        )
     elif outcome == "aborted":
         safety = result.get("safety") or {}
         by = _STOPPED_BY.get(str(safety.get("reason")), "by the safety valve")

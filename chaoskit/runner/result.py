@@ -18,7 +18,7 @@ from .sequential import SequentialWatch
 from .steady import SteadyCheck
 from .targets import Draw
 
-__all__ = ["RESULT_SCHEMA", "outcome_of", "result_document"]
+__all__ = ["RESULT_SCHEMA", "outcome_of", "result_document", "source_of"]
 
 RESULT_SCHEMA = "chaoskit.result/1"
 
@@ -77,7 +77,7 @@ def result_document(
         "schema": RESULT_SCHEMA,
         "run": run_id,
         "experiment": experiment.model_dump(mode="json", by_alias=True),
-        "source": None if source is None else _source(source),
+        "source": None if source is None else source_of(source),
         "outcome": outcome,
         "exit_code": int(code),
         "ports": ports,
@@ -108,7 +108,7 @@ def result_document(
     }
 
 
-def _source(path: Path) -> dict[str, str] | None:
+def source_of(path: Path) -> dict[str, str] | None:
     """The experiment file as written (None if it cannot be read any more)."""
     try:
         return {"path": str(path), "text": path.read_text(encoding="utf-8")}

@@ -35,6 +35,7 @@ from . import watchdog
 from .folder import open_run_folder, room_left, write_result
 from .fronts import FrontError, Fronts, fronted_keys, place_fronts
 from .groups import GroupTagger
+from .hung import write_started
 from .journal import Journal, JournalError, find_stale
 from .plan import PlannedFault, PreflightError, check_reachable, plan_faults
 from .result import outcome_of, result_document
@@ -435,10 +436,11 @@ async def _run(
     if follow is not None:
         follow(state.snapshot)
     try:
-        dog = watchdog.start(journal.path)
+        write_started(run_dir, run_id, experiment, source)
+        dog = watchdog.start(journal.path, timeout=experiment.safety.watchdog_lease.seconds)
     except OSError as exc:
         journal.close()
-        raise PreflightError(f"cannot start the watchdog: {exc}") from None
+        raise PreflightError(f"cannot record the run's start or its watchdog: {exc}") from None
     renewing = asyncio.create_task(dog.keep_renewing())
     loop = asyncio.get_running_loop()
     kill_files = [run_dir / "HALT"]  # `chaoskit halt` works whatever the experiment declares

@@ -1,11 +1,13 @@
 """The dead-man's switch: a separate process that reverts whatever the journal says is still
 applied once the runner stops renewing its lease — because it died (its end of the pipe
-closes at once, even on SIGKILL) or hung (no renewal within ``timeout``; the hung runner is
-killed first, so it cannot wake up and carry on).
+closes at once, even on SIGKILL, so this is noticed at once) or hung (no renewal within the
+lease; the hung runner is killed first, so it cannot wake up and carry on, and the watchdog
+writes the run's result.json, reports and history entry in its place).
 
 The runner starts it with :func:`start`, renews with :meth:`Watchdog.renew` from its event
-loop (so a blocked loop counts as hung) and ends it with :meth:`Watchdog.finish`. It runs in a
-session of its own, so the Ctrl-C that stops the runner does not stop it.
+loop (so a blocked loop counts as hung once it has been blocked for the whole lease) and ends
+it with :meth:`Watchdog.finish`. It runs in a session of its own, so the Ctrl-C that stops the
+runner does not stop it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 from ..drivers.process import start_ticks
+from .hung import record_hung_run
 from .journal import JournalError, read_journal
 from .rollback import rollback
 
@@ -72,7 +75,12 @@ class Watchdog:
         return self.process.wait(timeout)
 
 
-def start(journal: Path, timeout: float = 1.0, log: Path | None = None) -> Watchdog:
+LEASE = 30.0
+"""Seconds without a renewal before a runner counts as hung: longer than any stall a busy or
+swapping machine causes, since only a hang (never a death) waits for it."""
+
+
+def start(journal: Path, timeout: float = LEASE, log: Path | None = None) -> Watchdog:
     """Start the watchdog for this process's run, journaled at ``journal``."""
     pid = os.getpid()
     argv = [
@@ -104,9 +112,14 @@ def _wait_for_runner(timeout: float) -> str:
 
 
 def _kill_runner(pid: int, started: int) -> None:
-    if start_ticks(pid) == started:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    """SIGKILL the hung runner and wait until it is gone (it is not our child: poll)."""
+    if start_ticks(pid) != started:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10.0
+    while start_ticks(pid) == started and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--journal", type=Path, required=True)
     parser.add_argument("--runner-pid", type=int, required=True)
     parser.add_argument("--runner-start", type=int, required=True)
-    parser.add_argument("--timeout", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=LEASE)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     how = _wait_for_runner(args.timeout)
@@ -127,24 +140,37 @@ def main(argv: list[str] | None = None) -> int:
     except JournalError as error:
         print(f"{stamp} runner {how}; cannot read its journal: {error}", flush=True)
         return 1
+    lines: list[str] = []
+    ok = True
     if not state.pending and not state.running:
         print(f"{stamp} runner {how}; nothing left applied", flush=True)
-        return 0
-    print(
-        f"{stamp} runner {how}; reverting {len(state.pending)} fault(s), "
-        f"stopping {len(state.running)} part(s)",
-        flush=True,
-    )
-    done = asyncio.run(rollback(args.journal))
-    for outcome in done.outcomes:
-        record = outcome.record
-        result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
-        print(f"  {record.fault} on {record.target.name}: {result}", flush=True)
-    for stopped in done.stopped:
-        part = stopped.part
-        result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
-        print(f"  {part['kind']} {part.get('name') or part.get('id')}: {result}", flush=True)
-    return 0 if done.ok else 1
+    else:
+        print(
+            f"{stamp} runner {how}; reverting {len(state.pending)} fault(s), "
+            f"stopping {len(state.running)} part(s)",
+            flush=True,
+        )
+        done = asyncio.run(rollback(args.journal))
+        ok = done.ok
+        for outcome in done.outcomes:
+            record = outcome.record
+            result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
+            lines.append(f"{record.fault} on {record.target.name}: {result}")
+        for stopped in done.stopped:
+            part = stopped.part
+            result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
+            lines.append(f"{part['kind']} {part.get('name') or part.get('id')}: {result}")
+        for line in lines:
+            print(f"  {line}", flush=True)
+    if how == "hung":
+        detail = (
+            f"the runner gave no sign of life for {args.timeout:g}s (safety.watchdog_lease); "
+            "its watchdog killed it and "
+            + ("took back: " + "; ".join(lines) if lines else "found nothing left applied")
+        )
+        for said in record_hung_run(args.journal.parent, detail):
+            print(f"  {said}", flush=True)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

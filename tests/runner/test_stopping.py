@@ -23,6 +23,8 @@ import pytest
 from disks import fill, tmpfs
 from waiting import wait_until
 
+from chaoskit.runner.journal import read_journal
+
 pytestmark = pytest.mark.slow
 CHAOSKIT = [sys.executable, "-m", "chaoskit"]
 
@@ -135,6 +137,13 @@ def test_halt_stops_a_run_that_declares_its_own_kill_file(tmp_path: Path, victim
     assert_stopped_cleanly(runner, reports, victim, "kill_file")
 
 
+def alive(pid: int) -> bool:
+    try:
+        return state_of(pid) != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def watchdog_of(journal: Path) -> int:
     for proc in Path("/proc").iterdir():
         try:
@@ -154,6 +163,46 @@ def test_a_run_whose_watchdog_dies_reverts_and_stops(tmp_path: Path, victim: int
     os.kill(watchdog_of(journal), signal.SIGKILL)
     result = assert_stopped_cleanly(runner, reports, victim, "watchdog")
     assert "nobody would revert" in result["safety"]["detail"]  # type: ignore[index]
+
+
+def test_a_hung_runner_is_killed_reverted_and_recorded(tmp_path: Path, victim: int) -> None:
+    """SIGSTOP stands in for a runner that hangs (nothing it runs can renew its lease)."""
+    reports = tmp_path / "reports"
+    runner = start(experiment_file(tmp_path, victim, "watchdog_lease: 2s"), reports)
+    wait_for_the_fault(runner, reports, victim)
+    [journal] = reports.glob("*/journal.jsonl")
+    dog = watchdog_of(journal)
+    runner.send_signal(signal.SIGSTOP)
+    out, err = runner.communicate(timeout=60)  # the watchdog's SIGKILL ends it
+    assert runner.returncode == -signal.SIGKILL, out + err
+    wait_until(lambda: not alive(dog), 150, "the watchdog to finish its records")
+    assert state_of(victim) != "T"
+    folder = journal.parent
+    result = json.loads((folder / "result.json").read_text())
+    assert result["outcome"] == "aborted" and result["exit_code"] == 137
+    assert result["safety"]["reason"] == "hung"
+    assert "no sign of life for 2s" in result["safety"]["detail"]
+    assert f"pause on pid-{victim}: reverted" in result["safety"]["detail"]
+    for name in ("report.html", "junit.xml", "summary.md"):
+        assert (folder / name).stat().st_size > 0, name
+    with sqlite3.connect(reports / "history.db") as db:
+        assert db.execute("select outcome, exit_code from runs").fetchall() == [("aborted", 137)]
+    left = read_journal(journal)
+    assert not left.pending and not left.running  # the stack it started is stopped too
+
+
+def test_a_runner_stalled_for_10s_is_not_taken_for_hung(tmp_path: Path, victim: int) -> None:
+    """A whole-process stop is the worst stall a swapping machine or a slow engine call can
+    cause; with the default lease the run goes on and ends as asked (here by Ctrl-C)."""
+    reports = tmp_path / "reports"
+    runner = start(experiment_file(tmp_path, victim), reports)
+    wait_for_the_fault(runner, reports, victim)
+    runner.send_signal(signal.SIGSTOP)
+    time.sleep(10.0)  # the stall itself is the scenario, not a wait for an event
+    runner.send_signal(signal.SIGCONT)
+    assert runner.poll() is None
+    runner.send_signal(signal.SIGINT)
+    assert_stopped_cleanly(runner, reports, victim, "signal")
 
 
 @pytest.fixture
