@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from ..drivers.process import start_ticks
-from .hung import record_hung_run
 from .journal import JournalError, read_journal
 from .rollback import rollback
 
@@ -163,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in lines:
             print(f"  {line}", flush=True)
     if how == "hung":
+        from .hung import record_hung_run  # noqa: PLC0415 - heavy; a death must not wait for it
+
         detail = (
             f"the runner gave no sign of life for {args.timeout:g}s (safety.watchdog_lease); "
             "its watchdog killed it and "
