@@ -110,7 +110,7 @@ def roll_back_stale(reports: Path) -> None:
 
 def tell_outcome(name: str, outcome: RunOutcome) -> None:
     """The verdict and why, on the console."""
-    from ..report.words import recovery_in_words, valve_in_words
+    from ..report.words import cautions, recovery_in_words, valve_in_words
 
     result = outcome.result
     verdict = result.get("verdict") or {}
@@ -131,6 +131,8 @@ def tell_outcome(name: str, outcome: RunOutcome) -> None:
         typer.echo(f"  stopped early: {stopped}")
     for line in valve_in_words(result):
         typer.echo(f"  safety valve: {line}")
+    for line in cautions(result):
+        typer.echo(f"  caution: {line}")
     if outcome.unrecorded:
         typer.echo(
             f"  journal: {outcome.unrecorded}; every fault was reverted, but the journal still "

@@ -16,7 +16,7 @@ from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric
 from ..runner.measure import per_second
 from ..safety.valve import threshold_value
 from .plots import Timeline, svg_timeline
-from .words import headline, recovery_trials, seconds, valve_state
+from .words import cautions, headline, recovery_trials, seconds, valve_state
 
 __all__ = ["render_html"]
 
@@ -136,6 +136,7 @@ def render_html(result: dict[str, Any]) -> str:
         "result": result,
         "experiment": experiment,
         "headline": headline(result),
+        "cautions": cautions(result),
         "plots": [(t.title, svg_timeline(t)) for t in timelines],
         "metrics": verdict.get("metrics", []),
         "not_judged": verdict.get("not_judged", {}),

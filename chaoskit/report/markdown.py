@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .words import headline, recovery_in_words, valve_in_words
+from .words import cautions, headline, recovery_in_words, valve_in_words
 
 __all__ = ["render_markdown"]
 
@@ -38,5 +38,6 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"- stopped early: {verdict['stopped_early']}")
     lines += [f"- recovery: {line}" for line in recovery_in_words(result)]
     lines += [f"- safety valve: {line}" for line in valve_in_words(result)]
+    lines += [f"- caution: {line}" for line in cautions(result)]
     lines += ["", f"Run `{result['run']}`, exit code {result['exit_code']}."]
     return "\n".join(lines).rstrip() + "\n"

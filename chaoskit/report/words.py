@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "cautions",
     "faults_in_words",
     "headline",
     "recovery_in_words",
@@ -175,3 +176,20 @@ def headline(result: dict[str, Any]) -> tuple[str, str]:
     else:
         text = f"The run failed: {result.get('error') or 'no verdict was reached'}."
     return _OUTCOME.get(outcome, outcome.upper()), text
+
+
+def cautions(result: dict[str, Any]) -> list[str]:
+    """What a reader should know before trusting the figures (a stalled runner, a failing
+    probe), one sentence each; none for a clean run."""
+    said = []
+    loop = result.get("event_loop") or {}
+    worst = loop.get("worst_lag") or 0.0
+    if worst >= loop.get("distorting", float("inf")):
+        said.append(
+            f"the runner itself stalled for up to {seconds(worst)} "
+            f"({loop.get('stalls', 0)} stall(s) of {seconds(loop['distorting'])} or more, "
+            f"{seconds(loop.get('stalled'))} in all): latencies measured around then include "
+            "up to that much of chaoskit's own delay, which the system under test never caused "
+            "(a busy or swapping machine; run again on a quieter one to be sure)"
+        )
+    return said

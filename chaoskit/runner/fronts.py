@@ -6,6 +6,7 @@ once the system is up, before any traffic, and go with the proxy server at teard
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,7 @@ async def place_fronts(experiment: Experiment, live: RunningSystem) -> Fronts:
     if live.front_url is None:
         raise FrontError("no proxy server was started for proxies in front of targets")
     try:
-        available = live.targets()
+        available = await asyncio.to_thread(live.targets)
     except TargetError as error:
         raise FrontError(str(error)) from None
     docker_client: Any = None

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ class Journal:
     def __init__(self, path: Path, fd: int, *, fresh_line: bool = False) -> None:
         self.path = path
         self._fd = fd
+        self._lock = threading.Lock()  # writes come from worker threads, never the event loop
         self._fresh_line = fresh_line
         """Start the next write on a new line: the file ends in a fragment (a torn write)."""
 
@@ -98,6 +100,10 @@ class Journal:
         return cls(path, fd, fresh_line=torn)
 
     def _write(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._write_locked(event)
+
+    def _write_locked(self, event: dict[str, Any]) -> None:
         data = encode({**event, "at": time.time()})
         if self._fresh_line:  # never append to a torn line (it would damage this one too);
             # say it was torn by a write that failed, so it is not taken for damage
@@ -151,9 +157,10 @@ class Journal:
 
     def release(self) -> None:
         """Close the file without marking the run finished."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def encode(event: dict[str, Any]) -> bytes:

@@ -69,10 +69,12 @@ def result_document(
     stopped: str | None = None,
     samples: RequestSamples,
     probes: dict[str, ProbeSeries],
+    event_loop: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything about one run as plain JSON: the experiment as run and as written, draws,
     phases, fault events, the valve's decision and what each condition saw, the steady-state
-    check before any fault, verdicts, every sample, and the environment."""
+    check before any fault, verdicts, every sample, how late the runner's event loop ran, and
+    the environment."""
     return {
         "schema": RESULT_SCHEMA,
         "run": run_id,
@@ -102,6 +104,7 @@ def result_document(
         "verdict": verdict,
         "samples": samples.to_json(),
         "probes": {name: series.to_json() for name, series in probes.items()},
+        "event_loop": event_loop,
         "host": os.uname().nodename,
         "chaoskit": __version__,
         "python": platform.python_version(),

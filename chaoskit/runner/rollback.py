@@ -145,7 +145,7 @@ async def revert_all(
     if journal is not None:
         for i, outcome in enumerate(outcomes):
             try:
-                journal.reverted(outcome.record, outcome.error)
+                await asyncio.to_thread(journal.reverted, outcome.record, outcome.error)
             except JournalError as error:
                 outcomes[i] = dataclasses.replace(outcome, unrecorded=str(error))
     return outcomes

@@ -37,6 +37,7 @@ from .fronts import FrontError, Fronts, fronted_keys, place_fronts
 from .groups import GroupTagger
 from .hung import write_started
 from .journal import Journal, JournalError, find_stale
+from .looplag import LoopLag
 from .plan import PlannedFault, PreflightError, check_reachable, plan_faults
 from .result import outcome_of, result_document
 from .rollback import Drivers, revert_all
@@ -180,11 +181,13 @@ class _Run:
         self.log(f"{name}{'' if trial is None else f' (trial {trial})'}: {end - start:.0f}s")
 
     async def inject(self, record: AppliedFault, journal: Journal, drivers: Drivers) -> None:
-        journal.injecting(record)
+        # Journal writes (an fsync each) and engine calls run in threads: the event loop keeps
+        # the load's send times and the watchdog's lease while the disk or the engine is slow.
+        await asyncio.to_thread(journal.injecting, record)
         self.state.applied[record.id] = record
         started, wall = time.monotonic(), time.time()  # together: the result maps one to the other
         await drivers.get(record.driver).apply(record)
-        journal.applied(record)
+        await asyncio.to_thread(journal.applied, record)
         self.state.events.append(
             {"event": "inject", "id": record.id, "fault": record.fault,
              "target": record.target.name, "at": started, "wall": wall,
@@ -229,7 +232,8 @@ class _Run:
         current: dict[tuple[str, str], Target] = {}
         if self.live is not None:
             with contextlib.suppress(TargetError):  # no listing now: the planned targets do
-                current = {(t.kind, t.name): t for t in self.live.targets()}
+                listed = await asyncio.to_thread(self.live.targets)
+                current = {(t.kind, t.name): t for t in listed}
         live: dict[int, list[AppliedFault]] = {}
         enough = asyncio.Event()  # the sequential tests have the answer: end the phase now
         watch = self.sequential
@@ -442,6 +446,8 @@ async def _run(
         journal.close()
         raise PreflightError(f"cannot record the run's start or its watchdog: {exc}") from None
     renewing = asyncio.create_task(dog.keep_renewing())
+    lag = LoopLag()
+    lagging = asyncio.create_task(lag.run())
     loop = asyncio.get_running_loop()
     kill_files = [run_dir / "HALT"]  # `chaoskit halt` works whatever the experiment declares
     if experiment.safety.kill_switch.file:
@@ -485,7 +491,9 @@ async def _run(
                 live.add_source(engine_containers)  # containers the run did not start, too
             drivers = Drivers(live.toxiproxy_url or default_url())
             state.fronts = await place_fronts(experiment, live)
-            planned, state.draws = plan_faults(experiment, policy, live, state.fronts, drivers)
+            planned, state.draws = await asyncio.to_thread(
+                plan_faults, experiment, policy, live, state.fronts, drivers
+            )
             await check_reachable(planned, drivers)
             load = experiment.load.model_copy(
                 update={
@@ -558,6 +566,7 @@ async def _run(
         if drivers is not None:
             await drivers.aclose()
         renewing.cancel()
+        lagging.cancel()
         if state.state.applied or state.unrecorded:
             journal.release()  # it still names what may be applied: rollback clears it
         else:
@@ -595,6 +604,7 @@ async def _run(
         stopped=state.stopped,
         samples=state.samples,
         probes=state.probes,
+        event_loop=lag.to_json(),
     )
     unwritten = write_result(run_dir, result)
     return RunOutcome(outcome, code, run_dir, result, unwritten, state.unrecorded)

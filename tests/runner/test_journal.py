@@ -164,9 +164,9 @@ def test_watchdog_reverts_within_2s_when_the_runner_is_sigkilled(
     wait_until(lambda: state_of(victim.pid) != "T", 2, "the watchdog to resume the victim")
     assert time.monotonic() - killed < 2
     wait_until(lambda: read_journal(tmp_path / "journal.jsonl").pending == [], 2, "the record")
-    log = (tmp_path / "watchdog.log").read_text()
-    assert "runner gone; reverting 1 fault(s), stopping 0 part(s)" in log
-    assert "pause on victim: reverted" in log
+    log = tmp_path / "watchdog.log"  # written just after the journal: await it too
+    wait_until(lambda: "pause on victim: reverted" in log.read_text(), 2, "the watchdog's log")
+    assert "runner gone; reverting 1 fault(s), stopping 0 part(s)" in log.read_text()
 
 
 def test_watchdog_kills_a_hung_runner_then_reverts(

@@ -202,7 +202,13 @@ def test_a_runner_stalled_for_10s_is_not_taken_for_hung(tmp_path: Path, victim: 
     runner.send_signal(signal.SIGCONT)
     assert runner.poll() is None
     runner.send_signal(signal.SIGINT)
-    assert_stopped_cleanly(runner, reports, victim, "signal")
+    result = assert_stopped_cleanly(runner, reports, victim, "signal")
+    loop = result["event_loop"]
+    assert isinstance(loop, dict) and loop["worst_lag"] >= 9.5 and loop["stalls"] >= 1, loop
+    [folder] = [p.parent for p in reports.glob("*/journal.jsonl")]
+    summary = (folder / "summary.md").read_text()
+    assert "- caution: the runner itself stalled for up to 10." in summary, summary
+    assert "Caution:</strong> the runner itself stalled" in (folder / "report.html").read_text()
 
 
 @pytest.fixture
