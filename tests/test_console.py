@@ -22,6 +22,7 @@ def test_live_panel_shows_phase_metrics_faults_and_valve() -> None:
             },
             "faults": ["latency on proxy backend-2"],
             "valve": "armed",
+            "probe_errors": {"breakers": "no sample named 'breaker_opn'"},
         }
     )
     out = Console(record=True, width=100)
@@ -30,6 +31,7 @@ def test_live_panel_shows_phase_metrics_faults_and_valve() -> None:
     assert "fault (trial 2)" in text and "12s left" in text
     assert "312.5 ms" in text and "2.1 ms" in text and "—" in text
     assert "latency on proxy backend-2" in text and "safety valve: armed" in text
+    assert "probe breakers: failing — no sample named 'breaker_opn'" in text
 
 
 def test_plain_lines_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:

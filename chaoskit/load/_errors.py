@@ -16,7 +16,14 @@ class ProbeConfigError(ValueError):
 
 
 class ProbeFailure(Exception):
-    """One reading of a probe failed; the message is what the sample records as its error."""
+    """One reading of a probe failed; the message is what the sample records as its error.
+
+    ``lasting`` marks a failure that no amount of waiting mends (a query Prometheus cannot
+    parse, several series where one is needed): a preflight check refuses the run on it."""
+
+    def __init__(self, message: str, *, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 _PLACEHOLDER = re.compile(r"(?<!\$)\$\{[^}]*\}")

@@ -214,7 +214,10 @@ class _PrometheusReader(_HttpClientReader):
         if not isinstance(body, dict) or body.get("status") != "success":
             detail = body.get("error", body) if isinstance(body, dict) else body
             kind = body.get("errorType", "error") if isinstance(body, dict) else "error"
-            raise ProbeFailure(f"Prometheus refused '{self.probe.query}': {kind}: {detail}")
+            raise ProbeFailure(
+                f"Prometheus refused '{self.probe.query}': {kind}: {detail}",
+                lasting=kind == "bad_data",  # the query itself is wrong
+            )
         data = body.get("data") or {}
         result = data.get("result")
         kind = data.get("resultType")
@@ -223,7 +226,8 @@ class _PrometheusReader(_HttpClientReader):
         if kind != "vector" or not isinstance(result, list):
             raise ProbeFailure(
                 f"'{self.probe.query}' gave a {kind} result: write an instant query that "
-                "yields one sample"
+                "yields one sample",
+                lasting=True,
             )
         if not result:
             raise ProbeFailure(f"'{self.probe.query}' returned no series (no data yet?)")
@@ -231,7 +235,8 @@ class _PrometheusReader(_HttpClientReader):
             shown = ", ".join(str(r.get("metric", {})) for r in result[:3])
             raise ProbeFailure(
                 f"'{self.probe.query}' returned {len(result)} series ({shown}, ...): "
-                "aggregate them to one, e.g. sum(...) or max(...)"
+                "aggregate them to one, e.g. sum(...) or max(...)",
+                lasting=True,
             )
         return _prometheus_float(result[0].get("value", [None, None])[1])
 
@@ -272,7 +277,9 @@ class _ScrapeReader(_HttpClientReader):
                         total += sample.value
                         matched += 1
         except ValueError as exc:
-            raise ProbeFailure(f"{self.url} is not Prometheus text format: {exc}") from None
+            raise ProbeFailure(
+                f"{self.url} is not Prometheus text format: {exc}", lasting=True
+            ) from None
         if not matched:
             raise ProbeFailure(self._missing(names))
         return total

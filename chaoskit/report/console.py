@@ -78,9 +78,14 @@ class RunConsole:
         style = (
             "green" if valve == "armed" else "yellow" if valve.startswith("armed") else "bold red"
         )
+        failing = [
+            Text.assemble(f"probe {name}: ", ("failing", "yellow"), f" — {error}")
+            for name, error in (now.get("probe_errors") or {}).items()
+        ]
         return Group(
             head,
             metrics,
+            *failing,
             Text("faults applied: " + "; ".join(faults)),
             Text.assemble("safety valve: ", (valve, style)),
         )

@@ -192,4 +192,11 @@ def cautions(result: dict[str, Any]) -> list[str]:
             "up to that much of chaoskit's own delay, which the system under test never caused "
             "(a busy or swapping machine; run again on a quieter one to be sure)"
         )
+    for name, series in (result.get("probes") or {}).items():
+        errors = [e for e in series.get("error") or [] if e]
+        if errors:
+            said.append(
+                f"probe '{name}' failed {len(errors)} of {len(series['error'])} readings; "
+                f"last: {errors[-1]}"
+            )
     return said

@@ -39,6 +39,7 @@ from .hung import write_started
 from .journal import Journal, JournalError, find_stale
 from .looplag import LoopLag
 from .plan import PlannedFault, PreflightError, check_reachable, plan_faults
+from .probecheck import read_each_once, unread_probes
 from .result import outcome_of, result_document
 from .rollback import Drivers, revert_all
 from .sequential import SequentialWatch
@@ -160,6 +161,11 @@ class _Run:
                 f"{r.fault} on {r.target.kind} {r.target.name}" for r in self.state.applied.values()
             ],
             "valve": f"tripped: {trip.detail}" if trip is not None else self.valve_state(now),
+            "probe_errors": {
+                name: series.errors[len(series) - 1]
+                for name, series in self.probes.items()
+                if len(series) and len(series) - 1 in series.errors
+            },
         }
 
     def valve_state(self, now: float) -> str:
@@ -514,6 +520,8 @@ async def _run(
             state.group_of = GroupTagger(hit, control) if concurrent else None
             generator = LoadGenerator(load, group_of=state.group_of, samples=state.samples)
             samplers = state.samplers(live.ports)  # a probe that can never work stops us here
+            for name, message in (await read_each_once(samplers)).items():
+                log(f"probe {name}: no reading yet ({message}); it has until the first fault")
             load_task = asyncio.create_task(generator.run())
             probing = [asyncio.create_task(sampler.run()) for sampler in samplers]
             watcher = asyncio.create_task(state.guard())
@@ -628,6 +636,9 @@ async def _phases(
     if state.group_of is not None and state.exp.load is not None:
         header = state.exp.load.group_header or ""
         state.group_of.check(state.samples, baseline, header)
+    unread = unread_probes(state.probes)
+    if unread is not None:
+        raise PreflightError(unread)
     state.steady = check_steady(
         state.exp, state.samples, state.probes, baseline, now=time.monotonic()
     )

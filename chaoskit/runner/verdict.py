@@ -33,7 +33,7 @@ from .recovery import judge_recovery
 from .steady import DRIFT_ALPHA
 from .trials import Window
 
-__all__ = ["Window", "judge_run"]
+__all__ = ["Window", "judge_run", "probe_failures"]
 
 
 def judge_run(
@@ -251,6 +251,21 @@ def _judge_probe(
     trials: list[Window],
     alpha: float,
 ) -> Judgement:
+    """The probe's judgement; an inconclusive one says how often the probe failed and why."""
+    judged = _compare_probe(metric, series, baseline, trials, alpha)
+    failures = probe_failures(series)
+    if judged.verdict is Verdict.INCONCLUSIVE and failures:
+        return replace(judged, reason=f"{judged.reason}; {failures}")
+    return judged
+
+
+def _compare_probe(
+    metric: ProbeMetric,
+    series: ProbeSeries,
+    baseline: tuple[float, float],
+    trials: list[Window],
+    alpha: float,
+) -> Judgement:
     """A probe with ``min``/``max`` limits: the share of readings outside them (or failed) in
     the fault phases against the baseline's, as an error rate (``margin`` in points). Without
     limits: the readings themselves, as ratios like latency (``margin`` relative) — unless the
@@ -288,3 +303,12 @@ def _judge_probe(
         values[before], values[during], kind="latency", margin=margin, alpha=alpha,
         direction=metric.direction,
     )  # fmt: skip
+
+
+def probe_failures(series: ProbeSeries) -> str | None:
+    """'the probe failed 40 of 52 readings; last: …', or None when none failed: why a probe
+    metric had too little to compare."""
+    if not series.errors:
+        return None
+    last = series.errors[max(series.errors)]
+    return f"the probe failed {len(series.errors)} of {len(series)} readings; last: {last}"

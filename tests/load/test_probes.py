@@ -47,6 +47,13 @@ def failure(probe: AnyProbe) -> str:
     return str(caught.value)
 
 
+def lasting(probe: AnyProbe) -> bool:
+    """Whether the probe's failure is one no wait mends (a preflight refuses the run on it)."""
+    with pytest.raises(ProbeFailure) as caught:
+        read(probe)
+    return caught.value.lasting
+
+
 def _exposition() -> bytes:
     registry = CollectorRegistry()
     served = Counter("served", "Requests served", ["backend", "code"], registry=registry)
@@ -163,6 +170,10 @@ def test_prometheus_probe_reads_one_sample(server: ThreadServer) -> None:
         {"type": "prometheus", "url": server.url("/text"), "query": "up"}
     )
     assert "without JSON: is it Prometheus?" in failure(not_prometheus)
+    assert lasting(prometheus(server, "up{")) and lasting(prometheus(server, "up_all"))
+    assert lasting(prometheus(server, "up[5m]"))
+    assert not lasting(prometheus(server, "absent_metric"))  # it may appear with traffic
+    assert not lasting(not_prometheus)
 
 
 def scrape(server: ThreadServer, metric: str, **labels: str) -> ScrapeProbe:
@@ -181,7 +192,8 @@ def test_scrape_probe_sums_the_matching_samples(server: ThreadServer) -> None:
     broken = ScrapeProbe.model_validate(
         {"type": "scrape", "url": server.url("/text"), "metric": "x"}
     )
-    assert "not Prometheus text format" in failure(broken)
+    assert "not Prometheus text format" in failure(broken) and lasting(broken)
+    assert not lasting(scrape(server, "served"))
     missing = ScrapeProbe.model_validate(
         {"type": "scrape", "url": server.url("/nothing"), "metric": "x"}
     )

@@ -289,6 +289,43 @@ def _state(pid: int) -> str:
     return stat[stat.rindex(")") + 2]
 
 
+LIVE_PROBE = '{type: http, url: "http://127.0.0.1:${ports.frontend}/health/live"}'
+
+
+@pytest.mark.parametrize(
+    ("probe", "said"),
+    [
+        (  # a typo: it might appear with traffic, so it has until the first fault
+            '{type: scrape, url: "http://127.0.0.1:${ports.frontend}/metrics", '
+            "metric: frontend_breaker_opn}",
+            "probe 'live' gave no reading before the first fault",
+        ),
+        (  # not a metrics page at all: no wait mends it, refused before any traffic
+            '{type: scrape, url: "http://127.0.0.1:${ports.frontend}/status", metric: up}',
+            "probe 'live' cannot work as written:",
+        ),
+    ],
+    ids=["missing-metric", "not-a-metrics-page"],
+)
+def test_a_probe_that_cannot_read_refuses_the_run_before_any_fault(
+    tmp_path: Path, probe: str, said: str
+) -> None:
+    experiment = tmp_path / "probe.yaml"
+    text = STACK_RUN.format(
+        name="e2e-probe", latency="50ms", count=1, control="concurrent", extra=""
+    )
+    assert LIVE_PROBE in text
+    experiment.write_text(text.replace(LIVE_PROBE, probe))
+    done = chaoskit_run(experiment, tmp_path / "reports")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in done.stderr, done.stderr
+    if "opn" in probe:
+        assert "has no sample named 'frontend_breaker_opn'; did you mean" in done.stderr
+    [journal] = (tmp_path / "reports").glob("*/journal.jsonl")
+    events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
+    assert "inject" not in events and events.count("started") == events.count("stopped")
+
+
 def test_a_target_that_matches_nothing_is_refused(tmp_path: Path) -> None:
     experiment = tmp_path / "nothing.yaml"
     experiment.write_text(

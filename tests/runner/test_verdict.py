@@ -324,3 +324,31 @@ def test_a_latency_harmful_when_it_falls_is_judged_not_a_crash(direction: str) -
     base = rng.lognormal(np.log(10), 0.1, 120)
     falling = judged(experiment(margin="20%", direction=direction), series(base, base / 3))
     assert falling["verdict"] == "deviated"
+
+
+def test_a_probe_that_failed_says_why_it_is_inconclusive() -> None:
+    readings = ProbeSeries("lag")
+    for i in range(240):
+        readings.add(i * 0.5, i * 0.5, None, f"parse error: unclosed left parenthesis ({i})")
+    metric = judged(experiment(), readings)
+    assert metric["verdict"] == "inconclusive"
+    assert metric["reason"].endswith(
+        "; the probe failed 240 of 240 readings; last: parse error: unclosed left parenthesis (239)"
+    ), metric["reason"]
+
+
+def test_cautions_name_each_failing_probe_and_a_stalled_runner() -> None:
+    from chaoskit.report.words import cautions
+
+    result = {
+        "probes": {
+            "lag": {"error": [None, "no series", None, "timed out"]},
+            "fine": {"error": [None, None]},
+        },
+        "event_loop": {"worst_lag": 0.25, "stalls": 2, "stalled": 0.4, "distorting": 0.1},
+    }
+    said = cautions(result)
+    assert said[0].startswith("the runner itself stalled for up to 250 ms (2 stall(s)")
+    assert said[1] == "probe 'lag' failed 2 of 4 readings; last: timed out"
+    assert len(said) == 2
+    assert cautions({"event_loop": {"worst_lag": 0.05, "distorting": 0.1}}) == []
