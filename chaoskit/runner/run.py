@@ -636,17 +636,17 @@ async def _phases(
     if state.group_of is not None and state.exp.load is not None:
         header = state.exp.load.group_header or ""
         state.group_of.check(state.samples, baseline, header)
-    unread = unread_probes(state.probes)
-    if unread is not None:
-        raise PreflightError(unread)
     state.steady = check_steady(
         state.exp, state.samples, state.probes, baseline, now=time.monotonic()
     )
-    if not state.steady.held:
+    if not state.steady.held:  # a system broken before any fault: that is the finding
         for problem in state.steady.problems:
             state.log(f"not steady before any fault: {problem}")
         state.log("no fault was applied")
         return trials, baseline
+    unread = unread_probes(state.probes)  # the system answers, its probe does not: the probe
+    if unread is not None:
+        raise PreflightError(unread)
     if state.exp.hypothesis.sequential:
         state.sequential = SequentialWatch(
             state.exp, state.samples, baseline, concurrent=state.concurrent
