@@ -15,6 +15,7 @@ under it; asyncio, threads, ``select`` and C ``nanosleep`` are unaffected.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from pathlib import Path
@@ -148,11 +149,11 @@ class ClockDriver:
         path = Path(record.params["file"])
         if not path.parent.is_dir():
             raise DriverError(f"the skew file's folder is gone: {path.parent}")
-        write_skew(path, float(record.params["seconds"]))
+        await asyncio.to_thread(write_skew, path, float(record.params["seconds"]))
 
     async def revert(self, record: AppliedFault) -> None:
         """Zero the skew in place (no free disk needed); nothing to do if the file is gone with
         the target."""
         path = Path(record.undo["file"])
         if path.is_file():
-            zero_skew(path)
+            await asyncio.to_thread(zero_skew, path)

@@ -7,6 +7,7 @@ signals an unrelated process that happens to reuse the pid after the target died
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from dataclasses import dataclass
@@ -149,7 +150,8 @@ class ProcessDriver:
             if not _alive(record.target):
                 raise TargetGone(f"{record.target.name} exited before the disk_full was applied")
             p = record.params
-            inflate(int(record.target.ref["pid"]), p["path"], p.get("leave"), p.get("free_percent"))
+            pid = int(record.target.ref["pid"])  # filling a disk takes a while: not on the loop
+            await asyncio.to_thread(inflate, pid, p["path"], p.get("leave"), p.get("free_percent"))
             return
         crash = record.fault == "crash"
         signum = signal.Signals[record.params["signal"]] if crash else signal.SIGSTOP
@@ -161,4 +163,4 @@ class ProcessDriver:
         if "signal" in record.undo:
             _signal(record.target, signal.Signals[record.undo["signal"]])
         if "deflate" in record.undo and _alive(record.target):
-            deflate(int(record.target.ref["pid"]), record.undo["deflate"])
+            await asyncio.to_thread(deflate, int(record.target.ref["pid"]), record.undo["deflate"])
