@@ -25,7 +25,7 @@ from tenacity import (
 
 from .breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from .budget import RetryBudget
-from .bulkhead import Bulkhead, BulkheadFullError
+from .bulkhead import Bulkhead, BulkheadFullError, BulkheadTimeoutError
 
 __all__ = ["Backend", "Frontend", "FrontendConfig", "create_app", "main"]
 
@@ -50,10 +50,23 @@ class FrontendConfig:
     """Knobs of the patterns; the defaults suit the demo's 50–100 requests per second."""
 
     try_timeout: float = 0.5
+    """Seconds one try at a backend may take."""
     attempts: int = 3
     concurrency: int = 64
+    """Requests served at once (the bulkhead's slots)."""
     queue: int = 256
+    """Requests that may wait for a slot; the next one is answered 503 at once."""
+    queue_timeout: float = 1.0
+    """Seconds a request may wait for a slot before it is answered 503: with a try or two
+    after a longer wait, the answer would mostly come after the caller gave up (the
+    quickstart's load waits 2 s)."""
     token_ttl_margin: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (self.try_timeout > 0 and self.queue_timeout > 0):
+            raise ValueError("the try and queue timeouts must be above 0 seconds")
+        if self.attempts < 1 or self.concurrency < 1 or self.queue < 0:
+            raise ValueError("attempts and concurrency must be at least 1, queue at least 0")
 
 
 class _Metrics:
@@ -117,7 +130,7 @@ class Frontend:
         self.backends = backends
         self.config = config
         self.client = client
-        self.bulkhead = Bulkhead(config.concurrency, config.queue)
+        self.bulkhead = Bulkhead(config.concurrency, config.queue, config.queue_timeout)
         self.budget = RetryBudget()
         self.metrics = _Metrics(backends)
         self._next = 0
@@ -231,9 +244,10 @@ async def _guard(
     try:
         async with frontend.bulkhead:
             response = await handler(request)
-    except BulkheadFullError:
+    except BulkheadFullError as exc:  # the queue was full, or its deadline passed
         frontend.metrics.rejections.inc()
-        response = web.json_response({"error": "overloaded"}, status=503)
+        reason = "queue deadline" if isinstance(exc, BulkheadTimeoutError) else "queue full"
+        response = web.json_response({"error": "overloaded", "reason": reason}, status=503)
     frontend.metrics.requests.labels(status=str(response.status)).inc()
     return response
 
@@ -270,10 +284,16 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _status(request: web.Request) -> web.Response:
     frontend = request.app[FRONTEND]
+    bulkhead = frontend.bulkhead
     return web.json_response(
         {
             "breakers": {b.name: b.breaker.state.value for b in frontend.backends},
-            "bulkhead": {"active": frontend.bulkhead.active, "waiting": frontend.bulkhead.waiting},
+            "bulkhead": {
+                "active": bulkhead.active,
+                "waiting": bulkhead.waiting,
+                "rejected": bulkhead.rejected,
+                "expired": bulkhead.expired,
+            },
         }
     )
 
@@ -312,9 +332,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--backend", type=_backend, action="append", required=True)
+    default = FrontendConfig()
+    knobs: list[tuple[str, Callable[[str], object], object, str]] = [
+        ("--try-timeout", float, default.try_timeout, "seconds one try at a backend may take"),
+        ("--concurrency", int, default.concurrency, "requests served at once"),
+        ("--queue", int, default.queue, "requests that may wait for a slot"),
+        ("--queue-timeout", float, default.queue_timeout, "seconds a request may wait"),
+    ]
+    for flag, kind, value, text in knobs:
+        metavar = "S" if kind is float else "N"
+        parser.add_argument(
+            flag, type=kind, default=value, metavar=metavar, help=f"{text} (%(default)s)"
+        )
     args = parser.parse_args(argv)
+    try:
+        config = FrontendConfig(
+            try_timeout=args.try_timeout,
+            concurrency=args.concurrency,
+            queue=args.queue,
+            queue_timeout=args.queue_timeout,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     web.run_app(
-        create_app(args.backend), host=args.host, port=args.port, print=None, access_log=None
+        create_app(args.backend, config),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
     )
 
 
