@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -23,6 +25,7 @@ from chaoskit.gameday.plan import PlanError, load_plan, run_plan
 from chaoskit.gameday.schedule import Scheduler, SchedulerBusy, next_slot, state_path
 from chaoskit.loader import LoadError
 from chaoskit.model.gameday import GameDayPlan
+from chaoskit.runner.stopping import StopSignals
 from chaoskit.safety.policy import Policy
 
 CHAOSKIT = [sys.executable, "-m", "chaoskit"]
@@ -165,15 +168,15 @@ def test_a_second_scheduler_of_the_same_plan_is_refused(tmp_path: Path) -> None:
     async def never(at: datetime) -> str:
         raise AssertionError(at)
 
-    async def both() -> None:
-        stop = asyncio.Event()
-        serving = asyncio.create_task(
-            Scheduler(weekly, state, never, log=lambda _: None).serve(stop)
-        )
-        await asyncio.sleep(0.2)
+    async def both(stop_signals: StopSignals) -> None:
+        waiting = asyncio.Event()  # the first holds the lock and waits for its next slot
+        first = Scheduler(weekly, state, never, log=lambda _: waiting.set())
+        serving = asyncio.create_task(first.serve(stop_signals))
+        await waiting.wait()
         with pytest.raises(SchedulerBusy, match="another scheduler of plan 'weekly'"):
-            await Scheduler(weekly, state, never).serve(asyncio.Event())
-        stop.set()
-        await serving
+            await Scheduler(weekly, state, never).serve(stop_signals)
+        os.kill(os.getpid(), signal.SIGTERM)  # between slots: the first ends at once
+        assert await asyncio.wait_for(serving, 10) is None  # its next slot is days away
 
-    asyncio.run(both())
+    with StopSignals(say=lambda _: None) as stop_signals:
+        asyncio.run(both(stop_signals))

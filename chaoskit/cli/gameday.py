@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +15,7 @@ from ._shared import ReportsOption, exit_on_bad_input
 if TYPE_CHECKING:
     from ..gameday.plan import DayResult
     from ..model.gameday import GameDayPlan
+    from ..runner.stopping import StopSignals
     from ..safety.policy import Policy
 
 gameday_app = typer.Typer(
@@ -47,9 +47,17 @@ def _load(plan_path: Path, policy: Path | None) -> tuple[GameDayPlan, Policy]:
 
 
 async def _day(
-    plan: GameDayPlan, plan_path: Path, *, reports: Path, site: Policy, now: datetime, force: bool
+    plan: GameDayPlan,
+    plan_path: Path,
+    *,
+    reports: Path,
+    site: Policy,
+    now: datetime,
+    force: bool,
+    stop_signals: StopSignals,
 ) -> DayResult:
-    """Run the day, write every report, tell the webhook."""
+    """Run the day, write every report, tell the webhook; the first stop signal ends the day
+    (the experiment running then stops as ``chaoskit run`` stops; no other starts)."""
     from ..gameday.notify import notify
     from ..gameday.plan import run_plan
     from ..report import ReportError, write_reports
@@ -63,7 +71,7 @@ async def _day(
 
     log = lambda line: typer.echo(line, err=True)  # noqa: E731
     day = await run_plan(plan, plan_path, reports=reports, policy=site, now=now, force=force,
-                         log=log, finish_run=finish)  # fmt: skip
+                         log=log, finish_run=finish, stop_signals=stop_signals)  # fmt: skip
     write_day_reports(day.to_json(), plan.description)
     notify(plan.notify, day, log)
     return day
@@ -79,23 +87,38 @@ def run(
     """Run a plan's experiments now, in order.
 
     Refused outside the plan's windows or on a blackout date unless --force. Exit code: as for
-    run, for the first experiment that did not hold.
+    run, for the first experiment that did not hold. SIGINT (Ctrl-C), SIGTERM or SIGHUP stops
+    the experiment running then as it stops `chaoskit run` (every fault reverted, its reports
+    written), and the rest of the plan is not run (exit 3 unless one already did not hold).
     """
     from ..gameday.plan import PlanError
+    from ..runner.stopping import StopSignals
 
     loaded, site = _load(plan, policy)
-    try:
-        now = datetime.now(UTC)
-        day = asyncio.run(_day(loaded, plan, reports=reports, site=site, now=now, force=force))
-    except PlanError as exc:
-        typer.echo(f"chaoskit gameday run: refused, nothing was touched: {exc}", err=True)
-        raise typer.Exit(ExitCode.INVALID) from None
-    typer.echo(f"game day {loaded.name}: {day.outcome}")
+    # From here to the day's last report, the first stop signal ends the day; the later ones
+    # are only acknowledged.
+    with StopSignals() as stop_signals:
+        try:
+            now = datetime.now(UTC)
+            day = asyncio.run(
+                _day(loaded, plan, reports=reports, site=site, now=now, force=force,
+                     stop_signals=stop_signals)
+            )  # fmt: skip
+        except PlanError as exc:
+            typer.echo(f"chaoskit gameday run: refused, nothing was touched: {exc}", err=True)
+            raise typer.Exit(ExitCode.INVALID) from None
+        _tell_day(day)
+    raise typer.Exit(_EXIT.get(day.outcome, ExitCode.INTERNAL))
+
+
+def _tell_day(day: DayResult) -> None:
+    typer.echo(f"game day {day.plan}: {day.outcome}")
+    if day.stopped_early:
+        typer.echo(f"  stopped early: {day.stopped_early}")
     for entry in day.experiments:
         note = f" ({entry.message})" if entry.message else ""
         typer.echo(f"  {entry.file}: {entry.outcome}{note}")
     typer.echo(f"  report: {Path(day.folder) / 'gameday.html'}")
-    raise typer.Exit(_EXIT.get(day.outcome, ExitCode.INTERNAL))
 
 
 @gameday_app.command("schedule")
@@ -104,40 +127,51 @@ def schedule(
     reports: ReportsOption = Path("reports"),
     policy: PolicyOption = None,
 ) -> None:
-    """Serve a plan's schedule until SIGINT/SIGTERM; each slot runs once.
+    """Serve a plan's schedule until SIGINT, SIGTERM or SIGHUP; each slot runs once.
 
     Slots are claimed in reports/gamedays/PLAN.json before they run, so a restarted scheduler
-    never runs a slot twice.
+    never runs a slot twice. A signal between slots ends the scheduler at once (exit 0); one
+    during a slot stops that slot's game day as `chaoskit gameday run` stops (every fault
+    reverted, its reports written), records the slot as stopped, and ends the scheduler
+    (exit 3) instead of waiting for the next slot.
     """
     from ..gameday.plan import PlanError
     from ..gameday.schedule import Scheduler, SchedulerBusy, state_path
+    from ..runner.stopping import StopSignals
 
     loaded, site = _load(plan, policy)
     if loaded.schedule is None:
         typer.echo(f"chaoskit gameday schedule: plan '{loaded.name}' has no schedule", err=True)
         raise typer.Exit(ExitCode.INVALID)
+    log = lambda line: typer.echo(line, err=True)  # noqa: E731
 
-    async def one(slot: datetime) -> str:
-        try:
-            day = await _day(loaded, plan, reports=reports, site=site, now=slot, force=False)
+    # The scheduler's whole life, slots and waits alike, is under one catcher: the day running
+    # a slot hands its first signal to the experiment running then (see run_plan).
+    with StopSignals() as stop_signals:
+
+        async def one(slot: datetime) -> str:
+            try:
+                day = await _day(loaded, plan, reports=reports, site=site, now=slot,
+                                 force=False, stop_signals=stop_signals)  # fmt: skip
+            except PlanError as exc:
+                typer.echo(f"slot {slot.isoformat()}: refused: {exc}", err=True)
+                return "refused"
             return day.outcome
-        except PlanError as exc:
-            typer.echo(f"slot {slot.isoformat()}: refused: {exc}", err=True)
-            return "refused"
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        log = lambda line: typer.echo(line, err=True)  # noqa: E731
-        await Scheduler(loaded, state_path(reports, loaded), one, log=log).serve(stop)
-
-    try:
-        asyncio.run(serve())
-    except SchedulerBusy as exc:
-        typer.echo(f"chaoskit gameday schedule: {exc}", err=True)
-        raise typer.Exit(ExitCode.INVALID) from None
+        scheduler = Scheduler(loaded, state_path(reports, loaded), one, log=log)
+        try:
+            cut_short = asyncio.run(scheduler.serve(stop_signals))
+        except SchedulerBusy as exc:
+            typer.echo(f"chaoskit gameday schedule: {exc}", err=True)
+            raise typer.Exit(ExitCode.INVALID) from None
+    if cut_short is not None:
+        typer.echo(
+            f"chaoskit gameday schedule: {stop_signals.first} stopped slot {cut_short}; "
+            "the scheduler ends",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.ABORTED)
+    typer.echo(f"chaoskit gameday schedule: {stop_signals.first}: the scheduler ends", err=True)
 
 
 @gameday_app.command("status")

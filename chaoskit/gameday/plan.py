@@ -1,6 +1,7 @@
 """Running a game day: every experiment of a plan checked first, then run in order (stopping at
 the first that does not hold, if the plan says so), each with its reports and history entry,
-then the day's own report and the webhook."""
+then the day's own report and the webhook. A stop signal (SIGINT, SIGTERM, SIGHUP) stops the
+experiment running then as it stops ``chaoskit run``, and the rest of the plan is not run."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..loader import LoadError, load_experiment, load_model
 from ..model import Experiment
 from ..model.gameday import GameDayPlan
 from ..runner.run import PreflightError, run_experiment
+from ..runner.stopping import StopSignals
 from ..runner.system import BringUpError
 from ..safety.policy import Policy
 from .history import history_db, record_run
@@ -49,15 +51,20 @@ class DayResult:
     finished: str = ""
     forced: bool = False
     stopped_early: str | None = None
+    stopped_by: str | None = None
+    """The stop signal that ended the day before its plan was done (SIGINT, SIGTERM, SIGHUP)."""
     experiments: list[ExperimentOutcome] = field(default_factory=list)
     folder: str = ""
 
     @property
     def outcome(self) -> str:
-        """held if every experiment held; else the first ending that did not."""
+        """held if every experiment held; else the first ending that did not (aborted when a stop
+        signal left the rest of the plan unrun after experiments that held)."""
         for entry in self.experiments:
+            if entry.outcome == "skipped":
+                return "aborted" if self.stopped_by else "incomplete"
             if entry.outcome != "held":
-                return entry.outcome if entry.outcome != "skipped" else "incomplete"
+                return entry.outcome
         return "held"
 
     def to_json(self) -> dict[str, Any]:
@@ -95,9 +102,16 @@ async def run_plan(
     force: bool = False,
     log: Callable[[str], None] = print,
     finish_run: Callable[[Path], None] | None = None,
+    stop_signals: StopSignals | None = None,
 ) -> DayResult:
     """Run the plan at ``now`` (refused outside its windows or on a blackout date unless
-    ``force``); ``finish_run`` gets each run's result.json (to write its reports)."""
+    ``force``); ``finish_run`` gets each run's result.json (to write its reports).
+
+    ``stop_signals``: the caller's catcher, in force for the whole day. Its first signal stops
+    the experiment running then (every fault reverted, its result and reports written, as
+    ``chaoskit run`` stops) and no further experiment starts; a signal between experiments
+    stops the day before the next. Without one, each experiment catches the signals itself
+    while it runs, and the day goes on after it."""
     refusals = plan.refusals(now)
     if refusals and not force:
         raise PlanError(
@@ -115,13 +129,21 @@ async def run_plan(
     day.folder = str(folder)
     remaining = list(experiments)
     while remaining:
+        signalled = stop_signals.first if stop_signals is not None else None
+        if signalled is not None:  # between experiments: none starts after it
+            _stop(day, remaining, signalled, f"{signalled} stopped the game day")
+            break
         name, source, experiment = remaining.pop(0)
         log(f"game day {plan.name}: {name}")
         entry = await _run_one(
             name, experiment, source=source, reports=reports, policy=policy, log=log,
-            finish_run=finish_run,
+            finish_run=finish_run, stop_signals=stop_signals,
         )  # fmt: skip
         day.experiments.append(entry)
+        signalled = stop_signals.first if stop_signals is not None else None
+        if signalled is not None:
+            _stop(day, remaining, signalled, f"{signalled} stopped the game day during {name}")
+            break
         if plan.stop_on_deviation and entry.outcome not in ("held", "inconclusive"):
             day.stopped_early = f"{name} ended {entry.outcome}; stop_on_deviation is set"
             day.experiments += [
@@ -134,6 +156,19 @@ async def run_plan(
     return day
 
 
+def _stop(
+    day: DayResult, remaining: list[tuple[str, Path, Experiment]], signal: str, why: str
+) -> None:
+    """A stop signal ends the day: what is left of the plan is not run, and the day says so."""
+    day.stopped_by = signal
+    day.stopped_early = why
+    day.experiments += [
+        ExperimentOutcome(n, e.name, "skipped", message=f"not run: stopped by {signal}")
+        for n, _, e in remaining
+    ]
+    remaining.clear()
+
+
 async def _run_one(
     name: str,
     experiment: Experiment,
@@ -143,11 +178,16 @@ async def _run_one(
     policy: Policy,
     log: Callable[[str], None],
     finish_run: Callable[[Path], None] | None,
+    stop_signals: StopSignals | None,
 ) -> ExperimentOutcome:
+    # An experiment that declares `kill_switch.signals: false` is not stopped by a signal: it
+    # runs to its end, and the day stops after it.
+    catcher = stop_signals if experiment.safety.kill_switch.signals else None
     try:
         outcome = await run_experiment(
-            experiment, policy=policy, reports=reports, log=log, source=source
-        )
+            experiment, policy=policy, reports=reports, log=log, source=source,
+            stop_signals=catcher,
+        )  # fmt: skip
     except PreflightError as error:
         return ExperimentOutcome(name, experiment.name, "refused", 2, message=str(error))
     except BringUpError as error:

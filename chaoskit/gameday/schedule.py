@@ -4,6 +4,11 @@ Every slot is claimed in a state file (written and flushed) before its game day 
 scheduler restarted mid-slot, or started twice, never runs that slot again; a lock on the state
 file keeps a second scheduler of the same plan from running at all. A slot is still run if the
 scheduler comes up within ``grace`` after it and nobody claimed it.
+
+The scheduler serves until a stop signal (SIGINT, SIGTERM, SIGHUP: see ``StopSignals``). One
+between slots ends it at once. One during a slot stops that slot's game day (its experiment
+running then stops as ``chaoskit run`` stops, and no other starts): the slot is recorded as
+stopped, and the scheduler ends instead of waiting for the next slot.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import IO, Any
 from cronsim import CronSim
 
 from ..model.gameday import GameDayPlan
+from ..runner.stopping import StopSignals
 
 __all__ = ["Scheduler", "SchedulerBusy", "next_slot", "state_path"]
 
@@ -69,6 +75,8 @@ class Scheduler:
         self._clock = clock
         self._grace = grace
         self._log = log
+        self.stopped: str | None = None
+        """The slot a stop signal cut short (its ISO time), once one did."""
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[IO[str]]:
@@ -101,8 +109,11 @@ class Scheduler:
             os.fsync(out.fileno())
         os.replace(temporary, self.state)
 
-    async def run_due(self) -> str | None:
-        """Run the latest slot if it is due (within grace) and unclaimed; what happened."""
+    async def run_due(self, stop_signals: StopSignals | None = None) -> str | None:
+        """Run the latest slot if it is due (within grace) and unclaimed; what happened.
+
+        A slot during which ``stop_signals`` caught its first signal is recorded as stopped
+        (by that signal), not done."""
         now = self._clock()
         slot = _latest_slot(self.plan, now)
         if slot is None or now - slot > self._grace:
@@ -118,17 +129,33 @@ class Scheduler:
         self._record(slot, {"state": "started", "at": now.isoformat()})
         self._log(f"slot {key}: game day {self.plan.name} starts")
         outcome = await self._run(slot)
-        self._record(slot, {"state": "done", "at": now.isoformat(), "outcome": outcome})
+        signal = stop_signals.first if stop_signals is not None else None
+        if signal is not None:
+            self._record(slot, {"state": "stopped", "at": now.isoformat(), "outcome": outcome,
+                                "by": signal})  # fmt: skip
+            self._log(f"slot {key}: game day {self.plan.name} stopped by {signal} ({outcome})")
+            self.stopped = key
+        else:
+            self._record(slot, {"state": "done", "at": now.isoformat(), "outcome": outcome})
         return outcome
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Run each slot as it comes until ``stop`` is set; holds the plan's lock throughout."""
+    async def serve(self, stop_signals: StopSignals) -> str | None:
+        """Run each slot as it comes until ``stop_signals`` catches a signal; holds the plan's
+        lock throughout. The slot the signal stopped (its ISO time), if it came during one."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
         with self._locked():
-            while not stop.is_set():
-                await self.run_due()
+            while stop_signals.first is None:
+                await self.run_due(stop_signals)
+                if stop_signals.first is not None:
+                    break
+                # Again after each slot: the runs of its day took the signals over, and a
+                # signal that came in between wakes the wait at once.
+                stop_signals.connect(lambda _: loop.call_soon_threadsafe(wake.set))
                 upcoming = next_slot(self.plan, self._clock())
                 assert upcoming is not None
                 self._log(f"next slot of {self.plan.name}: {upcoming.isoformat()}")
                 wait = (upcoming - self._clock()).total_seconds()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(wait, 0.0) + 0.5)
+                    await asyncio.wait_for(wake.wait(), max(wait, 0.0) + 0.5)
+        return self.stopped
