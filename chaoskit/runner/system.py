@@ -1,6 +1,13 @@
 """Bringing the system under test up before a run and down after it: the reference stack (as a
 ``chaoskit stack up`` process, never imported), local processes and containers — each with the
 targets faults may hit, and everything torn down on every exit path.
+
+A part that cannot even be started — a process whose program or working directory is not there
+or not executable, a container whose image is not on the engine or whose command the engine
+refuses — is a mistake in the experiment (or the machine it runs on), not a system that failed
+to come up: the run is refused (``PreflightError``, exit 2) naming the part, what is wrong and
+the field to check, after the parts already started are stopped. A part that starts and then
+dies or never gets ready is a :class:`BringUpError` (exit 6).
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +45,27 @@ _GRACE = 5.0
 
 class BringUpError(Exception):
     """The system under test could not be brought up; the message says which part and why."""
+
+
+def _cannot_start(part: str, problem: str, field: str) -> Exception:
+    """The refusal for a part that cannot even be started: a ``PreflightError`` (exit 2)."""
+    from .plan import PreflightError  # noqa: PLC0415 - runner.plan imports this module
+
+    return PreflightError(f"cannot start {part}: {problem}; check {field}")
+
+
+def _exec_problem(error: OSError) -> str:
+    """What exec (or the change into the working directory) said, as 'PATH: reason'."""
+    reason = (error.strerror or str(error)).lower()
+    return f"{error.filename}: {reason}" if error.filename is not None else reason
+
+
+def _findable(program: str, cwd: str | None, path: str | None) -> bool:
+    """Whether exec would find ``program`` as an executable file: on ``path`` (PATH), or
+    relative to ``cwd`` when it names a directory."""
+    if os.sep in program:
+        program = os.path.join(cwd or "", program)
+    return shutil.which(program, path=path if path is not None else os.defpath) is not None
 
 
 def free_ports(count: int) -> list[int]:
@@ -280,13 +309,21 @@ class _Bringer:
 
     # -- local processes ----------------------------------------------------------------------
 
-    async def process(self, spec: ProcessSpec) -> None:
+    async def process(self, spec: ProcessSpec, index: int) -> None:
+        """Start ``spec`` (``system.processes[index]``), and wait until it is ready."""
         argv = [self.render(arg) for arg in spec.command]
         env = {**os.environ, **{k: self.render(v) for k, v in spec.env.items()}}
+        cwd = self.render(spec.cwd) if spec.cwd else None
+        part, field = f"process '{spec.name}'", f"system.processes[{index}]"
         skew = self.run_dir / "faketime" / spec.name if spec.faketime else None
         if skew is not None:
             env.update(process_faketime(skew))
         if spec.tmpfs is not None:
+            # The sandbox starts first and execs the program only then: look for it now, so a
+            # program that is not there is refused as it is without a sandbox.
+            if (cwd is None or os.path.isdir(cwd)) and not _findable(argv[0], cwd, env.get("PATH")):
+                problem = f"{argv[0]}: no executable file by that name (on PATH, or from its cwd)"
+                raise _cannot_start(part, problem, f"{field}.command")
             argv = sandbox.command(argv, spec.tmpfs.path, spec.tmpfs.size)
         log = self._log(spec.name)
         try:
@@ -294,16 +331,21 @@ class _Bringer:
                 process = subprocess.Popen(
                     argv,
                     env=env,
-                    cwd=self.render(spec.cwd) if spec.cwd else None,
+                    cwd=cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=output,
                     start_new_session=True,
                 )
         except OSError as error:
-            raise BringUpError(
-                f"process {spec.name}: cannot start {argv[0]}: {error.strerror}"
-            ) from None
+            if error.filename is None:  # neither its program nor its directory: this machine's
+                message = f"process {spec.name}: cannot start {argv[0]}: {error}"
+                raise BringUpError(message) from None
+            if cwd is not None and error.filename == cwd:
+                raise _cannot_start(part, f"cwd {_exec_problem(error)}", f"{field}.cwd") from None
+            raise _cannot_start(part, _exec_problem(error), f"{field}.command") from None
+        except ValueError as error:  # a NUL byte in an argument or a variable
+            raise _cannot_start(part, str(error), field) from None
         self.track(_process_part(spec.name, process.pid), lambda: _terminate(process, _GRACE))
 
         def alive() -> str | None:
@@ -349,11 +391,21 @@ class _Bringer:
                     f"a container named '{spec.name}' already exists: remove it "
                     f"(docker rm -f {spec.name}) or rename it in system.containers"
                 )
-        for spec in specs:
-            await self._container(client, spec)
+        for index, spec in enumerate(specs):
+            await self._container(client, spec, index)
 
-    async def _container(self, client: Any, spec: ContainerSpec) -> None:
+    async def _container(self, client: Any, spec: ContainerSpec, index: int) -> None:
         import docker.errors  # noqa: PLC0415
+
+        part, field = f"container '{spec.name}'", f"system.containers[{index}]"
+
+        def refused(error: Any, what: str) -> Exception:
+            """The engine's answer: a request it calls invalid (4xx: no such image, a command
+            it cannot exec) is the experiment's mistake; anything else, the engine's."""
+            explanation = error.explanation or str(error)
+            if error.is_client_error():
+                return _cannot_start(part, explanation, what)
+            return BringUpError(f"container {spec.name}: {explanation}")
 
         env = {k: self.render(v) for k, v in spec.env.items()}
         extra: dict[str, Any] = {}
@@ -380,12 +432,13 @@ class _Bringer:
                 **extra,
             )
         except docker.errors.ImageNotFound:
-            raise BringUpError(
-                f"container {spec.name}: no image '{spec.image}' on this engine; build it locally "
-                "(chaoskit never pulls from a registry)"
-            ) from None
+            problem = (
+                f"no image '{spec.image}' on this engine; build it locally (chaoskit never pulls "
+                "from a registry)"
+            )
+            raise _cannot_start(part, problem, f"{field}.image") from None
         except docker.errors.APIError as error:
-            raise BringUpError(f"container {spec.name}: {error.explanation or error}") from None
+            raise refused(error, field) from None
 
         def remove() -> None:
             with contextlib.suppress(docker.errors.NotFound):
@@ -393,15 +446,23 @@ class _Bringer:
 
         self.track({"key": f"container:{container.id}", "kind": "container", "name": spec.name,
                     "id": container.id}, remove)  # fmt: skip
-        for network_name in spec.networks:
-            try:
-                network = client.networks.get(network_name)
-            except docker.errors.NotFound:
-                network = client.networks.create(network_name, labels={"chaoskit.run": self.run_id})
-                part = {"key": f"network:{network.id}", "kind": "network", "id": network.id}
-                self.track(part, _network_remover(network))
-            network.connect(container, aliases=list(spec.aliases) or None)
-        container.start()
+        try:
+            for network_name in spec.networks:
+                try:
+                    network = client.networks.get(network_name)
+                except docker.errors.NotFound:
+                    network = client.networks.create(
+                        network_name, labels={"chaoskit.run": self.run_id}
+                    )
+                    entry = {"key": f"network:{network.id}", "kind": "network", "id": network.id}
+                    self.track(entry, _network_remover(network))
+                network.connect(container, aliases=list(spec.aliases) or None)
+        except docker.errors.APIError as error:
+            raise refused(error, f"{field}.networks") from None
+        try:
+            container.start()
+        except docker.errors.APIError as error:  # e.g. a command it cannot exec
+            raise refused(error, f"{field}.command (and the image's entrypoint)") from None
 
         def alive() -> str | None:
             container.reload()
@@ -527,8 +588,8 @@ async def bring_up(
             bringer.toxiproxy(bringer.render(url))
         if system.containers:
             await bringer.containers(system.containers)
-        for spec in system.processes:
-            await bringer.process(spec)
+        for index, spec in enumerate(system.processes):
+            await bringer.process(spec, index)
         yield bringer.up
     finally:
         await asyncio.get_running_loop().run_in_executor(None, bringer.tear_down)

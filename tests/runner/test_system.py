@@ -4,10 +4,15 @@ targets they offer, and nothing left running afterwards."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import socket
+import subprocess
 import sys
+import tarfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ import httpx
 import pytest
 
 from chaoskit.model import System
+from chaoskit.runner.plan import PreflightError
 from chaoskit.runner.system import BringUpError, RunningSystem, bring_up
 
 
@@ -162,5 +168,123 @@ def test_a_container_with_ports_tmpfs_and_faketime(
 
 def test_a_missing_image_is_a_clear_error(tmp_path: Path, docker_client: Any) -> None:
     system = {"containers": [{"name": f"x-{uuid.uuid4().hex[:6]}", "image": "chaoskit/none:0"}]}
-    with pytest.raises(BringUpError, match="never pulls from a registry"):
+    with pytest.raises(PreflightError, match="never pulls from a registry"):
         up(system, tmp_path, lambda live: None)
+
+
+def unstartable(tmp_path: Path) -> dict[str, tuple[dict[str, Any], str]]:
+    """Processes that cannot even be started, each with the refusal's message."""
+    script = tmp_path / "app.py"
+    script.write_text("print('hello')\n")
+    script.chmod(0o644)
+    nowhere = tmp_path / "nowhere"
+    return {
+        "no such program": (
+            {"command": ["pythn3", "app.py"]},
+            "cannot start process 'api': pythn3: no such file or directory; "
+            "check system.processes[1].command",
+        ),
+        "not executable": (
+            {"command": [str(script)]},
+            f"cannot start process 'api': {script}: permission denied; "
+            "check system.processes[1].command",
+        ),
+        "no such cwd": (
+            {"command": ["sleep", "60"], "cwd": str(nowhere)},
+            f"cannot start process 'api': cwd {nowhere}: no such file or directory; "
+            "check system.processes[1].cwd",
+        ),
+        "no such program, in a sandbox": (  # the sandbox would start, then fail to exec it
+            {"command": ["pythn3", "app.py"], "tmpfs": {"path": "/data", "size": "1MiB"}},
+            "cannot start process 'api': pythn3: no executable file by that name (on PATH, or "
+            "from its cwd); check system.processes[1].command",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["no such program", "not executable", "no such cwd", "no such program, in a sandbox"]
+)
+def test_a_process_that_cannot_be_started_is_refused_and_the_rest_stopped(
+    tmp_path: Path, case: str
+) -> None:
+    """Not a system that did not come up (exit 6) but a refusal (exit 2) that names the process,
+    what is wrong and where in the file; the process started before it is stopped."""
+    fields, message = unstartable(tmp_path)[case]
+    system = System.model_validate(
+        {"processes": [{"name": "first", "command": ["sleep", "600"]}, {"name": "api", **fields}]}
+    )
+    started: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        async with bring_up(system, "run-1", tmp_path, on_start=started.append):
+            raise AssertionError("it came up")
+
+    with pytest.raises(PreflightError) as refused:
+        asyncio.run(scenario())
+    assert str(refused.value) == message
+    [first] = started
+    assert first["name"] == "first" and not running(first["pid"])
+
+
+def test_chaoskit_run_refuses_a_process_it_cannot_start(tmp_path: Path) -> None:
+    """Exit 2 and one line saying what to fix, no traceback; nothing left running, and the
+    journal closed (the next run is not held up by it)."""
+    experiment = tmp_path / "typo.yaml"
+    experiment.write_text(
+        "version: 1\nname: typo\n"
+        "system:\n  ports: [web]\n  processes:\n"
+        "    - {name: first, command: [sleep, '600']}\n"
+        "    - {name: api, command: [pythn3, app.py]}\n"
+        "targets: {api: {kind: process, select: api}}\n"
+        "load: {url: 'http://127.0.0.1:${ports.web}/', rate: 10/s, timeout: 1s}\n"
+        "steady_state: [{name: errors, of: error_rate, max: 5%}]\n"
+        "faults: [{type: pause, target: api}]\n"
+        "blast_radius: {count: 1}\n"
+        "phases: {warmup: 0s, baseline: 1s, fault: 1s, recovery: 1s}\n"
+        "safety: {abort_when: [{metric: errors, above: 50%, for: 2s}]}\n"
+    )
+    reports = tmp_path / "reports"
+    done = subprocess.run(
+        [sys.executable, "-m", "chaoskit", "run", str(experiment), "--reports", str(reports)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == (
+        "chaoskit run: refused, nothing was touched: cannot start process 'api': pythn3: no such "
+        "file or directory; check system.processes[1].command\n"
+    )
+    [journal] = reports.glob("*/journal.jsonl")
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    [first] = [e["part"] for e in events if e["event"] == "started"]
+    assert first["name"] == "first" and not running(first["pid"])
+    assert events[-1]["event"] == "close"
+
+
+@pytest.fixture
+def empty_image(docker_client: Any) -> Iterator[str]:
+    """An image with no files at all, imported from an empty tar (no registry): any command
+    given to it cannot be executed."""
+    tag = f"chaoskit-test/empty:{uuid.uuid4().hex[:8]}"
+    repository, _, version = tag.partition(":")
+    empty = io.BytesIO()
+    tarfile.open(fileobj=empty, mode="w").close()
+    docker_client.api.import_image_from_data(empty.getvalue(), repository=repository, tag=version)
+    yield tag
+    docker_client.images.remove(tag, force=True)
+
+
+def test_a_container_whose_command_cannot_be_executed_is_refused_and_removed(
+    tmp_path: Path, docker_client: Any, empty_image: str
+) -> None:
+    """The engine refuses to start it (a 400: no such executable): before, its APIError went
+    through as a bug (exit 70)."""
+    name = f"x-{uuid.uuid4().hex[:6]}"
+    system = {"containers": [{"name": name, "image": empty_image, "command": ["pythn3", "x.py"]}]}
+    with pytest.raises(PreflightError) as refused:
+        up(system, tmp_path, lambda live: None)
+    message = str(refused.value)
+    assert message.startswith(f"cannot start container '{name}': ")
+    assert '"pythn3": executable file not found' in message
+    assert message.endswith("; check system.containers[0].command (and the image's entrypoint)")
+    assert docker_client.containers.list(all=True, filters={"name": name}) == []
