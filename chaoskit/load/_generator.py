@@ -105,13 +105,16 @@ class LoadGenerator:
             raise ValueError(f"duration must be above 0 seconds, got {duration}")
         loop = asyncio.get_running_loop()
         self._finished = loop.create_future()
+        if self._stopped:  # stopped before it began (a stop signal during bring-up)
+            self._finished.set_result(None)
         total = None if duration is None else max(1, round(duration * self.rate))
         _allow_open_files(self.load.max_in_flight + _SPARE_FILES)
         client = self._client
         try:
             self._start = start = time.monotonic()
             wall0 = time.time() - (time.monotonic() - start)
-            self._schedule(loop, client, start, wall0, total)
+            if not self._stopped:
+                self._schedule(loop, client, start, wall0, total)
             await self._finished
             await self._drain(loop)
         except BaseException:

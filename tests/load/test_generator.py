@@ -236,6 +236,16 @@ def test_a_generator_runs_once_and_rejects_a_bad_duration() -> None:
             run(once, 0.1)
 
 
+def test_a_generator_stopped_before_it_runs_sends_nothing_and_returns() -> None:
+    """A stop signal can land while the system is still coming up, before the load runs."""
+    backend = Backend()
+    with ThreadServer(backend.app) as server:
+        generator = LoadGenerator(load(server.url("/ok"), "100/s"))
+        generator.stop()
+        samples = asyncio.run(asyncio.wait_for(generator.run(), timeout=10))
+    assert len(samples.window()) == 0 and backend.count == 0
+
+
 def test_cancelling_a_run_leaves_unfinished_requests_out() -> None:
     backend = Backend()
     with ThreadServer(backend.app) as server:
