@@ -10,7 +10,8 @@ Per try it prints: the baseline p50/p99 and error rate, and the share of the bas
 1-second windows whose p50 is within 10 % of the baseline p50 (this machine's noise); how long
 the backend was away and the error rate meanwhile; how long after its return the frontend's
 1-second p50 is back within 10 % of the baseline p50 for 3 s in a row ("-" when the baseline
-itself failed); the error rate over the first 10 s after the return; the largest bulkhead
+itself failed; "never" can be noise, so the worst 1-second p50 after the return is shown too);
+the error rate over the first 10 s after the return; the largest bulkhead
 ``waiting`` seen on the frontend's /status (polled every 0.1 s); and how long one request sent
 right after the load stopped took (a queue left behind shows there).
 
@@ -65,6 +66,8 @@ class Try:
     """Share of the baseline's own 1-second windows within 10 % of its p50 (the noise)."""
     outage_errors: float
     recovery: float
+    worst_after: float
+    """The highest 1-second p50 after the return."""
     after_errors: float
     max_waiting: int
     probe: float
@@ -196,6 +199,7 @@ async def one_try(args: argparse.Namespace) -> Try:
         base_steady=sum(steady) / len(steady),
         outage_errors=error_share(everything.between(went, back)),
         recovery=recovery,
+        worst_after=max(after, default=math.nan),
         after_errors=error_share(everything.between(back, back + 10.0)),
         max_waiting=max_waiting,
         probe=probe,
@@ -222,6 +226,7 @@ COLUMNS: list[tuple[str, Callable[[Try], str]]] = [
     ("away s", lambda t: f"{t.outage:.1f}"),
     ("err away", lambda t: f"{t.outage_errors:.1%}"),
     ("back in s", lambda t: recovered(t.recovery)),
+    ("worst p50 after ms", lambda t: ms(t.worst_after)),
     ("err 10 s after", lambda t: f"{t.after_errors:.1%}"),
     ("max waiting", lambda t: str(t.max_waiting)),
     ("probe after s", lambda t: f"{t.probe:.2f}"),
