@@ -72,6 +72,8 @@ class Try:
     max_waiting: int
     probe: float
     outage: float
+    restarts: list[str]
+    """Why the supervisor restarted the victim, each time."""
     timeline: list[tuple[float, float, float]]
     """(seconds since the return, 1-second p50, error share) per window after the fault."""
 
@@ -169,6 +171,8 @@ async def one_try(args: argparse.Namespace) -> Try:
                 probe = math.inf
             stop.set()
             max_waiting = await watcher
+            history = (await client.get(f"{supervisor}/history")).json()
+            restarts = [e["cause"] for e in history if e["replica"] == VICTIM]
     ceiling = args.timeout
     everything = samples.window()
     base = everything.between(start + WARMUP, went).censored_latencies(ceiling)
@@ -204,6 +208,7 @@ async def one_try(args: argparse.Namespace) -> Try:
         max_waiting=max_waiting,
         probe=probe,
         outage=back - went,
+        restarts=restarts,
         timeline=timeline,
     )
 
@@ -254,6 +259,8 @@ def main() -> int:
         t = asyncio.run(one_try(args))
         cells = " ".join(f"{show(t):>{len(name)}}" for name, show in COLUMNS)
         print(f"{number:>3} {cells}  {os.getloadavg()[0]:>8.1f}", flush=True)
+        if len(t.restarts) > 1:  # a restarted backend was killed again before it came up
+            print(f"    restarts of {VICTIM}: {'; '.join(t.restarts)}")
         if args.timeline:
             for since, p50, errors in t.timeline:
                 print(f"    {since:+6.1f} s  p50 {ms(p50):>7} ms  errors {errors:6.1%}")
