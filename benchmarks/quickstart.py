@@ -72,6 +72,7 @@ def one_run(experiment: Path, reports: Path) -> dict[str, object]:
             for m in verdict.get("metrics", [])
             if m["verdict"] != "held"
         ]
+        why += [f["reason"] for f in verdict.get("recovery_failures") or []]
         if result.get("safety"):
             why.append(f"aborted: {result['safety']['detail']}")
         why += [str(p) for p in (result.get("steady_state") or {}).get("problems") or []]

@@ -57,7 +57,12 @@ class Replica:
 
 class Supervisor:
     """Keeps replicas alive: a crash (exit) or ``unhealthy_after`` failed liveness checks in a
-    row gets the replica killed and restarted after its backoff."""
+    row gets the replica killed and restarted after its backoff.
+
+    A replica that has not answered its liveness check once since it started gets
+    ``start_grace`` seconds before failed checks count (as a Kubernetes startup probe): on a
+    loaded machine a Python service takes seconds to start, and killing it for that turned a
+    20 s outage into 42 s of restarts. A replica that never comes up is still restarted."""
 
     def __init__(
         self,
@@ -65,11 +70,13 @@ class Supervisor:
         check_interval: float = 0.5,
         unhealthy_after: int = 3,
         check_timeout: float = 1.0,
+        start_grace: float = 30.0,
     ) -> None:
         self.replicas = list(replicas)
         self.check_interval = check_interval
         self.unhealthy_after = unhealthy_after
         self.check_timeout = check_timeout
+        self.start_grace = start_grace
         self.started_at = time.time()
 
     async def run(self) -> None:
@@ -114,6 +121,7 @@ class Supervisor:
         process = replica.process
         assert process is not None
         failures = 0
+        started, answered = time.monotonic(), False
         exited = asyncio.ensure_future(process.wait())
         try:
             while True:
@@ -122,7 +130,10 @@ class Supervisor:
                 if exited.done():
                     check.cancel()
                     return f"exited with {_exit_text(process.returncode)}"
-                failures = 0 if check.result() else failures + 1
+                live = check.result()
+                answered = answered or live
+                starting = not answered and time.monotonic() - started < self.start_grace
+                failures = 0 if live or starting else failures + 1
                 if failures >= self.unhealthy_after:
                     await _kill(process)
                     return f"unhealthy: {failures} failed liveness checks"
@@ -281,6 +292,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cooldown", type=float, default=30.0)
     parser.add_argument("--check-interval", type=float, default=0.5)
     parser.add_argument("--unhealthy-after", type=int, default=3)
+    parser.add_argument(
+        "--start-grace",
+        type=float,
+        default=30.0,
+        help="seconds a starting backend may fail its liveness check before it counts",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--tmpfs", type=int, default=None, help="bytes of tmpfs per backend")
     parser.add_argument(
@@ -298,7 +315,9 @@ def main(argv: list[str] | None = None) -> None:
         tmpfs=args.tmpfs,
         faketime=args.faketime,
     )
-    supervisor = Supervisor(replicas, args.check_interval, args.unhealthy_after)
+    supervisor = Supervisor(
+        replicas, args.check_interval, args.unhealthy_after, start_grace=args.start_grace
+    )
     asyncio.run(serve(supervisor, args.host, args.port))
 
 

@@ -76,6 +76,48 @@ def test_a_backend_that_crashes_on_start_is_restarted_with_growing_waits() -> No
     assert max(waits[4:]) > 0.15  # the decorrelated jitter climbs while it keeps crashing
 
 
+SLOW_START = """
+import http.server, sys, time
+time.sleep(float(sys.argv[2]))  # a Python service starting on a loaded machine
+class Live(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Live).serve_forever()
+"""
+
+
+@pytest.mark.parametrize(("grace", "restarted"), [(30.0, False), (0.0, True)])
+def test_a_slow_starting_backend_gets_its_start_grace(grace: float, restarted: bool) -> None:
+    """Without the grace, three failed checks 0.1 s apart kill a backend that needs 2 s to
+    start; with it, the backend comes up and is never restarted."""
+    [port] = free_ports(1)
+
+    async def scenario() -> Replica:
+        replica = Replica(
+            "slow",
+            [sys.executable, "-c", SLOW_START, str(port), "2"],
+            f"http://127.0.0.1:{port}",
+            RestartBackoff(0.05, 0.05, cooldown=60.0),
+        )
+        supervisor = Supervisor([replica], check_interval=0.1, start_grace=grace)
+        task = asyncio.create_task(supervisor.run())
+        deadline = time.monotonic() + 30
+        while not replica.ready and not replica.history and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return replica
+
+    replica = asyncio.run(scenario())
+    if restarted:
+        assert replica.history and "unhealthy" in replica.history[0].cause
+    else:
+        assert replica.ready and replica.history == []
+
+
 def test_frontend_keeps_answering_and_its_breaker_opens_then_closes(tmp_path: Path) -> None:
     stack = plan(replicas=3, proxies=False, data_root=tmp_path)
     stack.backoff = (4.0, 4.0, 60.0)  # the killed backend stays down for 4 s
