@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from processes import sleeper, state_of
 from waiting import wait_until
 
 from chaoskit.gameday.plan import load_plan, run_plan
@@ -60,18 +61,10 @@ safety:
 """
 
 
-def state_of(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2]
-
-
 @pytest.fixture
 def victim() -> Iterator[int]:
-    process = subprocess.Popen(["sleep", "600"])
-    yield process.pid
-    os.kill(process.pid, signal.SIGCONT)
-    process.kill()
-    process.wait()
+    with sleeper() as pid:
+        yield pid
 
 
 def write_plan(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import state_of
 from pydantic import TypeAdapter
 from waiting import wait_until
 
@@ -24,12 +25,6 @@ from chaoskit.runner.journal import Journal, JournalError, find_stale, read_jour
 from chaoskit.runner.rollback import rollback
 
 PAUSE = TypeAdapter(Fault).validate_python({"type": "pause", "target": "t"})
-
-
-def state_of(pid: int) -> str:
-    """The process state letter from /proc (T: stopped)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from disks import fill, tmpfs
+from processes import state_of
 from pydantic import TypeAdapter
 from waiting import wait_until
 
@@ -26,11 +27,6 @@ from chaoskit.runner.journal import Journal, JournalError, encode, find_stale, r
 
 PAUSE = TypeAdapter(Fault).validate_python({"type": "pause", "target": "t"})
 CHAOSKIT = [sys.executable, "-m", "chaoskit"]
-
-
-def state_of(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from disks import fill, tmpfs
+from processes import alive, sleeper, state_of
 from waiting import wait_until
 
 from chaoskit.runner.journal import read_journal
@@ -45,18 +46,10 @@ safety:
 """
 
 
-def state_of(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2]
-
-
 @pytest.fixture
 def victim() -> Iterator[int]:
-    process = subprocess.Popen(["sleep", "600"])
-    yield process.pid
-    os.kill(process.pid, signal.SIGCONT)
-    process.kill()
-    process.wait()
+    with sleeper() as pid:
+        yield pid
 
 
 def experiment_file(tmp_path: Path, pid: int, kill_switch: str = "") -> Path:
@@ -135,13 +128,6 @@ def test_halt_stops_a_run_that_declares_its_own_kill_file(tmp_path: Path, victim
     assert halted.returncode == 0, halted.stderr
     assert "every run has ended" in halted.stdout
     assert_stopped_cleanly(runner, reports, victim, "kill_file")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return state_of(pid) != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def watchdog_of(journal: Path) -> int:
