@@ -1,7 +1,7 @@
 """The toxics: their attributes as the API shows them, their checks, and what each one does.
 
-Behaviours follow the Toxiproxy 2.12 server (see ``shared/TOXIPROXY_API.md``); the checks refuse
-the inputs that hang or crash that server.
+Behaviours follow the Toxiproxy 2.12 server (the API: ``openapi.yaml`` beside this module,
+compatibility: docs/proxy.md); the checks refuse the inputs that hang or crash that server.
 """
 
 from __future__ import annotations

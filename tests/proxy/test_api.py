@@ -1,4 +1,5 @@
-"""The HTTP API against the contract in shared/TOXIPROXY_API.md: bodies, codes, quirks."""
+"""The HTTP API against Toxiproxy 2.12's (chaoskit/proxy/openapi.yaml, docs/proxy.md): bodies,
+codes, quirks."""
 
 from __future__ import annotations
 
