@@ -27,9 +27,10 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def outage(session: nox.Session) -> None:
     """The outage matrix: `chaoskit run` against a real service that breaks in every way, each
-    row with and without a safety valve and a concurrent control group (several minutes)."""
+    row with and without a safety valve and a concurrent control group; and the other long
+    end-to-end runs (marked ``long``) that the default suite leaves out (several minutes)."""
     session.install("-e", ".[test]")
-    default = ["-m", "outage", "--numprocesses=2", "tests/outage"]
+    default = ["-m", "outage or long", "--numprocesses=2", "tests"]
     session.run("pytest", *(session.posargs or default))
 
 

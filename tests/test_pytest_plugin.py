@@ -27,6 +27,7 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_pytest_runs_experiment_files_held_passes_and_deviated_fails(
     pytester: pytest.Pytester,
 ) -> None:

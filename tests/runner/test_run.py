@@ -295,10 +295,11 @@ LIVE_PROBE = '{type: http, url: "http://127.0.0.1:${ports.frontend}/health/live"
 @pytest.mark.parametrize(
     ("probe", "said"),
     [
-        (  # a typo: it might appear with traffic, so it has until the first fault
+        pytest.param(  # a typo: it might appear with traffic, so it has until the first fault
             '{type: scrape, url: "http://127.0.0.1:${ports.frontend}/metrics", '
             "metric: frontend_breaker_opn}",
             "probe 'live' gave no reading before the first fault",
+            marks=pytest.mark.long,
         ),
         (  # not a metrics page at all: no wait mends it, refused before any traffic
             '{type: scrape, url: "http://127.0.0.1:${ports.frontend}/status", metric: up}',
@@ -385,6 +386,7 @@ def test_a_stale_journal_stops_the_next_run_until_rolled_back(tmp_path: Path) ->
     assert float(skew.read_text()) == 0.0
 
 
+@pytest.mark.long
 def test_a_crash_over_two_trials_hits_the_restarted_process_and_measures_recovery(
     tmp_path: Path,
 ) -> None:
@@ -493,6 +495,7 @@ safety: {abort_when: [{metric: errors, above: 50%, for: 10s}], max_duration: 5m}
     assert time.monotonic() - killed < 2
 
 
+@pytest.mark.long
 def test_sequential_tests_end_the_fault_phase_once_the_answer_is_known(tmp_path: Path) -> None:
     """A 300 ms backend against a concurrent control: the always-valid test sees it within
     seconds, the fault phase (planned at 40 s) ends then, and its verdict is the test's."""

@@ -99,8 +99,13 @@ def assert_stopped_cleanly(
 
 @pytest.mark.parametrize(
     "signals",
-    [("SIGINT",), ("SIGINT", "SIGINT"), ("SIGTERM",), ("SIGHUP",), ("SIGTERM", "SIGINT")],
-    ids="+".join,
+    [
+        pytest.param(("SIGINT",), id="SIGINT"),
+        pytest.param(("SIGINT", "SIGINT"), id="SIGINT+SIGINT", marks=pytest.mark.long),
+        pytest.param(("SIGTERM",), id="SIGTERM"),
+        pytest.param(("SIGHUP",), id="SIGHUP"),
+        pytest.param(("SIGTERM", "SIGINT"), id="SIGTERM+SIGINT", marks=pytest.mark.long),
+    ],
 )
 def test_every_stop_signal_reverts_and_writes_every_report(
     tmp_path: Path, victim: int, signals: tuple[str, ...]
@@ -151,6 +156,7 @@ def test_a_run_whose_watchdog_dies_reverts_and_stops(tmp_path: Path, victim: int
     assert "nobody would revert" in result["safety"]["detail"]  # type: ignore[index]
 
 
+@pytest.mark.long
 def test_a_hung_runner_is_killed_reverted_and_recorded(tmp_path: Path, victim: int) -> None:
     """SIGSTOP stands in for a runner that hangs (nothing it runs can renew its lease)."""
     reports = tmp_path / "reports"
@@ -177,6 +183,7 @@ def test_a_hung_runner_is_killed_reverted_and_recorded(tmp_path: Path, victim: i
     assert not left.pending and not left.running  # the stack it started is stopped too
 
 
+@pytest.mark.long
 def test_a_runner_stalled_for_10s_is_not_taken_for_hung(tmp_path: Path, victim: int) -> None:
     """A whole-process stop is the worst stall a swapping machine or a slow engine call can
     cause; with the default lease the run goes on and ends as asked (here by Ctrl-C)."""
@@ -249,6 +256,7 @@ def test_a_full_or_read_only_reports_folder_refuses_before_anything_is_touched(
     assert list(reports_disk.iterdir()) == [] and state_of(victim) != "T"
 
 
+@pytest.mark.long
 def test_a_run_stops_when_the_policys_window_closes(tmp_path: Path, victim: int) -> None:
     """Started inside the site policy's window, the run may not outlive it: when the window
     closes mid-fault, the run stops as if halted."""
