@@ -284,14 +284,8 @@ def _roll_back(path: Path) -> bool:
             f"{path}: run {state.run}: reverting {len(done.outcomes)} fault(s), "
             f"stopping {len(done.stopped)} part(s)"
         )
-    for outcome in done.outcomes:
-        record = outcome.record
-        result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
-        typer.echo(f"  {record.fault} on {record.target.kind} {record.target.name}: {result}")
-    for stopped in done.stopped:
-        part = stopped.part
-        result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
-        typer.echo(f"  {part['kind']} {part.get('name') or part.get('id')}: {result}")
+    for line in done.lines(kinds=True):
+        typer.echo(f"  {line}")
     if done.unrecorded:
         typer.echo(
             f"  not recorded in the journal ({done.unrecorded}): run it again later", err=True

@@ -63,6 +63,21 @@ class Rollback:
         """Every fault reverted and every part stopped."""
         return all(o.ok for o in self.outcomes) and all(s.error is None for s in self.stopped)
 
+    def lines(self, *, kinds: bool = False) -> list[str]:
+        """One line per fault and part: what it was and whether it was taken back; ``kinds``
+        names each target's kind too."""
+        said = []
+        for outcome in self.outcomes:
+            target = outcome.record.target
+            name = f"{target.kind} {target.name}" if kinds else target.name
+            result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
+            said.append(f"{outcome.record.fault} on {name}: {result}")
+        for stopped in self.stopped:
+            part = stopped.part
+            result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
+            said.append(f"{part['kind']} {part.get('name') or part.get('id')}: {result}")
+        return said
+
 
 def driver_for(fault: Fault, target: Target) -> str:
     """The name of the driver that applies ``fault`` to ``target``."""

@@ -151,14 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         done = asyncio.run(rollback(args.journal))
         ok = done.ok
-        for outcome in done.outcomes:
-            record = outcome.record
-            result = "reverted" if outcome.ok else f"FAILED: {outcome.error}"
-            lines.append(f"{record.fault} on {record.target.name}: {result}")
-        for stopped in done.stopped:
-            part = stopped.part
-            result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
-            lines.append(f"{part['kind']} {part.get('name') or part.get('id')}: {result}")
+        lines = done.lines()
         for line in lines:
             print(f"  {line}", flush=True)
     if how == "hung":
