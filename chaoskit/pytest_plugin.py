@@ -248,17 +248,17 @@ class Chaos:
         self, proxy: str, latency: str, jitter: str = "0ms"
     ) -> contextlib.AbstractContextManager[AppliedFault]:
         """Delay what ``proxy`` relays by ``latency`` (± ``jitter``)."""
-        return self.fault("latency", self._proxy(proxy), latency=latency, jitter=jitter)
+        return self.fault("latency", proxy, latency=latency, jitter=jitter)
 
     def partition(
         self, proxy: str, mode: str = "hang"
     ) -> contextlib.AbstractContextManager[AppliedFault]:
         """Cut ``proxy``: connections hang (``hang``) or are refused (``refuse``)."""
-        return self.fault("partition", self._proxy(proxy), mode=mode)
+        return self.fault("partition", proxy, mode=mode)
 
     def bandwidth(self, proxy: str, rate: str) -> contextlib.AbstractContextManager[AppliedFault]:
         """Limit what ``proxy`` relays to ``rate`` (e.g. ``100kB/s``)."""
-        return self.fault("bandwidth", self._proxy(proxy), rate=rate)
+        return self.fault("bandwidth", proxy, rate=rate)
 
     # -- process and container faults --------------------------------------------------------
 
@@ -267,34 +267,51 @@ class Chaos:
     ) -> contextlib.AbstractContextManager[AppliedFault]:
         """Crash a container by name (restarted on the way out if it stayed down) or a
         process by pid (``signal``, default SIGKILL; ``action`` for containers)."""
-        return self.fault("crash", self._target(container, pid), **attributes)
+        return self.fault("crash", container, pid=pid, **attributes)
 
     def pause(
         self, container: str | None = None, *, pid: int | None = None
     ) -> contextlib.AbstractContextManager[AppliedFault]:
         """Freeze a container by name or a process by pid; resumed on the way out."""
-        return self.fault("pause", self._target(container, pid))
+        return self.fault("pause", container, pid=pid)
 
     @contextlib.contextmanager
-    def fault(self, type: str, target: Target, **attributes: Any) -> Iterator[AppliedFault]:
-        """Any fault on any target, as in an experiment file's ``faults`` entry."""
+    def fault(
+        self,
+        type: str,
+        target: str | Target | None = None,
+        *,
+        pid: int | None = None,
+        **attributes: Any,
+    ) -> Iterator[AppliedFault]:
+        """Any fault an experiment file's ``faults`` entry can say (``type`` and its
+        attributes). ``target`` is a proxy on this server's API for a fault applied on a proxy
+        (a toxic, or a partition that hangs or refuses), else a container by name; ``pid=``
+        is a local process."""
         from pydantic import TypeAdapter  # noqa: PLC0415
 
-        from .drivers.base import DriverError  # noqa: PLC0415
+        from .drivers.base import DriverError, Target  # noqa: PLC0415
         from .drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
         from .model import Fault  # noqa: PLC0415
+        from .model.faults import through_proxy  # noqa: PLC0415
         from .runner.rollback import Drivers, driver_for, revert_all  # noqa: PLC0415
 
-        fault = TypeAdapter(Fault).validate_python(
-            {"type": type, "target": target.name, **attributes}
-        )
-        name = driver_for(fault, target)
+        if isinstance(target, Target):
+            name = target.name
+        elif (target is None) == (pid is None):
+            raise ValueError("give a target (a proxy or container name) or pid=..., one of them")
+        else:
+            name = target if target is not None else f"pid-{pid}"
+        fault = TypeAdapter(Fault).validate_python({"type": type, "target": name, **attributes})
+        if not isinstance(target, Target):
+            target = self._target(target, pid, on_proxy=through_proxy(fault))
+        driver_name = driver_for(fault, target)
         planned: list[AppliedFault] = []
 
         async def act(revert: bool) -> None:
             drivers = Drivers(self.url)  # a fresh one each time: clients belong to one loop
             try:
-                driver = drivers.get(name)
+                driver = drivers.get(driver_name)
                 if not planned:
                     planned.append(driver.plan(fault, target))
                 record = planned[0]
@@ -302,7 +319,10 @@ class Chaos:
                 if revert:
                     [outcome] = await revert_all([record], drivers, journal)
                     if not outcome.ok:
-                        raise DriverError(f"could not revert {record.fault}: {outcome.error}")
+                        kept = ""
+                        if journal is not None:
+                            kept = f"; `chaoskit rollback {journal.path}` takes it back"
+                        raise DriverError(f"could not revert {record.fault}: {outcome.error}{kept}")
                     return
                 if isinstance(driver, ToxiproxyDriver):
                     await driver.check(record)  # a disabled proxy must not be enabled after
@@ -325,29 +345,30 @@ class Chaos:
         finally:
             _run(act(revert=True))
 
-    def _proxy(self, name: str) -> Target:
-        from .drivers.toxiproxy import proxy_target  # noqa: PLC0415
-
-        return proxy_target(self.url, name)
-
-    def _target(self, container: str | None, pid: int | None) -> Target:
+    def _target(self, name: str | None, pid: int | None, *, on_proxy: bool) -> Target:
+        """Proxy ``name`` on this API (``on_proxy``), else container ``name``, else ``pid``."""
         from .drivers.base import Target  # noqa: PLC0415
 
-        if (container is None) == (pid is None):
-            raise ValueError("give a container name or pid=..., one of them")
         if pid is not None:
+            if on_proxy:
+                raise ValueError("this fault is applied on a proxy: give the proxy's name")
             from .drivers.process import process_target  # noqa: PLC0415
 
             return process_target(pid)
+        assert name is not None
+        if on_proxy:
+            from .drivers.toxiproxy import proxy_target  # noqa: PLC0415
+
+            return proxy_target(self.url, name)
         import docker  # noqa: PLC0415
         import docker.errors  # noqa: PLC0415
 
         client = docker.from_env()
         try:
-            found = client.containers.get(container)
+            found = client.containers.get(name)
             return Target("container", found.name, dict(found.labels), {"id": found.id})
         except docker.errors.NotFound:
-            raise ValueError(f"no container named '{container}' on the Docker engine") from None
+            raise ValueError(f"no container named '{name}' on the Docker engine") from None
         finally:
             client.close()
 
