@@ -9,6 +9,9 @@ test items (HELD passes, DEVIATED fails with the summary, INCONCLUSIVE is skippe
   fault is journaled before it is applied (``--chaos-report-dir``/``pytest-*``), and a
   watchdog process reverts what is left if pytest itself is killed.
 
+Reports and journals go under ``--chaos-report-dir``, by default a folder under pytest's
+temporary directory (kept for the last few sessions, as ``tmp_path`` is).
+
 Everything heavy is imported when used, so the plugin costs pytest nothing when idle.
 """
 
@@ -20,7 +23,7 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,8 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chaoskit", "chaos experiments")
     group.addoption(
         "--chaos-report-dir",
-        default="reports",
-        help="Where experiment runs write their folders and history.db (default: reports).",
+        default=None,
+        help="Where experiment runs and the chaos fixtures' journals write their folders and "
+        "history.db (default: chaos-reports under pytest's temporary directory).",
     )
     group.addoption(
         "--chaos-inconclusive",
@@ -57,6 +61,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_REPORTS = pytest.StashKey[Path]()
+
+
+def report_dir(config: pytest.Config) -> Path:
+    """This session's report folder: ``--chaos-report-dir`` (relative to where pytest was
+    started), else ``chaos-reports`` under pytest's temporary directory, made on first use."""
+    if _REPORTS not in config.stash:
+        given = config.getoption("--chaos-report-dir")
+        if given is not None:
+            folder = config.invocation_params.dir / given
+        else:
+            # The session's factory (the tmp_path_factory fixture's), which pytest attaches to
+            # the config for plugins; it numbers the folders and keeps the last few sessions'.
+            factory: pytest.TempPathFactory | None = getattr(config, "_tmp_path_factory", None)
+            if factory is None:
+                raise pytest.UsageError("pytest's tmpdir plugin is off: give --chaos-report-dir")
+            folder = factory.mktemp("chaos-reports", numbered=False)
+        config.stash[_REPORTS] = folder
+    return config.stash[_REPORTS]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the report folder at the end, if the session used it."""
+    folder = terminalreporter.config.stash.get(_REPORTS, None)
+    if folder is not None:
+        terminalreporter.write_line(f"chaoskit reports: {folder}")
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix in _SUFFIXES and _is_experiment(file_path):
         return ExperimentFile.from_parent(parent, path=file_path)
@@ -64,7 +96,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def _is_experiment(path: Path) -> bool:
-    """A file whose top level has ``faults`` and ``steady_state`` (other YAML is left alone)."""
+    """A file whose top level has ``faults`` and ``steady_state`` (other YAML is left alone, and
+    so is what chaoskit writes, such as a run's ``result.json``: it names its ``schema``)."""
     from .loader.documents import read_document  # noqa: PLC0415
     from .loader.errors import LoadError  # noqa: PLC0415
 
@@ -72,7 +105,9 @@ def _is_experiment(path: Path) -> bool:
         data = read_document(path).data
     except (LoadError, OSError, ValueError):
         return False
-    return isinstance(data, dict) and "faults" in data and "steady_state" in data
+    if not isinstance(data, dict) or str(data.get("schema", "")).startswith("chaoskit."):
+        return False
+    return "faults" in data and "steady_state" in data
 
 
 class ExperimentFailure(Exception):
@@ -96,7 +131,7 @@ class ExperimentItem(pytest.Item):
         from .safety.policy import find_policy  # noqa: PLC0415
 
         config = self.config
-        reports = Path(config.getoption("--chaos-report-dir"))
+        reports = report_dir(config)
         policy_path = config.getoption("--chaos-policy")
         try:
             experiment = load_experiment(self.path)
@@ -168,14 +203,15 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
 class ChaosJournal:
     """The write-ahead journal of the ``chaos`` fixtures and the watchdog that reverts what
     it says is applied if pytest dies. Both start with the first fault, so a session that
-    injects nothing costs nothing; ``chaoskit rollback`` finds the journal under ``reports``."""
+    injects nothing costs nothing. ``reports`` is the folder the journal goes in, or a function
+    that makes it, called with the first fault."""
 
     LEASE = 30.0
     """Seconds without a renewal before the watchdog takes pytest for hung (a renewal thread
     keeps it alive while a test blocks or sits in a debugger; death is seen at once)."""
 
-    def __init__(self, reports: Path) -> None:
-        self.reports = reports
+    def __init__(self, reports: Path | Callable[[], Path]) -> None:
+        self._reports = reports
         self._journal: Journal | None = None
         self._dog: Watchdog | None = None
         self._stop = threading.Event()
@@ -198,6 +234,13 @@ class ChaosJournal:
                 self._renewing.start()
                 self._journal = journal
             return self._journal
+
+    @property
+    def reports(self) -> Path:
+        """The folder the journal is (or will be) in."""
+        if callable(self._reports):
+            self._reports = self._reports()
+        return self._reports
 
     def _renew(self, dog: Watchdog) -> None:
         while not self._stop.is_set():
@@ -395,7 +438,7 @@ def toxiproxy(chaos_proxy: ProxyServer) -> ToxiproxyDriver:
 def chaos_journal(pytestconfig: pytest.Config) -> Iterator[ChaosJournal]:
     """The session's fault journal and watchdog (under ``--chaos-report-dir``), started by
     the first fault."""
-    journal = ChaosJournal(Path(pytestconfig.getoption("--chaos-report-dir")))
+    journal = ChaosJournal(lambda: report_dir(pytestconfig))
     yield journal
     journal.close()
 

@@ -67,14 +67,6 @@ def test_pytest_runs_experiment_files_held_passes_and_deviated_fails(
     assert (reports / "history.db").exists()
 
 
-@pytest.fixture(scope="session")
-def chaos_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosJournal]:
-    """The plugin's own journal, kept under a temporary folder so this suite can read it."""
-    journal = ChaosJournal(tmp_path_factory.mktemp("chaos-reports"))
-    yield journal
-    journal.close()
-
-
 @pytest.fixture
 def web(chaos: Chaos) -> Iterator[str]:
     """An echo server behind proxy 'web' on the session's embedded proxy; its address."""

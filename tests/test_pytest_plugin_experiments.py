@@ -1,0 +1,103 @@
+"""Experiment files as pytest tests, as docs/pytest.md shows them (pytester, real runs): reports
+go under a pytest temporary folder, or ``--chaos-report-dir``, never into the working folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _web_and_idle(name: str, folder: Path) -> str:
+    """An experiment's head: a local web server to load, and an idle process to fault."""
+    python = sys.executable
+    return f"""version: 1
+name: {name}
+system:
+  ports: [web]
+  processes:
+    - name: web
+      command: ["{python}", "-m", "http.server", "--bind", "127.0.0.1", "${{ports.web}}"]
+      cwd: "{folder}"
+      ready: {{http: "http://127.0.0.1:${{ports.web}}/"}}
+    - name: idle
+      command: ["sleep", "600"]
+targets:
+  web: {{kind: process, select: web}}
+  idle: {{kind: process, select: idle}}
+"""
+
+
+def zero_experiment(name: str, folder: Path, fault: str = "{type: pause, target: idle}") -> str:
+    """An experiment that is INCONCLUSIVE every time, in about three seconds: its one metric, a
+    probe that always reads 0, cannot be compared as a ratio. ``fault`` pauses an idle process."""
+    rest = f"""load: {{url: "http://127.0.0.1:${{ports.web}}/", rate: 20/s, timeout: 2s}}
+steady_state:
+  - {{name: zero, of: probe, interval: 100ms, probe: {{type: command, command: ["true"]}}}}
+faults: [{fault}]
+phases: {{warmup: 0s, baseline: 500ms, fault: 500ms, recovery: 0s}}
+"""
+    return _web_and_idle(name, folder) + rest
+
+
+ONE_FAULT = """
+def test_one_fault(chaos):
+    chaos.proxy("somewhere", upstream="127.0.0.1:9")
+    with chaos.latency("somewhere", "10ms"):
+        pass
+"""
+
+
+@pytest.mark.slow
+def test_reports_go_to_pytests_temp_folder_by_default(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makefile(".yaml", zero=zero_experiment("zero", pytester.path))
+    pytester.makepyfile(test_fault=ONE_FAULT)
+    temp = pytester.path / "temp"  # pytest's temporary root for the inner session
+    monkeypatch.setenv("PYTEST_DEBUG_TEMPROOT", str(temp))
+    temp.mkdir()
+    result = pytester.run(sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert not (pytester.path / "reports").exists()
+    (reports,) = temp.glob("pytest-of-*/pytest-[0-9]*/chaos-reports")
+    assert len(list(reports.glob("*-zero-*/report.html"))) == 1
+    assert (reports / "history.db").is_file()
+    assert len(list(reports.glob("pytest-*/journal.jsonl"))) == 1  # the chaos fixture's
+    result.stdout.fnmatch_lines([f"chaoskit reports: {reports}"])
+
+
+@pytest.mark.slow
+def test_reports_go_under_the_given_folder(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yaml", zero=zero_experiment("zero", pytester.path))
+    pytester.makepyfile(test_fault=ONE_FAULT)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--chaos-report-dir", "given", "--chaos-inconclusive", "fail"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    assert not (pytester.path / "reports").exists()
+    given = pytester.path / "given"
+    assert len(list(given.glob("*-zero-*/report.html"))) == 1
+    assert (given / "history.db").is_file()
+    assert len(list(given.glob("pytest-*/journal.jsonl"))) == 1
+    # A run's result.json is no experiment, though it has faults and steady_state at the top.
+    collected = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
+    collected.stdout.no_fnmatch_line("*result.json*")
+
+
+def test_pytest_experiments_collects_every_experiment_file_there(
+    pytester: pytest.Pytester,
+) -> None:
+    experiments = ROOT / "experiments"
+    result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", str(experiments))
+    shown = {line.split("::")[0] for line in result.stdout.lines if "::" in line}
+    files = {p for p in experiments.rglob("*") if p.suffix in {".yaml", ".json", ".toml"}}
+    plans = set((experiments / "gamedays").iterdir())  # game-day plans, not experiments
+    assert shown == {str(p.relative_to(ROOT)) for p in files - plans}
