@@ -10,7 +10,8 @@ test items (HELD passes, DEVIATED fails with the summary, INCONCLUSIVE is skippe
   watchdog process reverts what is left if pytest itself is killed.
 
 Reports and journals go under ``--chaos-report-dir``, by default a folder under pytest's
-temporary directory (kept for the last few sessions, as ``tmp_path`` is).
+temporary directory (kept for the last few sessions, as ``tmp_path`` is). Skips and failures
+name the experiment file's ``file:line:column``, as ``chaoskit validate`` does.
 
 Everything heavy is imported when used, so the plugin costs pytest nothing when idle.
 """
@@ -23,7 +24,8 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +34,8 @@ import pytest
 if TYPE_CHECKING:
     from .drivers.base import AppliedFault, Target
     from .drivers.toxiproxy import ToxiproxyDriver
+    from .loader.errors import Path_, Problem
+    from .model import Experiment
     from .proxy import ProxyServer
     from .runner.journal import Journal
     from .runner.watchdog import Watchdog
@@ -111,7 +115,8 @@ def _is_experiment(path: Path) -> bool:
 
 
 class ExperimentFailure(Exception):
-    """An experiment that deviated, was aborted or could not run; the message is its summary."""
+    """An experiment that deviated, was aborted or could not run: its message names each thing
+    that went wrong at its ``file:line:column``, then the run's summary if it ran."""
 
 
 class ExperimentFile(pytest.File):
@@ -124,20 +129,36 @@ class ExperimentFile(pytest.File):
 class ExperimentItem(pytest.Item):
     """Runs the experiment for real, writes its reports and records it in the history."""
 
+    skipped_at: int | None = None
+    """The line of the experiment file an INCONCLUSIVE skip is reported at."""
+
     def runtest(self) -> None:
         from .loader import LoadError, load_experiment  # noqa: PLC0415
+        from .report.markdown import render_markdown  # noqa: PLC0415
+        from .report.words import headline  # noqa: PLC0415
         from .runner.run import PreflightError, run_experiment  # noqa: PLC0415
         from .runner.system import BringUpError  # noqa: PLC0415
         from .safety.policy import find_policy  # noqa: PLC0415
 
+        self.skipped_at = None
         config = self.config
-        reports = report_dir(config)
         policy_path = config.getoption("--chaos-policy")
         try:
             experiment = load_experiment(self.path)
+        except LoadError as error:
+            raise self._failure(
+                error.problems, "invalid experiment file: nothing was run"
+            ) from None
+        try:
             policy, _ = find_policy(Path(policy_path) if policy_path else None)
         except LoadError as error:
-            raise ExperimentFailure(f"invalid experiment file:\n{error}") from None
+            raise self._failure(error.problems, "invalid policy file: nothing was run") from None
+        # run_experiment checks this first too; asked here, each refusal gets its line.
+        refusals = policy.check_now(experiment)
+        if refusals:
+            found = [(v.path, f"{v.message} [policy: {v.rule}]") for v in refusals]
+            raise self._failure(self._locate(found), "refused, nothing was touched")
+        reports = report_dir(config)
         lines: list[str] = []
         try:
             outcome = asyncio.run(
@@ -146,22 +167,47 @@ class ExperimentItem(pytest.Item):
                 )
             )
         except PreflightError as error:
-            raise ExperimentFailure(f"refused, nothing was touched: {error}") from None
+            found = [((), f"refused, nothing was touched: {error}")]
+            raise self._failure(self._locate(found)) from None
         except BringUpError as error:
-            raise ExperimentFailure(f"the system did not come up: {error}") from None
+            found = [(("system",), f"the system did not come up: {error}")]
+            raise self._failure(self._locate(found)) from None
         finally:
             self.add_report_section("call", "chaoskit", "\n".join(lines))
-        summary = _finish(outcome.run_dir / "result.json", outcome.result, reports)
+        report = _finish(outcome.run_dir / "result.json", outcome.result, reports)
         self.user_properties.append(("chaoskit_run", outcome.run_dir.name))
         if outcome.verdict == "held":
             return
+        problems = self._locate(_what_went_wrong(outcome.result, experiment))
         if outcome.verdict == "inconclusive":
             handling = config.getoption("--chaos-inconclusive")
             if handling == "pass":
                 return
             if handling == "skip":
-                pytest.skip(f"INCONCLUSIVE: {summary}")
-        raise ExperimentFailure(summary)
+                word, sentence = headline(outcome.result)
+                self.skipped_at = problems[0].line
+                said = [f"{word}: {sentence}", *map(str, self._named(problems)), report]
+                pytest.skip("\n".join(said))
+        raise self._failure(problems, f"{render_markdown(outcome.result)}{report}")
+
+    def _locate(self, found: list[tuple[Path_, str]]) -> list[Problem]:
+        """Messages about fields of the experiment file, at their line and column."""
+        from .loader import locate  # noqa: PLC0415
+
+        return locate(self.path, found)
+
+    def _named(self, problems: list[Problem]) -> list[Problem]:
+        """``problems`` with the experiment file named from where pytest was started."""
+        try:
+            shown = str(self.path.relative_to(self.config.invocation_params.dir))
+        except ValueError:
+            shown = str(self.path)
+        return [replace(p, file=shown) if p.file == str(self.path) else p for p in problems]
+
+    def _failure(self, problems: list[Problem], text: str = "") -> ExperimentFailure:
+        """The failure: a line per problem, at its place in its file, then ``text``."""
+        lines = list(map(str, self._named(problems)))
+        return ExperimentFailure("\n".join([*lines, "", text] if text else lines))
 
     def repr_failure(
         self,
@@ -169,22 +215,69 @@ class ExperimentItem(pytest.Item):
         style: Any = None,
     ) -> Any:
         if isinstance(excinfo.value, ExperimentFailure):
-            return str(excinfo.value)
+            return str(excinfo.value).rstrip()
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"chaos experiment {self.name}"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """An INCONCLUSIVE skip is reported at its line of the experiment file (pytest would name
+    the line of this plugin that skipped)."""
+    report = yield
+    line = item.skipped_at if isinstance(item, ExperimentItem) else None
+    if line is not None and report.skipped and isinstance(report.longrepr, tuple):
+        report.longrepr = (str(item.path), line, report.longrepr[2])
+    return report
+
+
+def _what_went_wrong(result: dict[str, Any], experiment: Experiment) -> list[tuple[Path_, str]]:
+    """What kept a run from HOLDING, as ``chaoskit run`` says it, each with the field of the
+    experiment it concerns (a metric's ``steady_state`` entry, an ``abort_when`` rule...)."""
+    verdict = result.get("verdict") or {}
+    metrics: dict[str, Path_] = {
+        m.name: ("steady_state", i) for i, m in enumerate(experiment.steady_state)
+    }
+    found: list[tuple[Path_, str]] = [
+        (("steady_state",), f"not steady before any fault: {problem}")
+        for problem in (result.get("steady_state") or {}).get("problems") or []
+    ]
+    safety = result.get("safety")
+    if safety and result.get("outcome") != "not_steady":
+        rules = [c.metric for c in experiment.safety.abort_when]
+        rule: Path_ = ()
+        if safety["reason"] == "abort_when" and safety.get("metric") in rules:
+            rule = ("safety", "abort_when", rules.index(safety["metric"]))
+        elif safety["reason"] == "max_duration":
+            rule = ("safety", "max_duration")
+        found.append((rule, f"aborted: {safety['detail']} (every fault was reverted first)"))
+    if result.get("error"):
+        found.append(((), f"error: {result['error']}"))
+    for metric in verdict.get("metrics", []):
+        if metric["verdict"] != "held":
+            said = f"{metric['metric']}: {metric['verdict']} — {metric['reason']}"
+            found.append((metrics.get(metric["metric"], ("steady_state",)), said))
+    for late in verdict.get("recovery_failures") or []:
+        said = f"{late['metric']}: not recovered in time — {late['reason']}"
+        found.append((metrics.get(late["metric"], ("steady_state",)), said))
+    stopped = verdict.get("stopped_early") or result.get("stopped")
+    if stopped:
+        found.append(((), f"stopped early: {stopped}"))
+    return found or [((), f"{result.get('outcome')}: {verdict.get('reason', 'no verdict')}")]
+
+
 def _finish(result_path: Path, result: dict[str, Any], reports: Path) -> str:
-    """Write the reports and the history entry; the summary to show."""
+    """Write the reports and the history entry; the line naming the report."""
     from .gameday.history import history_db, record_run  # noqa: PLC0415
     from .report import write_reports  # noqa: PLC0415
-    from .report.markdown import render_markdown  # noqa: PLC0415
 
     write_reports(result_path)
     record_run(history_db(reports), result, result_path)
-    return f"{render_markdown(result)}report: {result_path.parent / 'report.html'}"
+    return f"report: {result_path.parent / 'report.html'}"
 
 
 # -- fixtures for ordinary tests ------------------------------------------------------------------

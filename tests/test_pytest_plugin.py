@@ -62,6 +62,9 @@ def test_pytest_runs_experiment_files_held_passes_and_deviated_fails(
     result.stdout.fnmatch_lines(["*idle-paused.yaml::idle-paused PASSED*",
                                  "*web-slowed.yaml::web-slowed FAILED*"])  # fmt: skip
     result.stdout.fnmatch_lines(["*chaoskit: web-slowed*DEVIATED*", "*| p50 | DEVIATED |*"])
+    written = (folder / "web-slowed.yaml").read_text().splitlines()
+    p50 = next(i for i, line in enumerate(written, 1) if "name: p50" in line)
+    result.stdout.re_match_lines([rf"web-slowed\.yaml:{p50}:\d+: steady_state\[0\]: p50: deviated"])
     assert "Traceback" not in result.stdout.str()
     assert len(list(reports.glob("*/report.html"))) == 2
     assert (reports / "history.db").exists()
