@@ -144,6 +144,8 @@ class _Quantity:
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         text: dict[str, Any] = {"type": "string", "pattern": cls._PATTERN}
+        if cls is Duration:  # a bare 0 needs no unit
+            return {"anyOf": [text, {"const": 0}], "examples": list(cls._EXAMPLES)}
         if cls._ACCEPTS_NUMBERS:
             return {
                 "anyOf": [text, {"type": "integer", "minimum": 0}],
@@ -166,7 +168,8 @@ _DURATION_UNITS: dict[str, int] = {
     "d": 86_400_000_000_000,
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
-_DURATION_TEXT = re.compile(r"[+-]?(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|ms|s|m|h|d))+")
+_DURATION_TEXT = re.compile(r"[+-]?(?:(?:\d+(?:\.\d+)?|\.\d+) *(?:ns|us|µs|ms|s|m|h|d) *)+")
+"""A duration once stripped: spaces may follow a number or a unit (``2 s``, ``1m 30s``)."""
 MAX_DURATION_NS = 36500 * _DURATION_UNITS["d"]
 """The longest duration a file may give: 100 years (every timer and sleep can take it)."""
 _FORMAT_ORDER = (("d", 86_400_000_000_000), ("h", 3_600_000_000_000), ("m", 60_000_000_000))
@@ -182,7 +185,9 @@ class Duration(_Quantity):
         return self.nanoseconds
 
     _KIND: ClassVar[str] = "duration"
-    _PATTERN: ClassVar[str] = r"^[+-]?(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|ms|s|m|h|d))+$"
+    _PATTERN: ClassVar[str] = (
+        r"^\s*[+-]?(?:(?:\d+(?:\.\d+)?|\.\d+) *(?:ns|us|µs|ms|s|m|h|d) *)+\s*$"
+    )
     _EXAMPLES: ClassVar[tuple[str, ...]] = ("250ms", "2s", "1m30s", "1.5h")
 
     @classmethod
@@ -203,7 +208,7 @@ class Duration(_Quantity):
     def parse(cls, text: str) -> Duration:
         """Parse ``'1m30s'``, ``'250ms'``, ``'-5m'``; a bare number is refused (which unit?)."""
         compact = text.strip().replace(" ", "")
-        if not _DURATION_TEXT.fullmatch(compact):
+        if not _DURATION_TEXT.fullmatch(text.strip()):
             hint = ""
             if re.fullmatch(r"[+-]?\d+(\.\d+)?", compact):
                 hint = f"a bare number has no unit, write '{compact}s' or '{compact}ms';"
@@ -323,6 +328,8 @@ class Size(_Quantity):
 
     @classmethod
     def _from_number(cls, value: object) -> Size:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 1024.0 is a whole number, as JSON Schema counts
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return cls(value)
         raise cls._error(value)

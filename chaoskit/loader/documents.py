@@ -6,7 +6,7 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,8 @@ class Document:
     file: str
     data: Any
     marks: dict[Path_, tuple[int, int]]
+    content_problems: list[Problem] = field(default_factory=list)
+    """Values no chaoskit file holds (control characters, NaN, huge numbers), each located."""
 
     def where(self, path: Path_) -> tuple[int, int]:
         """Line and column of ``path``, or of its nearest written ancestor."""
@@ -83,9 +85,43 @@ def _unreadable(node: yaml.Node, exc: Exception) -> str:
     )
 
 
+def _core_schema_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    """PyYAML's implicit types narrowed to YAML 1.2's core schema, as editors read files:
+    ``yes``/``no``/``on``/``off`` stay text (only ``true``/``false`` are booleans), ``10:00``
+    is text rather than the sexagesimal 600, and ``010`` is ten."""
+    narrowed: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    bool_ = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+    int_ = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+    float_ = re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    )
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
+        kept = []
+        for tag, pattern in resolvers:
+            core = {":bool": bool_, ":int": int_, ":float": float_}.get(tag[tag.rfind(":") :])
+            kept.append((tag, core or pattern))
+        narrowed[first] = kept
+    for first in "yYnNoO":  # yes, no, on, off: text
+        narrowed[first] = [(t, p) for t, p in narrowed.get(first, []) if not t.endswith(":bool")]
+    return narrowed
+
+
 class _Loader(_SafeLoader):
-    """The safe loader; keys are kept as written (``on:`` is the text 'on', not true) and a
-    value that cannot be built (``2024-02-30``, ``!!int '0x'``) is a located YAML error."""
+    """The safe loader, reading YAML 1.2's core types (``on``, ``yes``, ``no`` and ``10:00``
+    are text, as in editors); keys are kept as written, and a value that cannot be built
+    (``2024-02-30``, ``!!int '0x'``) is a located YAML error."""
+
+    yaml_implicit_resolvers = _core_schema_resolvers()
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """Integers as YAML 1.2 writes them: ``0o17`` octal, ``010`` decimal, no ``_``."""
+        text = str(self.construct_scalar(node))
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
@@ -111,6 +147,9 @@ class _Loader(_SafeLoader):
                 )
             mapping[key_node.value] = self.construct_object(value_node, deep=deep)
         return mapping
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 def _too_deep(file: str, line: int, col: int, path: Path_) -> LoadError:
@@ -258,15 +297,16 @@ class _TooBig(Exception):
 def _checked(file: str, data: Any, marks: dict[Path_, tuple[int, int]]) -> Document:
     """The document, once its content passes :func:`_content_problems`."""
     doc = Document(file, data, marks)
-    problems = []
+    problems, deep = [], []
     for path, message in _content_problems(data):
         line, col = doc.where(path)
         if message == "deep":  # the path is 100 parts long: its start says where
-            problems.extend(_too_deep(file, line, col, path[:4]).problems)
+            deep.extend(_too_deep(file, line, col, path[:4]).problems)
         else:
-            problems.append(Problem(file, line, col, path, message))
-    if problems:
-        raise LoadError(sorted(problems, key=lambda p: (p.line, p.column)))
+            problems.append(Problem(file, line, col, path, message, beyond_schema=True))
+    if deep:
+        raise LoadError(sorted(deep + problems, key=lambda p: (p.line, p.column)))
+    doc.content_problems = sorted(problems, key=lambda p: (p.line, p.column))
     return doc
 
 
@@ -423,8 +463,17 @@ def _read_toml(file: str, text: str) -> Document:
     return _checked(file, data, marks)
 
 
-def read_document(path: Path) -> Document:
-    """Parse a YAML, JSON or TOML file into plain data with positions."""
+def read_document(path: Path, *, keep_content_problems: bool = False) -> Document:
+    """Parse a YAML, JSON or TOML file into plain data with positions. Values no file should
+    hold raise a LoadError, or with ``keep_content_problems`` are left in the document's
+    ``content_problems``, so that a loader can report them with every other problem."""
+    doc = _read_document(path)
+    if doc.content_problems and not keep_content_problems:
+        raise LoadError(doc.content_problems)
+    return doc
+
+
+def _read_document(path: Path) -> Document:
     file = str(path)
     try:
         raw = path.read_bytes()
