@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -50,24 +50,35 @@ def validate(
 
 def schema(
     of: Annotated[
-        str, typer.Argument(help="experiment (default) or policy.", show_default=False)
+        str,
+        typer.Argument(help="experiment (default), policy or gameday.", show_default=False),
     ] = "experiment",
 ) -> None:
-    """Print the JSON Schema of experiment (or policy) files, for editor completion."""
+    """Print the JSON Schema of experiment, policy or game-day files, for editors.
+
+    The same schemas are in the repository's schemas/ folder; docs/experiment-file.md says how
+    to point VS Code or a JetBrains IDE at them.
+    """
+    if of not in SCHEMAS:
+        raise typer.BadParameter(f"'{of}' is not one of {', '.join(SCHEMAS)}", param_hint="OF")
+    typer.echo(json.dumps(schema_of(of), indent=2, ensure_ascii=False))
+
+
+SCHEMAS = ("experiment", "policy", "gameday")
+"""The kinds of file chaoskit reads, each with its JSON Schema."""
+
+
+def schema_of(kind: str) -> dict[str, Any]:
+    """The JSON Schema of one of :data:`SCHEMAS` (only experiments have placeholders)."""
     from pydantic import BaseModel
 
     from ..model.schema import json_schema
 
     model: type[BaseModel]
-    if of == "experiment":
-        from ..model import Experiment
-
-        model = Experiment
-    elif of == "policy":
-        from ..safety.policy import Policy
-
-        model = Policy
+    if kind == "experiment":
+        from ..model import Experiment as model
+    elif kind == "policy":
+        from ..safety.policy import Policy as model
     else:
-        raise typer.BadParameter(f"'{of}' is not experiment or policy", param_hint="OF")
-    document = json_schema(model)
-    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        from ..model.gameday import GameDayPlan as model
+    return json_schema(model, placeholders=kind == "experiment")

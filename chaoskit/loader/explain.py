@@ -9,13 +9,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..model._base import BEYOND_SCHEMA
 from .documents import Document
 from .errors import Path_, Problem
 
-__all__ = ["explain", "sort_problems"]
+__all__ = ["UNKNOWN_KEY", "doc_path", "explain", "sort_problems"]
+
+UNKNOWN_KEY = "unknown key"
+"""How the message about a key the schema does not know begins."""
 
 
-def _doc_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
+def doc_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
     """Map a pydantic error location onto the document, dropping union tags and the like."""
     path: list[str | int] = []
     node = data
@@ -134,7 +138,7 @@ def _message(error: Any, doc: Document, path: Path_, schema: dict[str, Any]) -> 
         allowed = _schema_keys(schema, doc.data, path[:-1])
         hint = _did_you_mean(key, allowed)
         listed = f" (allowed here: {', '.join(allowed)})" if allowed and not hint else ""
-        return f"unknown key '{key}'{hint}{listed}"
+        return f"{UNKNOWN_KEY} '{key}'{hint}{listed}"
     if kind == "missing":
         return f"required field '{path[-1] if path else '?'}' is missing"
     if kind == "union_tag_invalid":
@@ -155,8 +159,8 @@ def _message(error: Any, doc: Document, path: Path_, schema: dict[str, Any]) -> 
         return f"{msg.replace('Input should be', 'expected', 1)}, got {_shown(error.get('input'))}"
     if msg.startswith(("Value error, ", "Assertion failed, ")):
         msg = msg.split(", ", 1)[1]
-    text = str(error.get("input"))
-    if "${ports." in text or "${run." in text:
+    text = error.get("input")
+    if isinstance(text, str) and ("${ports." in text or "${run." in text):
         msg += (
             " (run-time values such as ${ports...} and ${run...} can only be used in text "
             "fields such as URLs, commands and environment values)"
@@ -183,12 +187,19 @@ def explain(
     schema = model.model_json_schema()  # for did-you-mean; only computed when there are errors
     problems = []
     for error in exc.errors(include_url=False):
-        path = _doc_path(doc.data, (*prefix, *error["loc"]))
+        path = doc_path(doc.data, (*prefix, *error["loc"]))
         line, col = doc.where(path)
         message = _LONG_WORD.sub(_cut, _message(error, doc, path, schema))
-        problems.append(Problem(doc.file, line, col, path, message))
+        beyond = error["type"] == BEYOND_SCHEMA
+        shape = error["type"] in _SHAPES
+        problems.append(Problem(doc.file, line, col, path, message, beyond, shape))
     return problems
 
+
+_SHAPES = frozenset(
+    {"list_type", "dict_type", "model_type", "model_attributes_type", "tuple_type", "set_type"}
+)
+"""Errors that say a value should have been a list or a mapping."""
 
 _LONG_WORD = re.compile(r"\S{100,}")
 """A value quoted in a message (an unknown tag, a name...) may be a megabyte long."""

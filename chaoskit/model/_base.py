@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from datetime import date, time
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -11,11 +13,16 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from ..units import Duration, Percent
 
 __all__ = [
+    "BEYOND_SCHEMA",
+    "Clock",
+    "Date",
     "Fraction",
     "Glob",
     "Model",
@@ -23,6 +30,10 @@ __all__ = [
     "NonNegativeDuration",
     "PositiveDuration",
     "Template",
+    "Version",
+    "beyond_schema",
+    "is_set",
+    "schema_rules",
 ]
 
 
@@ -40,6 +51,15 @@ class Model(BaseModel):
     )
 
 
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):  # Python's True == 1: the literal 1 would take it
+        raise ValueError(f"expected 1, got {str(value).lower()}")
+    return value
+
+
+Version = Annotated[Literal[1], BeforeValidator(_not_a_bool)]
+"""The file format's version: 1."""
+
 Name = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"),
@@ -51,6 +71,37 @@ Glob = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 
 Template = Annotated[str, StringConstraints(min_length=1)]
 """Text that may hold run-time placeholders such as ``${ports.frontend}`` (see variables)."""
+
+
+BEYOND_SCHEMA = "beyond_schema"
+"""The error type of rules the JSON Schema cannot state (a size's magnitude once its unit is
+read, two fields compared): ``chaoskit validate`` finds them, an editor does not."""
+
+
+def beyond_schema(message: str) -> PydanticCustomError:
+    """The error to raise for a rule the JSON Schema cannot state (see :data:`BEYOND_SCHEMA`)."""
+    return PydanticCustomError(BEYOND_SCHEMA, message.replace("{", "{{").replace("}", "}}"))
+
+
+def is_set(name: str, shape: str = "value") -> dict[str, Any]:
+    """JSON Schema: field ``name`` is given (not null; a non-empty list or mapping)."""
+    shapes: dict[str, dict[str, Any]] = {
+        "value": {"not": {"type": "null"}},
+        "list": {"type": "array", "minItems": 1},
+        "map": {"type": "object", "minProperties": 1},
+    }
+    given = shapes[shape]
+    return {"required": [name], "properties": {name: given}}
+
+
+def schema_rules(*rules: dict[str, Any]) -> Any:
+    """A ``json_schema_extra`` adding ``rules`` (each a JSON Schema the object must also
+    match): how a model states in its schema what its ``model_validator`` checks."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema.setdefault("allOf", []).extend(rules)
+
+    return extra
 
 
 def _not_negative(value: Duration) -> Duration:
@@ -71,11 +122,78 @@ def _share(value: object) -> object:
     return value
 
 
-NonNegativeDuration = Annotated[Duration, AfterValidator(_not_negative)]
+_NUMBER = r"(?:\d+(?:\.\d+)?|\.\d+) *(?:ns|us|µs|ms|s|m|h|d) *"
+_SOME = r"(?=[^1-9]*[1-9])"  # some digit other than 0: the duration is not zero
+NON_NEGATIVE_DURATION = rf"^\s*\+?(?:{_NUMBER})+\s*$"
+POSITIVE_DURATION = rf"^\s*\+?{_SOME}(?:{_NUMBER})+\s*$"
+_SHARE = r"^\s*\+?(?:0*[1-9]\d?(?:\.\d+)?|0*100(?:\.0+)?|0*\.\d*[1-9]\d*|0+\.\d*[1-9]\d*)\s*%\s*$"
+
+NonNegativeDuration = Annotated[
+    Duration,
+    AfterValidator(_not_negative),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": NON_NEGATIVE_DURATION}, {"const": 0}],
+            "examples": ["0s", "2s"],
+        }
+    ),
+]
 """A duration of zero or more (most delays and offsets)."""
 
-PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+PositiveDuration = Annotated[
+    Duration,
+    AfterValidator(_positive),
+    WithJsonSchema({"type": "string", "pattern": POSITIVE_DURATION, "examples": ["30s", "1m30s"]}),
+]
 """A duration above zero (phases, timeouts, limits)."""
 
-Fraction = Annotated[float, BeforeValidator(_share), Field(gt=0.0, le=1.0)]
+Fraction = Annotated[
+    float,
+    BeforeValidator(_share),
+    Field(gt=0.0, le=1.0),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                {"type": "string", "pattern": _SHARE},
+            ],
+            "examples": ["34%", 0.5],
+        }
+    ),
+]
 """A share above 0 and at most 1, written ``0.34`` or ``34%``."""
+
+
+def _iso(kind: type[date] | type[time], pattern: str, words: str) -> Any:
+    """Read ``kind`` from text matching ``pattern``; a value of the right form that is no
+    real date or time (``2026-02-30``, ``25:00``) is beyond what the schema's pattern says."""
+
+    def read(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if re.fullmatch(pattern, value) is None:
+            raise ValueError(f"'{value}' is not {words}")
+        try:
+            return kind.fromisoformat(value)
+        except ValueError:
+            raise beyond_schema(f"'{value}' is not {words}") from None
+
+    return BeforeValidator(read)
+
+
+_CLOCK = r"^\d{2}:\d{2}(:\d{2})?$"
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+Clock = Annotated[
+    time,
+    _iso(time, _CLOCK, "a time of day such as '10:00' or '17:30:00'"),
+    WithJsonSchema({"type": "string", "pattern": _CLOCK}),
+]
+"""A time of day, ``HH:MM`` or ``HH:MM:SS``."""
+
+Date = Annotated[
+    date,
+    _iso(date, _DATE, "a date such as '2026-12-24'"),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": _DATE}),
+]
+"""A calendar date, ``YYYY-MM-DD``."""

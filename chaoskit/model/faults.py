@@ -5,10 +5,18 @@ from __future__ import annotations
 import signal
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from ..units import Bandwidth, Duration, Percent, Size
-from ._base import Model, Name, NonNegativeDuration, PositiveDuration
+from ._base import (
+    Model,
+    Name,
+    NonNegativeDuration,
+    PositiveDuration,
+    beyond_schema,
+    is_set,
+    schema_rules,
+)
 
 __all__ = [
     "NETWORK_FAULTS",
@@ -95,9 +103,11 @@ class BandwidthFault(_Toxic):
     @classmethod
     def _positive(cls, value: Bandwidth) -> Bandwidth:
         if value.bytes_per_second <= 0:
-            raise ValueError("bandwidth 'rate' must be above zero; to stop traffic use a partition")
+            raise beyond_schema(
+                "bandwidth 'rate' must be above zero; to stop traffic use a partition"
+            )
         if value.bytes_per_second < 1000:
-            raise ValueError(
+            raise beyond_schema(
                 f"bandwidth 'rate' {value} is below 1kB/s, the smallest rate Toxiproxy can apply"
             )
         return value
@@ -138,9 +148,9 @@ class SlicerFault(_Toxic):
     @model_validator(mode="after")
     def _sizes(self) -> Self:
         if self.average_size.bytes <= 0:
-            raise ValueError("slicer 'average_size' must be above zero")
+            raise beyond_schema("slicer 'average_size' must be above zero")
         if self.size_variation >= self.average_size:
-            raise ValueError(
+            raise beyond_schema(
                 f"slicer 'size_variation' ({self.size_variation}) must be below "
                 f"'average_size' ({self.average_size})"
             )
@@ -167,6 +177,22 @@ class PartitionFault(FaultBase):
     network: str | None = None
     """For ``disconnect``: the Docker network; by default every network of the container."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {
+                "if": {
+                    "required": ["direction"],
+                    "properties": {"direction": {"not": {"enum": ["both", None]}}},
+                },
+                "then": {"properties": {"mode": {"const": "hang"}}},
+            },
+            {
+                "if": is_set("network"),
+                "then": {"required": ["mode"], "properties": {"mode": {"const": "disconnect"}}},
+            },
+        )
+    )
+
     @model_validator(mode="after")
     def _direction(self) -> Self:
         if self.direction != "both" and self.mode != "hang":
@@ -182,14 +208,27 @@ class PartitionFault(FaultBase):
 _SIGNALS = {s.name for s in signal.Signals if s.name.startswith("SIG") and "_" not in s.name}
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+_SIGNAL_PATTERN = (
+    rf"^\s*(?:{_any_case('SIG')})?(?:{'|'.join(_any_case(s[3:]) for s in sorted(_SIGNALS))})\s*$"
+)
+"""The signal names :class:`CrashFault` accepts, as a JSON Schema pattern (no inline flags in
+ECMA-262 expressions, hence each letter in both cases)."""
+
+
 class CrashFault(FaultBase):
     """Crash a process with a signal, or kill, stop or restart a container."""
 
     KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
 
     type: Literal["crash"]
-    signal: str = "SIGKILL"
-    """Any signal name (``SIGKILL``, ``TERM``, ``SIGSEGV``)."""
+    signal: Annotated[str, WithJsonSchema({"type": "string", "pattern": _SIGNAL_PATTERN})] = (
+        "SIGKILL"
+    )
+    """Any signal name (``SIGKILL``, ``TERM``, ``SIGSEGV``), in any case."""
     action: Literal["kill", "stop", "restart"] = "kill"
     """For containers: ``kill`` sends ``signal``, ``stop`` stops gracefully, ``restart`` both."""
 
@@ -230,12 +269,18 @@ class DiskFullFault(FaultBase):
     path: str | None = None
     """The tmpfs mount to fill; by default the target's only tmpfs."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules({"oneOf": [is_set("leave"), is_set("free")]})
+    )
+
     @model_validator(mode="after")
     def _one_of(self) -> Self:
         if (self.leave is None) == (self.free is None):
             raise ValueError("disk_full needs exactly one of 'leave' (a size) or 'free' (a %)")
         if self.free is not None and not 0 <= self.free.percent < 100:
-            raise ValueError(f"disk_full 'free' must be from 0% to below 100%, got '{self.free}'")
+            raise beyond_schema(
+                f"disk_full 'free' must be from 0% to below 100%, got '{self.free}'"
+            )
         return self
 
 
@@ -252,7 +297,7 @@ class ClockSkewFault(FaultBase):
     @classmethod
     def _not_zero(cls, value: Duration) -> Duration:
         if not value:
-            raise ValueError("'skew' of zero changes nothing: give e.g. '+5m' or '-30s'")
+            raise beyond_schema("'skew' of zero changes nothing: give e.g. '+5m' or '-30s'")
         return value
 
 

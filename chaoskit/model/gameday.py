@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import Model, Name
+from ._base import Clock, Date, Model, Name, Version, beyond_schema
 
 __all__ = ["Blackout", "Day", "GameDayPlan", "Notify", "Schedule", "TimeWindow", "time_zone"]
 
@@ -25,7 +25,7 @@ def time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
-        raise ValueError(
+        raise beyond_schema(
             f"unknown time zone '{value}': use an IANA name such as 'Europe/Berlin'"
         ) from None
     return value
@@ -35,9 +35,9 @@ class TimeWindow(Model):
     """When experiments may run: days of the week and a daily span in a time zone."""
 
     days: list[Day] = Field(default_factory=lambda: list(_DAYS), min_length=1)
-    start: time = time(0, 0)
+    start: Clock = time(0, 0)
     """Start of the span, ``HH:MM``."""
-    end: time = time(23, 59, 59)
+    end: Clock = time(23, 59, 59)
     """End of the span, ``HH:MM``; an end before the start spans midnight."""
     timezone: str = "UTC"
     """An IANA time zone name, e.g. ``Europe/Berlin``."""
@@ -80,7 +80,7 @@ class Schedule(Model):
         try:
             CronSim(value, datetime(2000, 1, 1))
         except CronSimError as error:
-            raise ValueError(
+            raise beyond_schema(
                 f"'{value}' is not a cron expression ({error}): five fields, minute hour "
                 "day-of-month month day-of-week, e.g. '0 10 * * tue'"
             ) from None
@@ -90,15 +90,15 @@ class Schedule(Model):
 class Blackout(Model):
     """Dates on which the plan never runs (in the plan's time zone), e.g. a release freeze."""
 
-    start: date
-    end: date | None = None
+    start: Date
+    end: Date | None = None
     """Last blacked-out date (default: ``start``, one day)."""
     reason: str | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if self.end is not None and self.end < self.start:
-            raise ValueError(f"the blackout ends ({self.end}) before it starts ({self.start})")
+            raise beyond_schema(f"the blackout ends ({self.end}) before it starts ({self.start})")
         return self
 
     def covers(self, day: date) -> bool:
@@ -117,7 +117,7 @@ class Notify(Model):
 class GameDayPlan(Model):
     """A game day: experiment files run in order, on a schedule, within windows."""
 
-    version: Literal[1] = 1
+    version: Version = 1
     name: Name
     description: str | None = None
     experiments: list[str] = Field(min_length=1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..units import Duration, Percent, Rate
-from ._base import Model, Name, Template
+from ._base import Model, Name, Template, beyond_schema, is_set, schema_rules
 
 __all__ = [
     "CommandProbe",
@@ -53,7 +53,7 @@ class LatencyMetric(_MetricBase):
     @classmethod
     def _margin_positive(cls, value: Percent | None) -> Percent | None:
         if value is not None and value.percent <= 0:
-            raise ValueError(f"'margin' must be above 0%, got '{value}'")
+            raise beyond_schema(f"'margin' must be above 0%, got '{value}'")
         return value
 
 
@@ -78,7 +78,7 @@ class ErrorRateMetric(_MetricBase):
     def _share(cls, value: Percent | None) -> Percent | None:
         if value is not None and not 0 < value.percent < 100:
             why = " (every request may fail: nothing could be judged)" if value.percent else ""
-            raise ValueError(f"must be above 0% and below 100%, got '{value}'{why}")
+            raise beyond_schema(f"must be above 0% and below 100%, got '{value}'{why}")
         return value
 
 
@@ -96,7 +96,7 @@ class ThroughputMetric(_MetricBase):
     @classmethod
     def _share(cls, value: Percent | None) -> Percent | None:
         if value is not None and not 0 < value.percent < 100:
-            raise ValueError(f"'margin' must be above 0% and below 100%, got '{value}'")
+            raise beyond_schema(f"'margin' must be above 0% and below 100%, got '{value}'")
         return value
 
 
@@ -122,6 +122,16 @@ class HttpProbe(Model):
     json_path: str | None = None
     """Dotted path to a number in the JSON body, e.g. ``breakers.backend-1.failures``."""
     timeout: Duration = Duration.parse("2s")
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {
+                "if": {"required": ["value"], "properties": {"value": {"const": "json"}}},
+                "then": is_set("json_path"),
+                "else": {"properties": {"json_path": {"type": "null"}}},
+            }
+        )
+    )
 
     @model_validator(mode="after")
     def _json_path(self) -> Self:
@@ -150,7 +160,7 @@ class ScrapeProbe(Model):
     type: Literal["scrape"]
     url: Template
     """The exposition endpoint, e.g. ``http://127.0.0.1:${ports.frontend}/metrics``."""
-    metric: str
+    metric: str = Field(pattern=_METRIC_NAME.pattern)
     """The sample name, e.g. ``frontend_breaker_state``."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Labels the sample must carry; with several matches, their values are summed."""
@@ -221,9 +231,9 @@ class ProbeMetric(_MetricBase):
     @model_validator(mode="after")
     def _limits(self) -> Self:
         if self.interval.nanoseconds < 10_000_000:
-            raise ValueError(f"probe 'interval' must be at least 10ms, got '{self.interval}'")
+            raise beyond_schema(f"probe 'interval' must be at least 10ms, got '{self.interval}'")
         if self.max is not None and self.min is not None and self.min >= self.max:
-            raise ValueError(f"'min' ({self.min}) must be below 'max' ({self.max})")
+            raise beyond_schema(f"'min' ({self.min}) must be below 'max' ({self.max})")
         return self
 
 

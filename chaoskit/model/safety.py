@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..units import Duration, Percent, Rate, UnitError
-from ._base import Model, Name, NonNegativeDuration, PositiveDuration
+from ._base import (
+    Model,
+    Name,
+    NonNegativeDuration,
+    PositiveDuration,
+    beyond_schema,
+    is_set,
+    schema_rules,
+)
 
 __all__ = ["AbortCondition", "KillSwitch", "Safety", "Threshold", "parse_threshold"]
 
@@ -61,7 +69,7 @@ class AbortCondition(Model):
     below: Threshold | None = None
     for_: NonNegativeDuration = Field(default=Duration(0), alias="for")
     """How long the breach must last before the valve trips; ``0s`` trips at once."""
-    group: str = "experiment"
+    group: Literal["experiment", "control", "all"] = "experiment"
     """Which traffic to watch: ``experiment`` (the requests the fault can reach: the
     experiment group with a concurrent control, every request without one), ``control`` or
     ``all``."""
@@ -71,12 +79,9 @@ class AbortCondition(Model):
     def _parse(cls, value: object) -> Threshold | None:
         return None if value is None else parse_threshold(value)
 
-    @field_validator("group")
-    @classmethod
-    def _group(cls, value: str) -> str:
-        if value not in ("experiment", "control", "all"):
-            raise ValueError(f"'group' must be experiment, control or all, got '{value}'")
-        return value
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules({"oneOf": [is_set("above"), is_set("below")]})
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Self:
@@ -117,7 +122,7 @@ class Safety(Model):
     @classmethod
     def _lease(cls, value: Duration) -> Duration:
         if value.seconds < 1.0:
-            raise ValueError(
+            raise beyond_schema(
                 f"a watchdog lease of '{value}' would kill a healthy runner on any busy machine: "
                 "give it at least 1s (the default is 30s; a dead runner is noticed at once anyway)"
             )

@@ -1,7 +1,10 @@
 """JSON Schema for editors, from the models, aware of ``${vars...}`` and ``${env...}``.
 
-Load-time placeholders are replaced before validation, so a value such as
-``skew: "${vars.skew}"`` is valid wherever any value is: the schema says so.
+Load-time placeholders are replaced before an experiment is validated, so a value such as
+``skew: "${vars.skew}"`` is valid wherever any value is: the experiment's schema says so.
+Policies and game-day plans have no placeholders. Rules the JSON Schema cannot state (two
+fields compared, a size's magnitude once its unit is read) are raised as ``beyond_schema``
+errors by the models and listed in the docs.
 """
 
 from __future__ import annotations
@@ -134,12 +137,13 @@ class _Generator(GenerateJsonSchema):
         return super().encode_default(dft)
 
 
-def json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of files that load into ``model``."""
+def json_schema(model: type[BaseModel], *, placeholders: bool = True) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of files that load into ``model``; with
+    ``placeholders``, a load-time placeholder is accepted wherever a typed value is."""
     schema = model.model_json_schema(mode="validation", schema_generator=_Generator)
     _describe(schema, model)
     _allow_variable_shorthand(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        **_allow_placeholders(schema),
+        **(_allow_placeholders(schema) if placeholders else schema),
     }

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..units import Duration, Size
-from ._base import Glob, Model, Name, Template
+from ._base import (
+    Glob,
+    Model,
+    Name,
+    PositiveDuration,
+    Template,
+    beyond_schema,
+    is_set,
+    schema_rules,
+)
 
 __all__ = [
     "ContainerSpec",
@@ -25,6 +34,10 @@ __all__ = [
 
 class ReadyCheck(Model):
     """How to know a started process or container is ready: an HTTP answer or an open port."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules({"oneOf": [is_set("http"), is_set("tcp")]})
+    )
 
     http: Template | None = None
     """A URL that must answer 2xx, e.g. ``http://127.0.0.1:${ports.api}/health/ready``."""
@@ -51,7 +64,7 @@ class TmpfsSpec(Model):
     @classmethod
     def _positive(cls, value: Size) -> Size:
         if value.bytes < 4096:
-            raise ValueError(f"a tmpfs needs at least 4KiB, got '{value}'")
+            raise beyond_schema(f"a tmpfs needs at least 4KiB, got '{value}'")
         return value
 
 
@@ -116,15 +129,8 @@ class StackSpec(Model):
     """Give each backend a size-capped tmpfs for its data (needed for ``disk_full``)."""
     faketime: bool = False
     """Start each backend under libfaketime (needed for ``clock_skew``)."""
-    ready_timeout: Duration = Duration.parse("120s")
+    ready_timeout: PositiveDuration = Duration.parse("120s")
     """How long the stack gets to answer; a loaded machine starts Python slowly."""
-
-    @field_validator("ready_timeout")
-    @classmethod
-    def _some_time(cls, value: Duration) -> Duration:
-        if value.nanoseconds <= 0:
-            raise ValueError(f"the stack needs some time to start, got '{value}'")
-        return value
 
     def backend_names(self) -> list[str]:
         """The backends' process or container names: ``backend-1`` … ``backend-N``."""
@@ -149,7 +155,9 @@ class System(Model):
     toxiproxy: Template | None = None
     """A Toxiproxy API URL to use instead of the embedded one (default ``$TOXIPROXY_URL``)."""
 
-    @field_validator("stack", mode="before")
+    @field_validator(
+        "stack", mode="before", json_schema_input_type=Literal["demo"] | StackSpec | None
+    )
     @classmethod
     def _stack_shorthand(cls, value: object) -> object:
         if value == "demo":
@@ -161,11 +169,11 @@ class System(Model):
         names = [p.name for p in self.processes] + [c.name for c in self.containers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"process and container names must be unique: {', '.join(dupes)}")
+            raise beyond_schema(f"process and container names must be unique: {', '.join(dupes)}")
         ports = self.port_names()
         dupes = sorted({n for n in ports if ports.count(n) > 1})
         if dupes:
-            raise ValueError(f"port names must be unique: {', '.join(dupes)}")
+            raise beyond_schema(f"port names must be unique: {', '.join(dupes)}")
         return self
 
     def port_names(self) -> list[str]:
@@ -194,6 +202,13 @@ class _TargetBase(Model):
 class ProxyTarget(_TargetBase):
     """Toxiproxy proxies, selected by name."""
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            is_set("select"),
+            {"properties": {"select": {"minItems": 1}, "labels": {"maxProperties": 0}}},
+        )
+    )
+
     kind: Literal["proxy"]
 
     @model_validator(mode="after")
@@ -211,6 +226,13 @@ PortRef = Annotated[int, Field(ge=1, le=65535)] | Name
 
 class ProcessTarget(_TargetBase):
     """Local processes chaoskit started (by name or labels) or given by pid."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {"anyOf": [is_set("select"), is_set("labels", "map"), is_set("pids", "list")]},
+            {"properties": {"select": {"minItems": 1}, "port": {"minProperties": 1}}},
+        )
+    )
 
     kind: Literal["process"]
     pids: list[Annotated[int, Field(gt=1)]] = Field(default_factory=list)
@@ -247,6 +269,13 @@ class ProcessTarget(_TargetBase):
 
 class ContainerTarget(_TargetBase):
     """Containers, by name pattern and/or labels."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {"anyOf": [is_set("select"), is_set("labels", "map")]},
+            {"properties": {"select": {"minItems": 1}}},
+        )
+    )
 
     kind: Literal["container"]
     port: Annotated[int, Field(ge=1, le=65535)] | None = None

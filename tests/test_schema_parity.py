@@ -1,0 +1,196 @@
+"""The JSON Schema is the validator's twin: for documents generated from the example files
+(values swapped, keys dropped or misspelt, tags changed), the emitted schema and chaoskit's
+loader agree on valid or invalid. The loader may also find problems the schema cannot state
+(two fields compared, a size's magnitude once its unit is read, a variable not declared);
+each is marked ``beyond_schema`` and listed in docs/experiment-file.md, and those alone are
+allowed to differ."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from datetime import date, time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chaoskit.cli.files import SCHEMAS, schema_of
+from chaoskit.loader import LoadError, Problem, load_experiment, load_model, read_document
+from chaoskit.model.gameday import GameDayPlan
+from chaoskit.safety.policy import Policy
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANS = sorted((ROOT / "experiments" / "gamedays").glob("*.yaml"))
+EXPERIMENTS = sorted(
+    p
+    for p in (ROOT / "experiments").rglob("*")
+    if p.suffix in (".yaml", ".json", ".toml") and p not in PLANS
+)
+POLICIES = [ROOT / "safety" / "default.yaml", ROOT / "tests" / "outage" / "policy.yaml"]
+
+
+def jsonable(data: Any) -> Any:
+    """The document as an editor reads it (YAML dates and times are text there)."""
+    return json.loads(json.dumps(data, default=_text))
+
+
+def _text(value: object) -> str:
+    if isinstance(value, date | time):
+        return value.isoformat()
+    raise TypeError(value)
+
+
+SEEDS: dict[str, list[Any]] = {
+    "experiment": [jsonable(read_document(p).data) for p in EXPERIMENTS],
+    "policy": [jsonable(read_document(p).data) for p in POLICIES],
+    "gameday": [jsonable(read_document(p).data) for p in PLANS],
+}
+VALIDATORS = {kind: jsonschema.Draft202012Validator(schema_of(kind)) for kind in SCHEMAS}
+
+
+def loader_problems(kind: str, data: Any, folder: Path) -> list[Problem]:
+    """What chaoskit's loader says of ``data`` written as a JSON file (empty: it loads)."""
+    path = folder / f"{kind}.json"
+    path.write_text(json.dumps(data))
+    try:
+        if kind == "experiment":
+            load_experiment(path, environ={})
+        else:
+            load_model(path, Policy if kind == "policy" else GameDayPlan)
+    except LoadError as exc:
+        return exc.problems
+    return []
+
+
+def agree(kind: str, data: Any, folder: Path) -> None:
+    errors = sorted(VALIDATORS[kind].iter_errors(data), key=lambda e: list(e.absolute_path))
+    problems = loader_problems(kind, data, folder)
+    schema_says = [f"{'.'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in errors]
+    field_problems = [str(p) for p in problems if not p.beyond_schema]
+    assert bool(schema_says) == bool(field_problems), (
+        f"schema: {schema_says or 'valid'}\nloader: {field_problems or 'valid'} "
+        f"(beyond the schema: {[str(p) for p in problems if p.beyond_schema]})\n"
+        f"document: {json.dumps(data)[:3000]}"
+    )
+
+
+# -- generating documents -------------------------------------------------------------------
+
+
+def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _paths(value, (*path, i))
+    return found
+
+
+def _leaves(docs: list[Any]) -> list[Any]:
+    """Every scalar written in the seed documents: realistic values to move elsewhere."""
+    out: list[Any] = []
+    for doc in docs:
+        for path in _paths(doc):
+            value = _get(doc, path)
+            if not isinstance(value, dict | list) and value not in out:
+                out.append(value)
+    return out
+
+
+def _keys(docs: list[Any]) -> list[str]:
+    return sorted({p[-1] for d in docs for p in _paths(d) if p and isinstance(p[-1], str)})
+
+
+def _get(doc: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        doc = doc[part]
+    return doc
+
+
+QUANTITIES = [
+    "0s", "-1s", "+5m", "250ms", "1m30s", "1.5h", "0ms", "10us", "1000d", "s", "2 s",
+    "100/s", "0/s", "6000/min", "1/h", "20%", "0%", "100%", "150%", "-5%", "0.5%", "50 %",
+    "64MiB", "4KiB", "1KiB", "0B", "1GB", "100kB/s", "1Mbit/s", "${vars.x}", "${env.X:-3}",
+    "${ports.frontend}", "SIGTERM", "kill", "mon", "10:00", "25:00", "2026-12-24", "2026-02-30",
+    "UTC", "Mars/Base", "0 10 * * tue", "* *", "http://127.0.0.1:1/x", "demo", "backend-*",
+    "", " ", "3", "true", "yes", "on", "0.5", "1e3",
+]  # fmt: skip
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 70_000),
+    st.sampled_from([0, 1, 2, 3, 0.0, 0.5, 1.0, 3.0, 1.5, -0.5, 2**40]),
+    st.sampled_from(QUANTITIES),
+    st.text(max_size=6),
+)
+
+
+def _value(leaves: list[Any]) -> st.SearchStrategy[Any]:
+    small = st.one_of(SCALARS, st.sampled_from(leaves))
+    return st.one_of(
+        small,
+        st.lists(small, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "name", "type", "of", "kind"]), small, max_size=2),
+    )
+
+
+@st.composite
+def mutated(draw: st.DrawFn, kind: str) -> Any:
+    docs = SEEDS[kind]
+    doc = copy.deepcopy(draw(st.sampled_from(docs)))
+    leaves, keys = _leaves(docs), _keys(docs)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(doc) if p]
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent, last = _get(doc, path[:-1]), path[-1]
+        action = draw(st.sampled_from(["replace", "replace", "replace", "drop", "add"]))
+        if action == "replace":
+            parent[last] = draw(_value(leaves))
+        elif action == "drop":
+            del parent[last]
+        elif isinstance(parent, dict):
+            parent[draw(st.sampled_from([*keys, "selct", "latncy", "on"]))] = draw(_value(leaves))
+        else:
+            parent.append(draw(_value(leaves)))
+    return doc
+
+
+# -- the tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", SCHEMAS)
+def test_every_example_is_valid_to_both(kind: str, tmp_path: Path) -> None:
+    for data in SEEDS[kind]:
+        assert list(VALIDATORS[kind].iter_errors(data)) == []
+        assert loader_problems(kind, data, tmp_path) == []
+
+
+def _agreeing(examples: int) -> Any:
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(data=st.data())
+    def check(kind: str, data: st.DataObject, tmp_path: Path) -> None:
+        agree(kind, data.draw(mutated(kind)), tmp_path)
+
+    return check
+
+
+test_schema_and_loader_agree = pytest.mark.parametrize("kind", SCHEMAS)(_agreeing(100))
+test_schema_and_loader_agree_at_length = pytest.mark.long(
+    pytest.mark.parametrize("kind", SCHEMAS)(
+        _agreeing(int(os.environ.get("PARITY_EXAMPLES", "2000")))
+    )
+)
+test_schema_and_loader_agree_at_length.__doc__ = "The same, far longer (nox -s outage runs it)."
