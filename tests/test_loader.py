@@ -25,7 +25,7 @@ name: sketch
 system: {stack: demo}
 targets:
   backends: {kind: proxy, select: "backend-*"}
-load: {url: "http://127.0.0.1:${ports.frontend}/items", rate: 100/s, timeout: 2s}
+load: {url: "http://127.0.0.1:${ports.frontend}/items", rate: 100/s, timeout: 2s, group_header: X-Backend}
 steady_state:
   - {name: p95_latency, of: latency, quantile: 0.95, margin: 25%}
   - {name: errors, of: error_rate, max: 1%}
@@ -90,7 +90,7 @@ def test_cross_field_problems_point_at_the_field(write: Write) -> None:
     found = problems(write("x.yaml", text))
     assert found[0].field == "faults[0].target"
     assert found[0].line == 11
-    assert "no target called 'backend' (targets: backends)" in found[0].message
+    assert "no target called 'backend'; did you mean 'backends'?" in found[0].message
 
 
 def test_duplicate_keys_are_errors(write: Write) -> None:

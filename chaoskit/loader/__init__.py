@@ -6,10 +6,12 @@ of a file are reported together. YAML is read with the safe loader only.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -18,12 +20,14 @@ from ..model.variables import (
     PlaceholderError,
     Substitution,
     Variable,
+    is_placeholder,
     resolve_variables,
     substitute,
 )
 from .documents import EXTENSIONS, Document, read_document
 from .errors import LoadError, Path_, Problem
-from .explain import explain, sort_problems
+from .explain import UNKNOWN_KEY, doc_path, explain, sort_problems
+from .salvage import salvage
 
 __all__ = [
     "EXTENSIONS",
@@ -41,13 +45,75 @@ M = TypeVar("M", bound=BaseModel)
 
 def load_model(path: Path | str, model: type[M]) -> M:
     """Load a file as ``model`` (no variables); raises :class:`LoadError`."""
-    doc = read_document(Path(path))
+    doc = read_document(Path(path), keep_content_problems=True)
     if not isinstance(doc.data, dict):
         raise LoadError([Problem(doc.file, 1, 1, (), "expected a mapping of keys at the top")])
     try:
-        return model.model_validate(doc.data)
+        loaded = validate_strictly(model, doc.data, doc.data)
     except ValidationError as exc:
-        raise LoadError(sort_problems(explain(doc, exc, model))) from None
+        raise LoadError(sort_problems(doc.content_problems + explain(doc, exc, model))) from None
+    if doc.content_problems:
+        raise LoadError(doc.content_problems)
+    return loaded
+
+
+_TEXT_READ_AS: dict[str, Callable[[str], object]] = {
+    "int_type": lambda text: int(text.strip(), 10),
+    "float_type": lambda text: float(text.strip()),
+    "bool_type": lambda text: {"true": True, "false": False}[text.strip().lower()],
+}
+"""How a placeholder's text is read where a number or true/false is wanted."""
+
+
+def _retyped(data: Any, written: Any, exc: ValidationError) -> Any | None:
+    """``data`` with the values strict validation refused but a person would accept: a number
+    or true/false that came from a ``${...}`` placeholder as text, and a whole number written
+    ``3.0`` (a JSON Schema integer). None when there is no such value."""
+    changed = False
+    for error in exc.errors(include_url=False):
+        read = _TEXT_READ_AS.get(error["type"])
+        path = doc_path(data, error["loc"])
+        value, was = error.get("input"), _at(written, path)
+        if isinstance(value, str) and read is not None and is_placeholder(was):
+            try:
+                new: Any = read(value)
+            except (ValueError, KeyError):
+                continue
+        elif error["type"] == "int_type" and isinstance(value, float) and value.is_integer():
+            new = int(value)
+        else:
+            continue
+        if not changed:
+            data, changed = copy.deepcopy(data), True
+        _put(data, path, new)
+    return data if changed else None
+
+
+def _at(data: Any, path: Path_) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _put(data: Any, path: Path_, value: Any) -> None:
+    *parents, last = path
+    _at(data, tuple(parents))[last] = value
+
+
+def validate_strictly(model: type[M], data: Any, written: Any) -> M:
+    """Validate ``data`` as the JSON Schema reads it: no text where a number or true/false is
+    wanted, unless a placeholder put it there (``${env.N}`` is always text); ``written`` is the
+    document before substitution."""
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        retyped = _retyped(data, written, exc)
+        if retyped is None:
+            raise
+        return model.model_validate(retyped, strict=True)
 
 
 def load_experiment(
@@ -60,7 +126,7 @@ def load_experiment(
 
     ``variables`` are ``--var NAME=VALUE`` overrides; ``environ`` defaults to ``os.environ``.
     """
-    doc = read_document(Path(path))
+    doc = read_document(Path(path), keep_content_problems=True)
     environ = os.environ if environ is None else environ
     if not isinstance(doc.data, dict):
         raise LoadError(
@@ -71,38 +137,95 @@ def load_experiment(
             ]
         )
 
-    def placeholder_problem(exc: PlaceholderError) -> LoadError:
-        line, col = doc.where(exc.path)
-        return LoadError([Problem(doc.file, line, col, exc.path, str(exc))])
+    def located(path: Path_, message: str) -> Problem:
+        line, col = doc.where(path)
+        return Problem(doc.file, line, col, path, message, beyond_schema=True)
 
-    try:
-        declared = _declared_variables(doc.data.get("variables") or {})
-    except ValidationError as exc:
-        found = explain(doc, exc, Experiment, prefix=("variables",))
-        raise LoadError(sort_problems(found)) from None
-    try:
-        values = resolve_variables(declared, variables or {}, environ)
-        data = substitute(doc.data, Substitution(values, environ))
-    except PlaceholderError as exc:
-        raise placeholder_problem(exc) from None
+    declared, broken = _declared_variables(doc.data.get("variables") or {})
+    unfilled: list[PlaceholderError] = _placeholder_tags(doc.data)
+    values = resolve_variables(declared, variables or {}, environ, errors=unfilled)
+    context = Substitution(values, environ, frozenset(declared) - set(values) | broken)
+    data = substitute(doc.data, context, errors=unfilled)
     substituted = Document(doc.file, data, doc.marks)
+    first = {e.path: e for e in reversed(unfilled)}  # one problem per place: the first found
+    unfilled_problems = [
+        dataclasses.replace(located(e.path, str(e)), beyond_schema=not isinstance(e, _TagError))
+        for e in unfilled
+        if first[e.path] is e
+    ]
+    found: list[Problem] = []
     try:
-        return Experiment.model_validate(data)
+        experiment = validate_strictly(Experiment, data, doc.data)
     except ValidationError as exc:
-        raise LoadError(sort_problems(explain(substituted, exc, Experiment))) from None
+        found += [_from_placeholder(p, doc.data) for p in explain(substituted, exc, Experiment)]
+        found += [located(p.path, p.message) for p in salvage(data, exc).problems()]
     except InconsistentExperiment as exc:
-        problems = []
-        for p in exc.problems:
-            line, col = doc.where(p.path)
-            problems.append(Problem(doc.file, line, col, p.path, p.message))
-        raise LoadError(sort_problems(problems)) from None
+        found += [located(p.path, p.message) for p in exc.problems]
+    else:
+        if not (unfilled_problems or doc.content_problems):
+            return experiment
+    # a placeholder that could not be filled is the problem at its place, not what follows;
+    # but where the key itself is unknown, or the place wants a list or mapping, that is
+    unknown = {p.path for p in found if p.message.startswith(UNKNOWN_KEY) or p.shape}
+    problems = doc.content_problems + [
+        p for p in unfilled_problems if not any(p.path[: len(u)] == u for u in unknown)
+    ]
+    problems += [
+        p for p in found if p.path in unknown or not any(p.path[: len(at)] == at for at in first)
+    ]
+    raise LoadError(sort_problems(problems))
 
 
-def _declared_variables(raw: object) -> dict[str, Variable]:
-    """Validate the ``variables`` section on its own, before anything is substituted."""
+class _TagError(PlaceholderError):
+    """A placeholder where the file's shape is decided (the JSON Schema refuses it too)."""
+
+
+def _placeholder_tags(data: dict[str, Any]) -> list[PlaceholderError]:
+    """Placeholders in ``version`` or in the words that say what an entry is (a fault's
+    ``type``, a metric's ``of``, a probe's ``type``, a target's ``kind``): refused, since the
+    file's shape must be readable before any value is filled in."""
+    places: list[Path_] = [("version",)]
+    for section, tag in (("faults", "type"), ("steady_state", "of")):
+        items = data.get(section)
+        if isinstance(items, list):
+            places += [(section, i, tag) for i in range(len(items))]
+            places += [(section, i, "probe", "type") for i in range(len(items))]
+    targets = data.get("targets")
+    if isinstance(targets, dict):
+        places += [("targets", key, "kind") for key in targets]
+    return [
+        _TagError(
+            f"'{_at(data, place)}': a placeholder cannot decide {place[-1]!r}, which says what "
+            "this entry is: write the word itself",
+            place,
+        )
+        for place in places
+        if isinstance(_at(data, place), str) and "${" in _at(data, place)
+    ]
+
+
+def _from_placeholder(problem: Problem, written: Any) -> Problem:
+    """A value a placeholder gave is beyond the JSON Schema, which sees only ``${...}``."""
+    about_the_value = not (problem.message.startswith(UNKNOWN_KEY) or problem.shape)
+    if about_the_value and is_placeholder(_at(written, problem.path)):
+        return dataclasses.replace(problem, beyond_schema=True)
+    return problem
+
+
+def _declared_variables(raw: object) -> tuple[dict[str, Variable], frozenset[str]]:
+    """The valid entries of the ``variables`` section, read before anything is substituted,
+    and the names of the invalid ones (Experiment validation reports those)."""
     shorthand = Experiment._variable_shorthand(raw)
-    adapter: TypeAdapter[dict[str, Variable]] = TypeAdapter(dict[str, Variable])
-    return adapter.validate_python(shorthand)
+    if not isinstance(shorthand, dict):
+        return {}, frozenset()
+    adapter: TypeAdapter[Variable] = TypeAdapter(Variable)
+    valid, broken = {}, set()
+    for name, entry in shorthand.items():
+        try:
+            valid[name] = adapter.validate_python(entry, strict=True)
+        except ValidationError:
+            broken.add(str(name))
+    return valid, frozenset(broken)
 
 
 def locate(file: Path | str, found: list[tuple[Path_, str]]) -> list[Problem]:

@@ -38,6 +38,7 @@ __all__ = [
     "Substitution",
     "Variable",
     "find_placeholders",
+    "is_placeholder",
     "render",
     "resolve_variables",
     "substitute",
@@ -128,39 +129,57 @@ def resolve_variables(
     declared: Mapping[str, Variable],
     overrides: Mapping[str, str],
     environ: Mapping[str, str],
+    errors: list[PlaceholderError] | None = None,
 ) -> dict[str, Scalar]:
-    """Give every declared variable its value: ``--var`` beats ``env:`` beats ``default``."""
+    """Give every declared variable its value: ``--var`` beats ``env:`` beats ``default``.
+
+    With ``errors``, a variable without a valid value is added there and left out, and the
+    others are still resolved.
+    """
+    values: dict[str, Scalar] = {}
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
         known = ", ".join(sorted(declared)) or "none are declared"
-        raise PlaceholderError(
+        exc = PlaceholderError(
             f"--var {unknown[0]}=... names no declared variable (declared: {known}); "
             "declare it under 'variables:'",
             ("variables",),
         )
-    values: dict[str, Scalar] = {}
+        if errors is None:
+            raise exc
+        errors.append(exc)
     for name, var in declared.items():
-        value: Scalar | None
-        if name in overrides:
-            value = overrides[name]
-        elif var.env and var.env in environ:
-            value = environ[var.env]
-        else:
-            value = var.default
-        if value is None:
-            how = f"set ${var.env}, " if var.env else ""
-            raise PlaceholderError(
-                f"variable '{name}' has no value: {how}pass --var {name}=VALUE or give it a "
-                "default",
-                ("variables", name),
-            )
-        if var.choices is not None and not any(str(value) == str(c) for c in var.choices):
-            allowed = ", ".join(str(c) for c in var.choices)
-            raise PlaceholderError(
-                f"variable '{name}' is '{value}', expected one of: {allowed}", ("variables", name)
-            )
-        values[name] = value
+        try:
+            values[name] = _value(name, var, overrides, environ)
+        except PlaceholderError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
     return values
+
+
+def _value(
+    name: str, var: Variable, overrides: Mapping[str, str], environ: Mapping[str, str]
+) -> Scalar:
+    value: Scalar | None
+    if name in overrides:
+        value = overrides[name]
+    elif var.env and var.env in environ:
+        value = environ[var.env]
+    else:
+        value = var.default
+    if value is None:
+        how = f"set ${var.env}, " if var.env else ""
+        raise PlaceholderError(
+            f"variable '{name}' has no value: {how}pass --var {name}=VALUE or give it a default",
+            ("variables", name),
+        )
+    if var.choices is not None and not any(str(value) == str(c) for c in var.choices):
+        allowed = ", ".join(str(c) for c in var.choices)
+        raise PlaceholderError(
+            f"variable '{name}' is '{value}', expected one of: {allowed}", ("variables", name)
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +188,14 @@ class Substitution:
 
     variables: Mapping[str, Scalar]
     environ: Mapping[str, str]
+    unresolved: frozenset[str] = frozenset()
+    """Declared variables that got no valid value (already reported)."""
 
     def value_of(self, ph: Placeholder, path: tuple[str | int, ...]) -> Scalar:
         """The value of a load-time placeholder."""
         if ph.namespace == "vars":
+            if ph.name in self.unresolved:
+                raise PlaceholderError(f"'{ph.text}' has no value: see variables.{ph.name}", path)
             if ph.name not in self.variables:
                 known = ", ".join(sorted(self.variables)) or "none are declared"
                 raise PlaceholderError(
@@ -192,17 +215,45 @@ class Substitution:
         )
 
 
-def substitute(document: Any, context: Substitution, path: tuple[str | int, ...] = ()) -> Any:
+def is_placeholder(value: object) -> bool:
+    """True if ``value`` is text that is exactly one load-time placeholder (``${vars.n}``)."""
+    if not isinstance(value, str) or "${" not in value:
+        return False
+    try:
+        found = list(find_placeholders(value))
+    except PlaceholderError:
+        return False
+    return len(found) == 1 and not found[0].is_run_time and value.strip() == found[0].text
+
+
+def substitute(
+    document: Any,
+    context: Substitution,
+    path: tuple[str | int, ...] = (),
+    errors: list[PlaceholderError] | None = None,
+) -> Any:
     """Replace load-time placeholders in every string of ``document``; keys are left alone.
 
-    Run-time placeholders are checked for syntax and kept. Errors carry the document path.
+    Run-time placeholders are checked for syntax and kept. Errors carry the document path;
+    with ``errors``, each is added there and its text left as written, so that every problem
+    of a file can be found in one pass.
     """
     if isinstance(document, dict):
-        return {k: substitute(v, context, (*path, str(k))) for k, v in document.items()}
+        return {k: substitute(v, context, (*path, str(k)), errors) for k, v in document.items()}
     if isinstance(document, list):
-        return [substitute(v, context, (*path, i)) for i, v in enumerate(document)]
+        return [substitute(v, context, (*path, i), errors) for i, v in enumerate(document)]
     if not isinstance(document, str) or "$" not in document:
         return document
+    try:
+        return _substituted(document, context, path)
+    except PlaceholderError as exc:
+        if errors is None:
+            raise
+        errors.append(exc)
+        return document
+
+
+def _substituted(document: str, context: Substitution, path: tuple[str | int, ...]) -> Any:
     try:
         found = list(find_placeholders(document))
     except PlaceholderError as exc:
