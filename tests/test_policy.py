@@ -47,7 +47,27 @@ def test_blast_radius_caps() -> None:
     assert rules(policy, exp(blast_radius={"count": 3})) == ["max_blast_radius.count"]
     assert rules(policy, exp(blast_radius={"fraction": 0.75})) == ["max_blast_radius.fraction"]
     [unset] = policy.check(exp(blast_radius={}))
-    assert unset.path == ("blast_radius",) and "100%, the default" in unset.message
+    assert unset.path == ("blast_radius",) and "3 would be hit" in unset.message
+
+
+def test_the_draw_is_judged_when_the_file_says_which_targets_there_will_be() -> None:
+    """The stack's three proxies are known before the run: 34% of 3 is one target (33%), under
+    a 50% cap; every target (the default) is not, nor is 67%. A selector chaoskit cannot
+    resolve ahead (containers) is judged on the fraction as written."""
+    policy = Policy.model_validate({"max_blast_radius": {"fraction": "50%"}})
+    assert rules(policy, exp(blast_radius={"fraction": "34%"})) == []
+    [every] = policy.check(exp(blast_radius={}))
+    assert "3 of them (100%) would be hit" in every.message
+    [two] = policy.check(exp(blast_radius={"fraction": "67%"}))
+    assert "2 of them (67%)" in two.message and two.path == ("blast_radius", "fraction")
+    one = exp(system={"stack": {"replicas": 1}}, blast_radius={})
+    assert rules(policy, one) == []  # a group of one can only be hit whole
+    boxes = exp(targets={"backends": {"kind": "container", "select": "backend-*"}},
+                faults=[{"type": "crash", "target": "backends"}], blast_radius={"fraction": "34%"})  # fmt: skip
+    assert rules(policy, boxes) == []
+    every_box = exp(targets={"backends": {"kind": "container", "select": "backend-*"}},
+                    faults=[{"type": "crash", "target": "backends"}], blast_radius={})  # fmt: skip
+    assert rules(policy, every_box) == ["max_blast_radius.fraction"]
 
 
 def test_target_kinds_and_fault_types() -> None:

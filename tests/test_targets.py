@@ -45,7 +45,7 @@ def test_draw_is_reproducible_from_its_seed() -> None:
     radius = BlastRadius(fraction=0.4, seed=7, control="concurrent")
     first, again = draw(PROXIES, radius), draw(list(reversed(PROXIES)), radius)
     assert first == again and first.seed == 7
-    assert len(first.experiment) == 3 and len(first.control) == 3  # ceil(0.4 x 6)
+    assert len(first.experiment) == 2 and len(first.control) == 4  # 0.4 x 6, rounded down
     assert {t.name for t in first.experiment} | {t.name for t in first.control} == {
         t.name for t in PROXIES
     }

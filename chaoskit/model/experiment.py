@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..units import Duration, Percent, Rate
-from ._base import Fraction, Model, Name, NonNegativeDuration, PositiveDuration, Template
+from ._base import (
+    Fraction,
+    Model,
+    Name,
+    NonNegativeDuration,
+    PositiveDuration,
+    Template,
+    Version,
+    beyond_schema,
+    is_set,
+    schema_rules,
+)
 from .faults import Fault, PartitionFault, through_proxy
 from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
 from .safety import AbortCondition, Safety
@@ -19,6 +32,7 @@ from .system import (
     ContainerTarget,
     ProcessSpec,
     ProcessTarget,
+    ProxyTarget,
     System,
     Target,
 )
@@ -33,6 +47,7 @@ __all__ = [
     "Load",
     "Margins",
     "Phases",
+    "consistency_problems",
 ]
 
 
@@ -58,7 +73,7 @@ class Load(Model):
     @classmethod
     def _rate(cls, value: Rate) -> Rate:
         if not 0 < value.per_second <= 50_000:
-            raise ValueError(f"load 'rate' must be above 0 and at most 50000/s, got '{value}'")
+            raise beyond_schema(f"load 'rate' must be above 0 and at most 50000/s, got '{value}'")
         return value
 
 
@@ -74,12 +89,25 @@ class BlastRadius(Model):
     control: Literal["concurrent", "none"] = "none"
     """``concurrent``: targets not hit are measured at the same time as the control group."""
 
+    def size(self, total: int) -> int:
+        """How many of ``total`` targets are hit: ``count``, or the ``fraction`` of them rounded
+        down (34% of 3 is 1), at least one; every target when neither is given."""
+        if self.count is not None:
+            return self.count
+        if self.fraction is None:
+            return total
+        return max(1, math.floor(self.fraction * total + 1e-9))
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules({"not": {"allOf": [is_set("fraction"), is_set("count")]}})
+    )
+
     @model_validator(mode="after")
     def _one(self) -> Self:
         if self.fraction is not None and self.count is not None:
             raise ValueError("give 'fraction' or 'count', not both")
         if self.control == "concurrent" and self.fraction == 1.0:
-            raise ValueError(
+            raise beyond_schema(
                 "a concurrent control group needs targets left over: fraction must be below 1"
             )
         return self
@@ -165,7 +193,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
 class Experiment(Model):
     """One chaos experiment, as written in its file."""
 
-    version: Literal[1] = 1
+    version: Version = 1
     """Schema version of the file."""
     name: Name
     description: str = ""
@@ -228,6 +256,37 @@ class Experiment(Model):
         room = self.phases.recovery.nanoseconds - (within.nanoseconds if within else 0)
         return Duration(max(0, min(DEFAULT_HOLD.nanoseconds, room)))
 
+    def planned_targets(self, key: str) -> list[str] | None:
+        """The names target ``key`` will select, when the file alone says so: processes and
+        stack proxies chaoskit starts itself. None when the run must look (containers, pids, a
+        Toxiproxy server of the user's, proxies placed in front of targets)."""
+        target, system = self.targets.get(key), self.system or System()
+        patterns = target.patterns() if target is not None else []
+        stack = system.stack
+        names: dict[str, dict[str, str]]
+        if isinstance(target, ProxyTarget):
+            fronts = any(
+                isinstance(t, ProcessTarget | ContainerTarget) and t.listen is not None
+                for t in self.targets.values()
+            )
+            if stack is None or stack.mode != "process" or system.toxiproxy or fronts:
+                return None
+            names = {name: {} for name in stack.backend_names()}
+        elif isinstance(target, ProcessTarget) and not target.pids:
+            names = {p.name: p.labels for p in system.processes}
+            if stack is not None and stack.mode == "process":
+                if target.labels:
+                    return None  # the stack's processes carry labels of the supervisor's
+                names.update({name: {} for name in stack.backend_names()})
+        else:
+            return None
+        return sorted(
+            name
+            for name, labels in names.items()
+            if (not patterns or any(fnmatchcase(name, p) for p in patterns))
+            and all(labels.get(k) == v for k, v in target.labels.items())
+        )
+
     def fault_window(self, index: int) -> tuple[Duration, Duration]:
         """When fault ``index`` is applied and reverted, as offsets into the fault phase."""
         fault = self.faults[index]
@@ -237,13 +296,21 @@ class Experiment(Model):
 
 def _problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     """Every cross-field problem of ``exp`` (each field on its own is already valid)."""
-    yield from _name_clashes(exp)
-    yield from _fault_problems(exp)
-    yield from _metric_problems(exp)
-    yield from _safety_problems(exp)
-    yield from _front_problems(exp)
-    yield from _placeholder_problems(exp)
-    yield from _recovery_problems(exp)
+    return consistency_problems(exp)
+
+
+def consistency_problems(
+    exp: Experiment, broken: frozenset[str] = frozenset()
+) -> Iterator[ExperimentProblem]:
+    """The cross-field problems of ``exp``, leaving out the checks that read a section named
+    in ``broken`` (one that is invalid on its own, in an experiment built from the valid
+    parts of a file, so that one pass reports every problem)."""
+    for check, reads in _CHECKS:
+        if not reads & broken:
+            yield from check(exp)
+
+
+def _duration_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     if exp.planned_duration() > exp.safety.max_duration:
         yield ExperimentProblem(
             ("safety", "max_duration"),
@@ -251,17 +318,53 @@ def _problems(exp: Experiment) -> Iterator[ExperimentProblem]:
             f"trial(s), beyond max_duration ({exp.safety.max_duration}); the run would always "
             "be aborted: raise max_duration or shorten the phases",
         )
-    if exp.blast_radius.control == "concurrent" and exp.hypothesis.comparison == "before_after":
+
+
+def _comparison_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    concurrent = exp.blast_radius.control == "concurrent"
+    if concurrent and exp.hypothesis.comparison == "before_after":
         yield ExperimentProblem(
             ("hypothesis", "comparison"),
             "comparison 'before_after' ignores the concurrent control group the blast radius "
             "asks for: set blast_radius.control to 'none' or comparison to 'concurrent'",
         )
-    if exp.blast_radius.control == "none" and exp.hypothesis.comparison == "concurrent":
+    elif concurrent and (exp.load is None or exp.load.group_header is None):
+        yield ExperimentProblem(
+            ("blast_radius", "control"),
+            "a concurrent control group is measured from the requests each group served, told "
+            "apart by the response header load.group_header, which is not set: without it the "
+            "run would compare before and after instead; add load.group_header (the header "
+            "naming the target that served, e.g. X-Backend) or set control: none",
+        )
+    if not concurrent and exp.hypothesis.comparison == "concurrent":
         yield ExperimentProblem(
             ("hypothesis", "comparison"),
             "comparison 'concurrent' needs blast_radius.control: concurrent",
         )
+
+
+def _draw_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    """A draw the run could not make, where the file says which targets there will be."""
+    radius = exp.blast_radius
+    for key in dict.fromkeys(f.target for f in exp.faults):
+        names = exp.planned_targets(key)
+        if not names:
+            continue
+        size = radius.size(len(names))
+        where = ("blast_radius", "count" if radius.count is not None else "control")
+        if size > len(names):
+            yield ExperimentProblem(
+                where,
+                f"{size} targets would be hit, but target '{key}' will be only {len(names)} "
+                f"({', '.join(names)}): lower blast_radius.count",
+            )
+        elif radius.control == "concurrent" and size == len(names):
+            yield ExperimentProblem(
+                where,
+                f"a concurrent control group needs a target left over, but all {len(names)} of "
+                f"target '{key}' ({', '.join(names)}) would be hit: give blast_radius.count or "
+                "fraction",
+            )
 
 
 def _recovery_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
@@ -327,24 +430,37 @@ def _name_clashes(exp: Experiment) -> Iterator[ExperimentProblem]:
         metrics.setdefault(metric.name, i)
 
 
-def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+def _close(word: str, names: list[str]) -> str:
+    """A did-you-mean for ``word`` among ``names``, else the list of them."""
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f" (declared: {', '.join(sorted(names)) or 'none'})"
+
+
+def _fault_target_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    """Each fault names a declared target of a kind it can hit."""
     for i, fault in enumerate(exp.faults):
         target = exp.targets.get(fault.target)
         if target is None:
-            known = ", ".join(sorted(exp.targets))
             yield ExperimentProblem(
                 ("faults", i, "target"),
-                f"no target called '{fault.target}' (targets: {known})",
+                f"no target called '{fault.target}'{_close(fault.target, list(exp.targets))}",
             )
-            continue
-        if target.kind not in fault.KINDS:
+        elif target.kind not in fault.KINDS:
             kinds = " or ".join(sorted(fault.KINDS))
             yield ExperimentProblem(
                 ("faults", i, "target"),
                 f"a {fault.type} fault needs a {kinds} target, but '{fault.target}' is a "
                 f"{target.kind} target",
             )
-            continue
+
+
+def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    for i, fault in enumerate(exp.faults):
+        target = exp.targets.get(fault.target)
+        if target is None or target.kind not in fault.KINDS:
+            continue  # said by _fault_target_problems
         start, end = exp.fault_window(i)
         if end > exp.phases.fault:
             yield ExperimentProblem(
@@ -448,16 +564,22 @@ _THRESHOLD_KIND = {
 }
 
 
+def _abort_metric_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    """Each abort condition names a steady-state metric."""
+    for i, cond in enumerate(exp.safety.abort_when):
+        if exp.metric(cond.metric) is None:
+            names = [m.name for m in exp.steady_state]
+            yield ExperimentProblem(
+                ("safety", "abort_when", i, "metric"),
+                f"no steady-state metric called '{cond.metric}'{_close(cond.metric, names)}",
+            )
+
+
 def _safety_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     for i, cond in enumerate(exp.safety.abort_when):
         metric = exp.metric(cond.metric)
         if metric is None:
-            known = ", ".join(m.name for m in exp.steady_state)
-            yield ExperimentProblem(
-                ("safety", "abort_when", i, "metric"),
-                f"no steady-state metric called '{cond.metric}' (metrics: {known})",
-            )
-            continue
+            continue  # said by _abort_metric_problems
         expected, words = _THRESHOLD_KIND[metric.of]
         if not isinstance(cond.limit, expected):
             side = "above" if cond.above is not None else "below"
@@ -591,6 +713,26 @@ def _placeholder_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 yield ExperimentProblem(
                     path, f"'{ph.text}' was not substituted: load the file with chaoskit's loader"
                 )
+
+
+_CHECKS: tuple[tuple[Callable[[Experiment], Iterator[ExperimentProblem]], frozenset[str]], ...] = (
+    (_name_clashes, frozenset({"faults", "steady_state"})),
+    (_fault_target_problems, frozenset({"faults", "targets"})),
+    (_abort_metric_problems, frozenset({"safety", "steady_state"})),
+    (_fault_problems, frozenset({"faults", "targets", "phases", "system"})),
+    (_metric_problems, frozenset({"steady_state", "load"})),
+    (
+        _safety_problems,
+        frozenset({"safety", "steady_state", "blast_radius", "load", "phases", "hypothesis"}),
+    ),
+    (_front_problems, frozenset({"targets", "system"})),
+    (_placeholder_problems, frozenset({"system"})),
+    (_recovery_problems, frozenset({"hypothesis", "phases"})),
+    (_draw_problems, frozenset({"faults", "targets", "system", "blast_radius"})),
+    (_duration_problems, frozenset({"phases", "hypothesis", "safety"})),
+    (_comparison_problems, frozenset({"blast_radius", "hypothesis", "load"})),
+)
+"""Each cross-field check with the sections it reads."""
 
 
 def _strings(

@@ -3,7 +3,6 @@ control group, drawn with a seeded generator whose seed is recorded."""
 
 from __future__ import annotations
 
-import math
 import random
 import secrets
 from collections.abc import Iterable
@@ -107,10 +106,7 @@ def draw(candidates: list[Target], radius: BlastRadius) -> Draw:
     if not candidates:
         raise TargetError("no targets to draw from")
     total = len(candidates)
-    if radius.count is not None:
-        size = radius.count
-    else:
-        size = max(1, math.ceil((radius.fraction or 1.0) * total - 1e-9))
+    size = radius.size(total)
     if size > total:
         raise TargetError(f"blast_radius.count is {size}, but only {total} target(s) matched")
     if radius.control == "concurrent" and size >= total:

@@ -19,11 +19,19 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..loader import load_model
 from ..model import Experiment
-from ..model._base import Fraction, Glob, Model, PositiveDuration
+from ..model._base import (
+    Fraction,
+    Glob,
+    Model,
+    PositiveDuration,
+    Version,
+    is_set,
+    schema_rules,
+)
 from ..model.faults import FaultType, TargetKind
 from ..model.gameday import Blackout, TimeWindow, time_zone
 from ..model.safety import Threshold, parse_threshold
@@ -77,6 +85,10 @@ class ProtectedSelector(Model):
     labels: dict[str, str] = Field(default_factory=dict)
     reason: str = ""
     """Why it is protected, quoted in the refusal."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules({"anyOf": [is_set("select"), is_set("labels", "map")]})
+    )
 
     @model_validator(mode="after")
     def _something(self) -> Self:
@@ -144,7 +156,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
 class Policy(Model):
     """The site's guardrails."""
 
-    version: Literal[1] = 1
+    version: Version = 1
     description: str = ""
     max_blast_radius: BlastRadiusCap = Field(default_factory=BlastRadiusCap)
     allowed_target_kinds: list[TargetKind] = Field(default_factory=lambda: list(_KINDS))
@@ -317,17 +329,43 @@ class Policy(Model):
                     f"{radius.count} targets is more than the {cap.count} allowed",
                 )
             return
+        where = ("blast_radius", "fraction") if radius.fraction is not None else ("blast_radius",)
+        groups = {f.target: exp.planned_targets(f.target) for f in exp.faults}
+        if groups and all(names for names in groups.values()):
+            # the file says which targets there will be: judge the draw the run will make
+            for key, names in groups.items():
+                yield from self._planned_draw(exp, key, names or [], where)
+            return
         fraction = 1.0 if radius.fraction is None else radius.fraction
         if fraction > cap.fraction:
-            where = (
-                ("blast_radius", "fraction") if radius.fraction is not None else ("blast_radius",)
-            )
             said = f"{fraction:.0%}" if radius.fraction is not None else "all (100%, the default)"
             yield Violation(
                 where,
                 "max_blast_radius.fraction",
                 f"hitting {said} of the targets is more than the {cap.fraction:.0%} allowed: "
                 "set blast_radius.fraction or count",
+            )
+
+    def _planned_draw(
+        self, exp: Experiment, key: str, names: list[str], where: tuple[str, ...]
+    ) -> Iterator[Violation]:
+        cap, total = self.max_blast_radius, len(names)
+        size = exp.blast_radius.size(total)
+        share = size / total
+        if cap.count is not None and size > cap.count:
+            yield Violation(
+                where,
+                "max_blast_radius.count",
+                f"target '{key}' will be {total} targets ({', '.join(names)}): {size} would be "
+                f"hit, more than the {cap.count} allowed; set blast_radius.count",
+            )
+        elif total > 1 and share > cap.fraction + 1e-9:
+            yield Violation(
+                where,
+                "max_blast_radius.fraction",
+                f"target '{key}' will be {total} targets ({', '.join(names)}): {size} of them "
+                f"({share:.0%}) would be hit, more than the {cap.fraction:.0%} allowed; set "
+                "blast_radius.count or a smaller fraction",
             )
 
     def _protected(

@@ -121,7 +121,12 @@ def web(*, recovery: str = "20s", errors: dict[str, Any] | None = None, **extra:
         {
             "name": "outage",
             "targets": {"web": {"kind": "proxy", "select": "web"}},
-            "load": {"url": "http://127.0.0.1:1/", "rate": "50/s", "timeout": "1s"},
+            "load": {
+                "url": "http://127.0.0.1:1/",
+                "rate": "50/s",
+                "timeout": "1s",
+                "group_header": "X-Backend",
+            },
             "steady_state": [
                 {"name": "p50", "of": "latency", "margin": "50%"},
                 {
