@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ import typer
 from .exitcodes import ExitCode
 from .loader import LoadError, Problem, find_files, load_experiment, load_model, locate
 from .loader.documents import read_document
+from .loader.errors import Path_
 from .model import Experiment
 from .model.gameday import GameDayPlan
 from .safety.policy import Policy, find_policy
@@ -76,12 +77,25 @@ def check_file(path: Path, policy: Policy | None, variables: Mapping[str, str]) 
         report.experiment = load_experiment(path, variables=variables)
     except LoadError as exc:
         report.problems = exc.problems
+        if exc.partial is not None and policy is not None:  # one pass says everything
+            _policy_violations(report, path, policy, exc.partial.experiment, exc.partial.file_path)
         return report
-    violations = policy.check(report.experiment) if policy is not None else []
-    if violations:
-        located = locate(path, [(v.path, v.message) for v in violations])
-        report.violations = [(p, v.rule) for p, v in zip(located, violations, strict=True)]
+    if policy is not None:
+        _policy_violations(report, path, policy, report.experiment, lambda p: p)
     return report
+
+
+def _policy_violations(
+    report: FileReport,
+    path: Path,
+    policy: Policy,
+    experiment: Experiment,
+    file_path: Callable[[Path_], Path_],
+) -> None:
+    violations = policy.check(experiment)
+    if violations:
+        located = locate(path, [(file_path(v.path), v.message) for v in violations])
+        report.violations = [(p, v.rule) for p, v in zip(located, violations, strict=True)]
 
 
 def validate_paths(
@@ -169,6 +183,8 @@ def _as_json(reports: list[FileReport], source: str, empty: list[Path]) -> dict[
         }
         if rule:
             found["policy_rule"] = rule
+        elif p.beyond_schema:
+            found["beyond_schema"] = True  # an editor using the JSON Schema cannot see it
         return found
 
     return {

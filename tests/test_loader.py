@@ -25,7 +25,7 @@ name: sketch
 system: {stack: demo}
 targets:
   backends: {kind: proxy, select: "backend-*"}
-load: {url: "http://127.0.0.1:${ports.frontend}/items", rate: 100/s, timeout: 2s, group_header: X-Backend}
+load: {url: "http://127.0.0.1:${ports.frontend}/items", rate: 100/s, group_header: X-Backend}
 steady_state:
   - {name: p95_latency, of: latency, quantile: 0.95, margin: 25%}
   - {name: errors, of: error_rate, max: 1%}
@@ -261,3 +261,98 @@ def test_mutated_example_files(write: Write, data: st.DataObject) -> None:
     suffix = data.draw(st.sampled_from([".yaml", ".json"]))
     text = yaml.safe_dump(doc) if suffix == ".yaml" else json.dumps(doc, default=str)
     assert_loads_or_fails_cleanly(write("mutant" + suffix, text))
+
+
+# -- one pass, every problem; YAML as editors read it ---------------------------------------
+
+SEVEN_TYPOS = """\
+version: 1
+name: typos
+system: {stack: {replicas: 3, replica: 2}}
+targets:
+  backends: {kind: proxy, selct: "backend-*"}
+  all: {kind: proxy, select: "backend-*"}
+load: {url: "http://127.0.0.1:${ports.frontend}/items", rat: 100/s}
+steady_state:
+  - {name: p95, of: latncy, quantile: 0.95}
+  - {name: errors, of: error_rate, max: 1%}
+faults:
+  - {type: latncy, target: backends, latency: 300ms}
+  - {type: latency, target: all, latency: 300ms}
+  - {type: latency, target: backend, latency: 300ms}
+phases: {warmup: 5s, baseline: 30s, fault: 30s, recovery: 60s}
+hypothesis: {recover_within: 20s, trials: 3}
+safety:
+  abort_when: [{metric: error, above: 20%, for: 2s}]
+  max_duration: 10m
+"""
+
+
+def test_one_pass_reports_every_problem_with_a_way_forward(write: Write) -> None:
+    """Field problems, cross-field problems and the site policy, all at once: before, this
+    file took three rounds of fixes to see them all."""
+    found = problems(write("x.yaml", SEVEN_TYPOS))
+    said = {p.field: p.message for p in found}
+    assert said["system.stack.replica"].endswith("did you mean 'replicas'?")
+    assert said["targets.backends.selct"].endswith("did you mean 'select'?")
+    assert said["load.rat"] == "unknown key 'rat'; did you mean 'rate'? ('rate' is required)"
+    assert "load.rate" not in said  # the same problem, said once
+    assert "did you mean 'latency'?" in said["steady_state[0]"]
+    assert "did you mean 'latency'?" in said["faults[0]"]
+    assert said["faults[2].target"] == "no target called 'backend'; did you mean 'backends'?"
+    assert "faults[0].target" not in said  # it names a target that is itself invalid
+    assert said["safety.abort_when[0].metric"].endswith("did you mean 'errors'?")
+    assert len(found) == 7
+
+
+def test_validate_adds_the_policy_in_the_same_pass(write: Write, root: Path) -> None:
+    from typer.testing import CliRunner
+
+    from chaoskit.cli import app
+
+    path = write("x.yaml", SEVEN_TYPOS.replace("{metric: error,", "{metric: errors,"))
+    policy = root / "safety" / "default.yaml"
+    out = CliRunner().invoke(app, ["validate", "--policy", str(policy), str(path)]).output
+    assert "did you mean 'backends'?" in out and "[policy: max_blast_radius.fraction]" in out
+
+
+def test_a_concurrent_control_needs_a_way_to_tell_the_groups_apart(write: Write) -> None:
+    text = VALID.replace(", group_header: X-Backend", "")
+    [problem] = problems(write("x.yaml", text))
+    assert problem.path == ("blast_radius", "control") and "add load.group_header" in (
+        problem.message
+    )
+
+
+def test_yaml_is_read_as_yaml_1_2(write: Write, root: Path) -> None:
+    """on/yes/no stay text, as editors read them: a notify's `on:` is the key users meant, a
+    window's 10:00 is a time of day (YAML 1.1 made it 600), and `yes` for a flag is refused
+    with a hint instead of read as true."""
+    from chaoskit.model.gameday import GameDayPlan
+
+    plan = write(
+        "p.yaml",
+        "name: p\nexperiments: [a.yaml]\nnotify: {url: 'http://127.0.0.1:1/', on: [abort]}\n"
+        "windows: [{start: 10:00, end: 17:30}]\n",
+    )
+    loaded = load_model(plan, GameDayPlan)
+    assert loaded.notify is not None and loaded.notify.on == ["abort"]
+    assert str(loaded.windows[0].start) == "10:00:00"
+    flagged = VALID.replace("system: {stack: demo}", "system: {stack: {faketime: yes}}")
+    [flag] = problems(write("x.yaml", flagged))
+    assert flag.field == "system.stack.faketime" and "write true or false" in flag.message
+
+
+def test_text_is_no_number_unless_a_placeholder_gave_it(write: Write) -> None:
+    """The schema refuses "3" for a whole number, and so does the loader; `${env.N}` is always
+    text, so where a placeholder stood its text is read as the number it spells."""
+    quoted = VALID.replace("system: {stack: demo}", 'system: {stack: {replicas: "3"}}')
+    [problem] = problems(write("x.yaml", quoted))
+    assert problem.field == "system.stack.replicas" and "integer" in problem.message
+    placed = VALID.replace("system: {stack: demo}", 'system: {stack: {replicas: "${env.N}"}}')
+    loaded = load_experiment(write("y.yaml", placed), environ={"N": "2"})
+    assert loaded.system is not None and loaded.system.stack is not None
+    assert loaded.system.stack.replicas == 2
+    tag = VALID.replace("{type: latency,", '{type: "${env.T}",')
+    [refused] = problems(write("z.yaml", tag), environ={"T": "latency"})
+    assert refused.field == "faults[0].type" and "write the word itself" in refused.message

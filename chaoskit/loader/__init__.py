@@ -27,7 +27,7 @@ from ..model.variables import (
 from .documents import EXTENSIONS, Document, read_document
 from .errors import LoadError, Path_, Problem
 from .explain import UNKNOWN_KEY, doc_path, explain, sort_problems
-from .salvage import salvage
+from .salvage import Salvage, salvage
 
 __all__ = [
     "EXTENSIONS",
@@ -154,11 +154,13 @@ def load_experiment(
         if first[e.path] is e
     ]
     found: list[Problem] = []
+    partial: Salvage | None = None
     try:
         experiment = validate_strictly(Experiment, data, doc.data)
     except ValidationError as exc:
         found += [_from_placeholder(p, doc.data) for p in explain(substituted, exc, Experiment)]
-        found += [located(p.path, p.message) for p in salvage(data, exc).problems()]
+        partial = salvage(data, exc)
+        found += [located(p.path, p.message) for p in partial.problems()]
     except InconsistentExperiment as exc:
         found += [located(p.path, p.message) for p in exc.problems]
     else:
@@ -173,7 +175,7 @@ def load_experiment(
     problems += [
         p for p in found if p.path in unknown or not any(p.path[: len(at)] == at for at in first)
     ]
-    raise LoadError(sort_problems(problems))
+    raise LoadError(sort_problems(problems), partial if partial and partial.whole else None)
 
 
 class _TagError(PlaceholderError):

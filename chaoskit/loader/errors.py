@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["LoadError", "Path_", "Problem"]
 
@@ -42,6 +43,9 @@ class LoadError(Exception):
     """A file that cannot be loaded; ``problems`` lists everything wrong with it."""
 
     problems: list[Problem] = field(default_factory=list)
+    partial: Any = None
+    """For an experiment file: its valid parts (a :class:`~chaoskit.loader.salvage.Salvage`)
+    when they are enough to judge it against a site policy, so one pass says everything."""
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)

@@ -3,6 +3,7 @@ field path, plain wording and a did-you-mean for misspelt keys and tags."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from typing import Any
@@ -98,6 +99,12 @@ def _schema_keys(schema: dict[str, Any], data: Any, path: Path_) -> list[str]:
                     nxt.append(branch["properties"][part])
                 elif isinstance(part, str) and isinstance(branch.get("additionalProperties"), dict):
                     nxt.append(branch["additionalProperties"])
+                elif isinstance(part, str) and "patternProperties" in branch:
+                    nxt += [
+                        sub
+                        for pattern, sub in branch["patternProperties"].items()
+                        if re.search(pattern, part)
+                    ]
         nodes = nxt
         if isinstance(value, dict):
             value = value.get(part) if isinstance(part, str) else None
@@ -132,6 +139,11 @@ def _message(error: Any, doc: Document, path: Path_, schema: dict[str, Any]) -> 
         return (
             f"expected a finite number, got {_shown(error.get('input'))}: a limit or value of "
             "NaN or infinity can never be compared, write a number"
+        )
+    if kind == "bool_type" and str(error.get("input")).lower() in _YAML11_BOOLS:
+        return (
+            f"expected true or false, got {_shown(error.get('input'))}: chaoskit reads YAML 1.2, "
+            "as editors do, where yes, no, on and off are text; write true or false"
         )
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else "?"
@@ -193,7 +205,36 @@ def explain(
         beyond = error["type"] == BEYOND_SCHEMA
         shape = error["type"] in _SHAPES
         problems.append(Problem(doc.file, line, col, path, message, beyond, shape))
-    return problems
+    return _misspelt_required(problems)
+
+
+_YAML11_BOOLS = frozenset({"yes", "no", "on", "off", "y", "n"})
+"""Words YAML 1.1 read as true or false; YAML 1.2 reads them as text."""
+
+_MEANT = re.compile(r"^unknown key '[^']*'; did you mean '([^']*)'\?$")
+
+
+def _misspelt_required(problems: list[Problem]) -> list[Problem]:
+    """``rat: 100/s`` is one problem, not two: the unknown key's did-you-mean names the
+    required field said to be missing, so that one says so and the other goes."""
+    meant = {}
+    for problem in problems:
+        found = _MEANT.match(problem.message)
+        if found and problem.path:
+            meant[(*problem.path[:-1], found.group(1))] = problem
+    missing = {
+        p.path
+        for p in problems
+        if p.path in meant and p.message == f"required field '{p.path[-1]}' is missing"
+    }
+    required = {id(meant[m]): m[-1] for m in missing}
+    return [
+        dataclasses.replace(p, message=f"{p.message} ('{required[id(p)]}' is required)")
+        if id(p) in required
+        else p
+        for p in problems
+        if p.path not in missing
+    ]
 
 
 _SHAPES = frozenset(

@@ -26,6 +26,20 @@ from .explain import doc_path
 __all__ = ["Salvage", "salvage"]
 
 _LISTS = ("faults", "steady_state")
+_POLICY_READS = frozenset(
+    {
+        "targets",
+        "faults",
+        "steady_state",
+        "blast_radius",
+        "phases",
+        "hypothesis",
+        "safety",
+        "system",
+    }
+)
+"""The sections a site policy's rules read (phases and hypothesis for fault windows and the
+run's length; system for the targets a run will have)."""
 _REQUIRED: dict[str, Any] = {"name": "-", "targets": {}, "steady_state": [], "faults": []}
 
 
@@ -38,6 +52,15 @@ class Salvage:
     """Sections invalid as a whole: checks that read them are not run."""
     positions: dict[Path_, list[int]] = field(default_factory=dict)
     """For each list kept in part, the file's index of each entry kept."""
+    dropped_conditions: bool = False
+    """Some abort condition was left out (a policy's required aborts cannot be judged)."""
+
+    @property
+    def whole(self) -> bool:
+        """Enough of the file is valid to judge it against a site policy: no section a policy
+        reads is invalid as a whole and every abort condition is there (faults, targets and
+        metrics left out are reported on their own)."""
+        return not (self.broken & _POLICY_READS) and not self.dropped_conditions
 
     def problems(self) -> list[ExperimentProblem]:
         """The cross-field problems, at the file's paths."""
@@ -168,4 +191,7 @@ def salvage(data: dict[str, Any], exc: ValidationError | None = None) -> Salvage
         else:
             broken.add("safety")
     experiment = Experiment.model_construct(**fields)
-    return Salvage(experiment, frozenset(broken), positions)
+    kept = positions.get(("safety", "abort_when"))
+    written = data["safety"].get("abort_when") if isinstance(data.get("safety"), dict) else None
+    dropped = kept is not None and len(kept) != len(written or [])
+    return Salvage(experiment, frozenset(broken), positions, dropped)
