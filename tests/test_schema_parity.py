@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from docblocks import Block, blocks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -165,6 +166,33 @@ def mutated(draw: st.DrawFn, kind: str) -> Any:
 
 
 # -- the tests ------------------------------------------------------------------------------
+
+DOC_BLOCKS = [
+    b for b in blocks() if b.kind in ("experiment", "policy", "plan", "fragment") and not b.skip
+]
+
+
+@pytest.mark.parametrize("kind", SCHEMAS)
+def test_the_published_schemas_are_current(kind: str) -> None:
+    """schemas/*.json is what `chaoskit schema KIND` prints: regenerate with
+    `for k in experiment policy gameday; do chaoskit schema $k > schemas/$k.schema.json; done`."""
+    published = json.loads((ROOT / "schemas" / f"{kind}.schema.json").read_text())
+    assert published == schema_of(kind), f"schemas/{kind}.schema.json is stale: regenerate it"
+
+
+@pytest.mark.parametrize("block", DOC_BLOCKS, ids=lambda b: b.id)
+def test_every_doc_example_is_valid_to_the_schema(block: Block, tmp_path: Path) -> None:
+    """test_doc_examples checks the loader accepts each; the schema must too."""
+    path = tmp_path / f"example{block.suffix}"
+    path.write_text(block.render())
+    data = jsonable(read_document(path).data)
+    if block.kind == "plan":
+        kind = "gameday"
+    elif block.kind == "policy" or block.base == "policy":
+        kind = "policy"
+    else:
+        kind = "experiment"
+    assert [e.message for e in VALIDATORS[kind].iter_errors(data)] == []
 
 
 @pytest.mark.parametrize("kind", SCHEMAS)
