@@ -105,7 +105,9 @@ def test_chaoskit_report_renders_the_same_report_again(run_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "words"),
     [("name: not json\n", "is not JSON: give a run's result.json"),
-     ('{"a": 1}', "is not a chaoskit result")],
+     ('{"a": 1}', "is not a chaoskit result"),
+     ('{"schema": "chaoskit.result/2", "experiment": {"name": "x"}}',
+      "its 'experiment' is not an experiment chaoskit can read (targets: Field required)")],
 )  # fmt: skip
 def test_chaoskit_report_refuses_what_is_not_a_result(
     tmp_path: Path, content: str, words: str

@@ -31,6 +31,19 @@ def load_result(path: Path) -> dict[str, Any]:
         "chaoskit.result/"
     ):
         raise ReportError(f"{path} is not a chaoskit result (no 'schema' chaoskit.result/…)")
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from ..model import Experiment  # noqa: PLC0415
+
+    try:
+        Experiment.model_validate(result.get("experiment"))
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "experiment"
+        raise ReportError(
+            f"{path}: its 'experiment' is not an experiment chaoskit can read ({where}: "
+            f"{first['msg']}): give a result.json that chaoskit run wrote, unedited"
+        ) from None
     return result
 
 
