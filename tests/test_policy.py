@@ -62,11 +62,13 @@ def test_the_draw_is_judged_when_the_file_says_which_targets_there_will_be() -> 
     assert "2 of them (67%)" in two.message and two.path == ("blast_radius", "fraction")
     one = exp(system={"stack": {"replicas": 1}}, blast_radius={})
     assert rules(policy, one) == []  # a group of one can only be hit whole
-    boxes = exp(targets={"backends": {"kind": "container", "select": "backend-*"}},
-                faults=[{"type": "crash", "target": "backends"}], blast_radius={"fraction": "34%"})  # fmt: skip
+    containers = {
+        "targets": {"backends": {"kind": "container", "select": "backend-*"}},
+        "faults": [{"type": "crash", "target": "backends"}],
+    }
+    boxes = exp(**containers, blast_radius={"fraction": "34%"})
     assert rules(policy, boxes) == []
-    every_box = exp(targets={"backends": {"kind": "container", "select": "backend-*"}},
-                    faults=[{"type": "crash", "target": "backends"}], blast_radius={})  # fmt: skip
+    every_box = exp(**containers, blast_radius={})
     assert rules(policy, every_box) == ["max_blast_radius.fraction"]
 
 
