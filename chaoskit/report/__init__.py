@@ -31,6 +31,12 @@ def load_result(path: Path) -> dict[str, Any]:
         "chaoskit.result/"
     ):
         raise ReportError(f"{path} is not a chaoskit result (no 'schema' chaoskit.result/…)")
+    return result
+
+
+def _check_experiment(result: dict[str, Any], path: Path) -> None:
+    """The reports draw the experiment as run: it must be one (``gate`` and ``history`` need
+    only the record, so :func:`load_result` does not ask this)."""
     from pydantic import ValidationError  # noqa: PLC0415
 
     from ..model import Experiment  # noqa: PLC0415
@@ -44,7 +50,6 @@ def load_result(path: Path) -> dict[str, Any]:
             f"{path}: its 'experiment' is not an experiment chaoskit can read ({where}: "
             f"{first['msg']}): give a result.json that chaoskit run wrote, unedited"
         ) from None
-    return result
 
 
 def write_reports(result_path: Path) -> list[Path]:
@@ -54,6 +59,7 @@ def write_reports(result_path: Path) -> list[Path]:
     from .markdown import render_markdown  # noqa: PLC0415
 
     result = load_result(result_path)
+    _check_experiment(result, result_path)
     folder = result_path.parent if result_path.is_file() else result_path
     written = []
     renderers = (
