@@ -19,6 +19,7 @@ import pytest
 from docblocks import Block, blocks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import paths
 
 from chaoskit.cli.files import SCHEMAS, schema_of
 from chaoskit.loader import LoadError, Problem, load_experiment, load_model, read_document
@@ -83,22 +84,11 @@ def agree(kind: str, data: Any, folder: Path) -> None:
 # -- generating documents -------------------------------------------------------------------
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*path, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _paths(value, (*path, i))
-    return found
-
-
 def _leaves(docs: list[Any]) -> list[Any]:
     """Every scalar written in the seed documents: realistic values to move elsewhere."""
     out: list[Any] = []
     for doc in docs:
-        for path in _paths(doc):
+        for path in paths(doc):
             value = _get(doc, path)
             if not isinstance(value, dict | list) and value not in out:
                 out.append(value)
@@ -106,7 +96,7 @@ def _leaves(docs: list[Any]) -> list[Any]:
 
 
 def _keys(docs: list[Any]) -> list[str]:
-    return sorted({p[-1] for d in docs for p in _paths(d) if p and isinstance(p[-1], str)})
+    return sorted({p[-1] for d in docs for p in paths(d) if p and isinstance(p[-1], str)})
 
 
 def _get(doc: Any, path: tuple[Any, ...]) -> Any:
@@ -148,10 +138,10 @@ def mutated(draw: st.DrawFn, kind: str) -> Any:
     doc = copy.deepcopy(draw(st.sampled_from(docs)))
     leaves, keys = _leaves(docs), _keys(docs)
     for _ in range(draw(st.integers(1, 3))):
-        paths = [p for p in _paths(doc) if p]
-        if not paths:
+        inside = [p for p in paths(doc) if p]
+        if not inside:
             break
-        path = draw(st.sampled_from(paths))
+        path = draw(st.sampled_from(inside))
         parent, last = _get(doc, path[:-1]), path[-1]
         action = draw(st.sampled_from(["replace", "replace", "replace", "drop", "add"]))
         if action == "replace":
