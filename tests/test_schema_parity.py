@@ -157,6 +157,8 @@ def mutated(draw: st.DrawFn, kind: str) -> Any:
 
 # -- the tests ------------------------------------------------------------------------------
 
+DROP = object()
+
 DOC_BLOCKS = [
     b for b in blocks() if b.kind in ("experiment", "policy", "plan", "fragment") and not b.skip
 ]
@@ -190,6 +192,64 @@ def test_every_example_is_valid_to_both(kind: str, tmp_path: Path) -> None:
     for data in SEEDS[kind]:
         assert list(VALIDATORS[kind].iter_errors(data)) == []
         assert loader_problems(kind, data, tmp_path) == []
+
+
+RULES = [
+    # (file, path, new value or DROP, valid?): each rule a model checks, broken once and kept once
+    ("quickstart.yaml", ("safety", "abort_when", 0, "below"), "1%", False),
+    ("quickstart.yaml", ("safety", "abort_when", 0, "above"), DROP, False),
+    ("quickstart.yaml", ("targets", "backends", "select"), DROP, False),
+    ("quickstart.yaml", ("targets", "backends", "select"), [], False),
+    ("quickstart.yaml", ("targets", "backends", "labels"), {"a": "b"}, False),
+    ("backend-crash.yaml", ("targets", "backends", "select"), DROP, False),
+    ("backend-crash.yaml", ("targets", "backends", "labels"), {"a": "b"}, True),
+    ("container-crash.yaml", ("targets", "backends", "select"), DROP, False),
+    ("container-partition.yaml", ("system", "containers", 0, "ready", "tcp"), "h:1", False),
+    ("container-partition.yaml", ("system", "containers", 0, "ready", "http"), DROP, False),
+    ("quickstart.yaml", ("faults", 0, "direction"), "inbound", False),
+    ("quickstart.yaml", ("faults", 0, "network"), "n", False),
+    ("disk-full.yaml", ("faults", 0, "free"), "1%", False),
+    ("disk-full.yaml", ("faults", 0, "leave"), DROP, False),
+    ("backend-crash.yaml", ("steady_state", 2, "probe", "json_path"), DROP, False),
+    ("backend-crash.yaml", ("steady_state", 2, "probe", "value"), "up", False),
+    ("backend-crash.yaml", ("faults", 0, "signal"), "sigterm", True),
+    ("backend-crash.yaml", ("faults", 0, "signal"), "SIGNOPE", False),
+    ("quickstart.yaml", ("blast_radius", "fraction"), 0.5, False),
+    ("quickstart.yaml", ("blast_radius", "count"), DROP, True),
+    ("quickstart.yaml", ("system", "stack"), "demo", True),
+    ("quickstart.yaml", ("phases", "fault"), "0s", False),
+    ("quickstart.yaml", ("phases", "fault"), "15 s", True),
+    ("quickstart.yaml", ("phases", "warmup"), 0, True),
+    ("quickstart.yaml", ("version",), True, False),
+    ("quickstart.yaml", ("hypothesis", "trials"), "1", False),
+    ("quickstart.yaml", ("safety", "abort_when", 0, "group"), "others", False),
+    ("default.yaml", ("protected", 0, "select"), DROP, False),
+    ("default.yaml", ("max_blast_radius", "fraction"), "50%", True),
+    ("default.yaml", ("max_blast_radius", "fraction"), "0%", False),
+    ("weekly.yaml", ("windows", 0, "start"), "9am", False),
+]
+"""The hypothesis test finds these in its long run; here each is met every time."""
+
+
+@pytest.mark.parametrize(("name", "path", "value", "valid"), RULES, ids=lambda v: str(v)[:40])
+def test_each_rule_is_in_both(
+    name: str, path: tuple[Any, ...], value: Any, valid: bool, tmp_path: Path
+) -> None:
+    kind, doc = next(
+        (k, copy.deepcopy(d))
+        for k, files in (("experiment", EXPERIMENTS), ("policy", POLICIES), ("gameday", PLANS))
+        for f, d in zip(files, SEEDS[k], strict=True)
+        if f.name == name
+    )
+    parent = doc
+    for part in path[:-1]:
+        parent = parent[part]
+    if value is DROP:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    assert VALIDATORS[kind].is_valid(doc) is valid
+    agree(kind, doc, tmp_path)
 
 
 def _agreeing(examples: int) -> Any:
