@@ -157,7 +157,14 @@ def mutated(draw: st.DrawFn, kind: str) -> Any:
 
 # -- the tests ------------------------------------------------------------------------------
 
-DROP = object()
+class _Drop:
+    """Take the key away (a sentinel with a stable name, for test ids across workers)."""
+
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP = _Drop()
 
 DOC_BLOCKS = [
     b for b in blocks() if b.kind in ("experiment", "policy", "plan", "fragment") and not b.skip

@@ -6,10 +6,9 @@ of a file are reported together. YAML is read with the safe loader only.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,8 +25,9 @@ from ..model.variables import (
 )
 from .documents import EXTENSIONS, Document, read_document
 from .errors import LoadError, Path_, Problem
-from .explain import UNKNOWN_KEY, doc_path, explain, sort_problems
+from .explain import UNKNOWN_KEY, explain, sort_problems
 from .salvage import Salvage, salvage
+from .strict import at, validate_strictly
 
 __all__ = [
     "EXTENSIONS",
@@ -55,65 +55,6 @@ def load_model(path: Path | str, model: type[M]) -> M:
     if doc.content_problems:
         raise LoadError(doc.content_problems)
     return loaded
-
-
-_TEXT_READ_AS: dict[str, Callable[[str], object]] = {
-    "int_type": lambda text: int(text.strip(), 10),
-    "float_type": lambda text: float(text.strip()),
-    "bool_type": lambda text: {"true": True, "false": False}[text.strip().lower()],
-}
-"""How a placeholder's text is read where a number or true/false is wanted."""
-
-
-def _retyped(data: Any, written: Any, exc: ValidationError) -> Any | None:
-    """``data`` with the values strict validation refused but a person would accept: a number
-    or true/false that came from a ``${...}`` placeholder as text, and a whole number written
-    ``3.0`` (a JSON Schema integer). None when there is no such value."""
-    changed = False
-    for error in exc.errors(include_url=False):
-        read = _TEXT_READ_AS.get(error["type"])
-        path = doc_path(data, error["loc"])
-        value, was = error.get("input"), _at(written, path)
-        if isinstance(value, str) and read is not None and is_placeholder(was):
-            try:
-                new: Any = read(value)
-            except (ValueError, KeyError):
-                continue
-        elif error["type"] == "int_type" and isinstance(value, float) and value.is_integer():
-            new = int(value)
-        else:
-            continue
-        if not changed:
-            data, changed = copy.deepcopy(data), True
-        _put(data, path, new)
-    return data if changed else None
-
-
-def _at(data: Any, path: Path_) -> Any:
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def _put(data: Any, path: Path_, value: Any) -> None:
-    *parents, last = path
-    _at(data, tuple(parents))[last] = value
-
-
-def validate_strictly(model: type[M], data: Any, written: Any) -> M:
-    """Validate ``data`` as the JSON Schema reads it: no text where a number or true/false is
-    wanted, unless a placeholder put it there (``${env.N}`` is always text); ``written`` is the
-    document before substitution."""
-    try:
-        return model.model_validate(data, strict=True)
-    except ValidationError as exc:
-        retyped = _retyped(data, written, exc)
-        if retyped is None:
-            raise
-        return model.model_validate(retyped, strict=True)
 
 
 def load_experiment(
@@ -197,19 +138,19 @@ def _placeholder_tags(data: dict[str, Any]) -> list[PlaceholderError]:
         places += [("targets", key, "kind") for key in targets]
     return [
         _TagError(
-            f"'{_at(data, place)}': a placeholder cannot decide {place[-1]!r}, which says what "
+            f"'{at(data, place)}': a placeholder cannot decide {place[-1]!r}, which says what "
             "this entry is: write the word itself",
             place,
         )
         for place in places
-        if isinstance(_at(data, place), str) and "${" in _at(data, place)
+        if isinstance(at(data, place), str) and "${" in at(data, place)
     ]
 
 
 def _from_placeholder(problem: Problem, written: Any) -> Problem:
     """A value a placeholder gave is beyond the JSON Schema, which sees only ``${...}``."""
     about_the_value = not (problem.message.startswith(UNKNOWN_KEY) or problem.shape)
-    if about_the_value and is_placeholder(_at(written, problem.path)):
+    if about_the_value and is_placeholder(at(written, problem.path)):
         return dataclasses.replace(problem, beyond_schema=True)
     return problem
 

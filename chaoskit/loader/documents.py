@@ -290,6 +290,17 @@ def _content_problems(data: Any) -> list[tuple[Path_, str]]:
     return found
 
 
+def _value_at(data: Any, path: Path_) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _huge(value: Any) -> bool:
+    """A whole number Python cannot even print (validation messages quote their input)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT
+
+
 class _TooBig(Exception):
     """More than MAX_VALUES values once aliases are expanded."""
 
@@ -297,15 +308,17 @@ class _TooBig(Exception):
 def _checked(file: str, data: Any, marks: dict[Path_, tuple[int, int]]) -> Document:
     """The document, once its content passes :func:`_content_problems`."""
     doc = Document(file, data, marks)
-    problems, deep = [], []
+    problems, fatal = [], False
     for path, message in _content_problems(data):
         line, col = doc.where(path)
         if message == "deep":  # the path is 100 parts long: its start says where
-            deep.extend(_too_deep(file, line, col, path[:4]).problems)
+            problems.extend(_too_deep(file, line, col, path[:4]).problems)
+            fatal = True
         else:
             problems.append(Problem(file, line, col, path, message, beyond_schema=True))
-    if deep:
-        raise LoadError(sorted(deep + problems, key=lambda p: (p.line, p.column)))
+            fatal = fatal or _huge(_value_at(data, path))
+    if fatal:  # nothing further can safely read the data: say this much and stop
+        raise LoadError(sorted(problems, key=lambda p: (p.line, p.column)))
     doc.content_problems = sorted(problems, key=lambda p: (p.line, p.column))
     return doc
 
