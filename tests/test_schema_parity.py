@@ -157,6 +157,7 @@ def mutated(draw: st.DrawFn, kind: str) -> Any:
 
 # -- the tests ------------------------------------------------------------------------------
 
+
 class _Drop:
     """Take the key away (a sentinel with a stable name, for test ids across workers)."""
 
