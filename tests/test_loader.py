@@ -356,3 +356,18 @@ def test_text_is_no_number_unless_a_placeholder_gave_it(write: Write) -> None:
     tag = VALID.replace("{type: latency,", '{type: "${env.T}",')
     [refused] = problems(write("z.yaml", tag), environ={"T": "latency"})
     assert refused.field == "faults[0].type" and "write the word itself" in refused.message
+
+
+def test_the_policy_pass_does_not_guess_an_invalid_targets_kind(write: Write) -> None:
+    """A process target with a typo is still a process target to the policy: a site that
+    allows only processes does not refuse it as something else."""
+    from typer.testing import CliRunner
+
+    from chaoskit.cli import app
+
+    policy = write("policy.yaml", "allowed_target_kinds: [process]\nallowed_fault_types: [crash]\n")
+    text = SEVEN_TYPOS.replace("kind: proxy, selct", "kind: process, selct")
+    path = write("x.yaml", text.replace("  all: {kind: proxy", "  all: {kind: process"))
+    out = CliRunner().invoke(app, ["validate", "--policy", str(policy), str(path)]).output
+    assert "did you mean 'select'?" in out and "[policy: allowed_fault_types]" in out
+    assert "allowed_target_kinds" not in out

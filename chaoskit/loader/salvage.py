@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from ..model import Experiment
 from ..model.experiment import ExperimentProblem, consistency_problems
 from ..model.safety import AbortCondition, Safety
-from ..model.system import ProxyTarget
+from ..model.system import ContainerTarget, ProcessTarget, ProxyTarget
 from .errors import Path_
 from .explain import doc_path
 
@@ -79,6 +79,17 @@ class Salvage:
         return path
 
 
+def _stand_in(kind: object) -> ProxyTarget | ProcessTarget | ContainerTarget | None:
+    """An empty target of ``kind``: what an invalid target declares itself to be."""
+    if kind == "proxy":
+        return ProxyTarget.model_construct(kind="proxy")
+    if kind == "process":
+        return ProcessTarget.model_construct(kind="process")
+    if kind == "container":
+        return ContainerTarget.model_construct(kind="container")
+    return None
+
+
 def _valid(adapter: TypeAdapter[Any], value: Any) -> tuple[bool, Any]:
     try:
         return True, adapter.validate_python(value, strict=True)
@@ -136,7 +147,10 @@ def salvage(data: dict[str, Any], exc: ValidationError | None = None) -> Salvage
                 fields["targets"][key] = target
             else:  # still declared: a fault naming it is not told it names nothing
                 bad_targets.add(str(key))
-                fields["targets"][key] = ProxyTarget.model_construct(kind="proxy")
+                stand_in = _stand_in(raw.get("kind") if isinstance(raw, dict) else None)
+                if stand_in is None:  # of no known kind: a policy's rules on kinds cannot judge
+                    broken.add("targets")
+                fields["targets"][key] = stand_in or ProxyTarget.model_construct(kind="proxy")
     elif "targets" in data:
         broken.add("targets")
 
