@@ -280,3 +280,23 @@ test_schema_and_loader_agree_at_length = pytest.mark.long(
     )
 )
 test_schema_and_loader_agree_at_length.__doc__ = "The same, far longer (nox -s outage runs it)."
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_validate_judges_any_mutation_against_the_policy_without_crashing(
+    data: st.DataObject, tmp_path: Path
+) -> None:
+    """The policy pass on a partly valid file works on an experiment built from its valid
+    parts: whatever the mutation, it ends in problems, never in an exception."""
+    from chaoskit.validate import check_file
+
+    path = tmp_path / "experiment.json"
+    path.write_text(json.dumps(data.draw(mutated("experiment"))))
+    policy = load_model(ROOT / "safety" / "default.yaml", Policy)
+    report = check_file(path, policy, {})
+    assert report.valid or report.problems or report.violations
