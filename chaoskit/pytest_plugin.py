@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .model import Experiment
     from .proxy import ProxyServer
     from .runner.journal import Journal
+    from .runner.run import RunOutcome
     from .runner.watchdog import Watchdog
 
 __all__ = ["Chaos", "ChaosJournal", "ExperimentFailure", "ExperimentFile", "ExperimentItem"]
@@ -174,7 +175,7 @@ class ExperimentItem(pytest.Item):
             raise self._failure(self._locate(found)) from None
         finally:
             self.add_report_section("call", "chaoskit", "\n".join(lines))
-        report = _finish(outcome.run_dir / "result.json", outcome.result, reports)
+        report = _finish(outcome, reports)
         self.user_properties.append(("chaoskit_run", outcome.run_dir.name))
         if outcome.verdict == "held":
             return
@@ -270,14 +271,15 @@ def _what_went_wrong(result: dict[str, Any], experiment: Experiment) -> list[tup
     return found or [((), f"{result.get('outcome')}: {verdict.get('reason', 'no verdict')}")]
 
 
-def _finish(result_path: Path, result: dict[str, Any], reports: Path) -> str:
-    """Write the reports and the history entry; the line naming the report."""
-    from .gameday.history import history_db, record_run  # noqa: PLC0415
-    from .report import write_reports  # noqa: PLC0415
+def _finish(outcome: RunOutcome, reports: Path) -> str:
+    """Write the reports and the history entry as ``chaoskit run`` does; the line naming the
+    report, or saying what could not be written (the test's outcome stands either way)."""
+    from .gameday.finish import finish_run  # noqa: PLC0415
 
-    write_reports(result_path)
-    record_run(history_db(reports), result, result_path)
-    return f"report: {result_path.parent / 'report.html'}"
+    result_path = outcome.run_dir / "result.json"
+    finished = finish_run(result_path, outcome.result, reports, unwritten=outcome.unwritten)
+    said = [f"report: {p}" for p in finished.written if p.name == "report.html"]
+    return "; ".join(said + finished.problems)
 
 
 # -- fixtures for ordinary tests ------------------------------------------------------------------

@@ -60,18 +60,11 @@ async def _day(
     (the experiment running then stops as ``chaoskit run`` stops; no other starts)."""
     from ..gameday.notify import notify
     from ..gameday.plan import run_plan
-    from ..report import ReportError, write_reports
     from ..report.gameday import write_day_reports
-
-    def finish(result: Path) -> None:
-        try:
-            write_reports(result)
-        except ReportError as exc:  # the verdict stands; only its rendering failed
-            typer.echo(f"no report for {result}: {exc}", err=True)
 
     log = lambda line: typer.echo(line, err=True)  # noqa: E731
     day = await run_plan(plan, plan_path, reports=reports, policy=site, now=now, force=force,
-                         log=log, finish_run=finish, stop_signals=stop_signals)  # fmt: skip
+                         log=log, stop_signals=stop_signals)  # fmt: skip
     write_day_reports(day.to_json(), plan.description)
     notify(plan.notify, day, log)
     return day

@@ -72,7 +72,7 @@ def run(
             typer.echo(f"chaoskit run: the system did not come up: {exc}", err=True)
             raise typer.Exit(ExitCode.FAILED) from None
         tell_outcome(experiment.name, outcome)
-        if outcome.unwritten is None:
+        if outcome.unwritten is None:  # tell_outcome has said why there is nothing to report
             write_run_reports(outcome.run_dir / "result.json", outcome.result, reports)
     raise typer.Exit(outcome.exit_code)
 
@@ -148,18 +148,13 @@ def tell_outcome(name: str, outcome: RunOutcome) -> None:
 def write_run_reports(result_path: Path, result: dict[str, Any], reports: Path) -> None:
     """report.html, junit.xml, summary.md and the history entry; a failure is said, and the
     verdict (and exit code) stands."""
-    from ..gameday.history import HistoryError, history_db, record_run
-    from ..report import ReportError, write_reports
+    from ..gameday.finish import finish_run
 
-    try:
-        for written in write_reports(result_path):
-            typer.echo(f"  {written.stem}: {written}")
-    except ReportError as exc:
-        typer.echo(f"chaoskit run: no report: {exc}", err=True)
-    try:
-        record_run(history_db(reports), result, result_path)
-    except HistoryError as exc:
-        typer.echo(f"chaoskit run: not recorded in the history: {exc}", err=True)
+    finished = finish_run(result_path, result, reports)
+    for written in finished.written:
+        typer.echo(f"  {written.stem}: {written}")
+    for problem in finished.problems:
+        typer.echo(f"chaoskit run: {problem}", err=True)
 
 
 def halt(

@@ -19,7 +19,7 @@ from ..runner.run import PreflightError, run_experiment
 from ..runner.stopping import StopSignals
 from ..runner.system import BringUpError
 from ..safety.policy import Policy
-from .history import history_db, record_run
+from .finish import finish_run
 
 __all__ = ["DayResult", "ExperimentOutcome", "PlanError", "load_plan", "run_plan"]
 
@@ -101,11 +101,11 @@ async def run_plan(
     now: datetime,
     force: bool = False,
     log: Callable[[str], None] = print,
-    finish_run: Callable[[Path], None] | None = None,
     stop_signals: StopSignals | None = None,
 ) -> DayResult:
     """Run the plan at ``now`` (refused outside its windows or on a blackout date unless
-    ``force``); ``finish_run`` gets each run's result.json (to write its reports).
+    ``force``); each run's reports and history entry are written as ``chaoskit run`` writes
+    them (:mod:`.finish`), and what could not be is logged.
 
     ``stop_signals``: the caller's catcher, in force for the whole day. Its first signal stops
     the experiment running then (every fault reverted, its result and reports written, as
@@ -137,7 +137,7 @@ async def run_plan(
         log(f"game day {plan.name}: {name}")
         entry = await _run_one(
             name, experiment, source=source, reports=reports, policy=policy, log=log,
-            finish_run=finish_run, stop_signals=stop_signals,
+            stop_signals=stop_signals,
         )  # fmt: skip
         day.experiments.append(entry)
         signalled = stop_signals.first if stop_signals is not None else None
@@ -177,7 +177,6 @@ async def _run_one(
     reports: Path,
     policy: Policy,
     log: Callable[[str], None],
-    finish_run: Callable[[Path], None] | None,
     stop_signals: StopSignals | None,
 ) -> ExperimentOutcome:
     # An experiment that declares `kill_switch.signals: false` is not stopped by a signal: it
@@ -192,10 +191,11 @@ async def _run_one(
         return ExperimentOutcome(name, experiment.name, "refused", 2, message=str(error))
     except BringUpError as error:
         return ExperimentOutcome(name, experiment.name, "error", 6, message=str(error))
-    result_path = outcome.run_dir / "result.json"
-    if finish_run is not None:
-        finish_run(result_path)
-    record_run(history_db(reports), outcome.result, result_path)
+    finished = finish_run(
+        outcome.run_dir / "result.json", outcome.result, reports, unwritten=outcome.unwritten
+    )
+    for problem in finished.problems:
+        log(f"game day: {name}: {problem}")
     report = outcome.run_dir / "report.html"
     return ExperimentOutcome(
         name,
