@@ -371,3 +371,13 @@ def test_the_policy_pass_does_not_guess_an_invalid_targets_kind(write: Write) ->
     out = CliRunner().invoke(app, ["validate", "--policy", str(policy), str(path)]).output
     assert "did you mean 'select'?" in out and "[policy: allowed_fault_types]" in out
     assert "allowed_target_kinds" not in out
+
+
+def test_one_files_salvage_leaves_nothing_behind_for_the_next(write: Write) -> None:
+    """The valid parts of a broken file are built afresh for each file: a target declared in
+    one is not declared in the next."""
+    first = SEVEN_TYPOS.replace("  all: {kind: proxy", "  extra: {kind: proxy")
+    problems(write("a.yaml", first))
+    found = problems(write("b.yaml", SEVEN_TYPOS.replace("target: backend,", "target: extra,")))
+    [named] = [p for p in found if p.field == "faults[2].target"]
+    assert named.message.startswith("no target called 'extra'")

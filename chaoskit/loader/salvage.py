@@ -40,7 +40,6 @@ _POLICY_READS = frozenset(
 )
 """The sections a site policy's rules read (phases and hypothesis for fault windows and the
 run's length; system for the targets a run will have)."""
-_REQUIRED: dict[str, Any] = {"name": "-", "targets": {}, "steady_state": [], "faults": []}
 
 
 @dataclass
@@ -129,7 +128,8 @@ def salvage(data: dict[str, Any], exc: ValidationError | None = None) -> Salvage
     """The valid parts of the (substituted) document ``data``; ``exc`` is why it failed."""
     if exc is not None:
         data = _without_unknown_keys(data, exc)
-    fields: dict[str, Any] = dict(_REQUIRED)
+    # what an experiment cannot be built without, fresh for each file
+    fields: dict[str, Any] = {"name": "-", "targets": {}, "steady_state": [], "faults": []}
     broken: set[str] = set()
     positions: dict[Path_, list[int]] = {}
     bad_targets: set[str] = set()
