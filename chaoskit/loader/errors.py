@@ -20,10 +20,10 @@ class Problem:
     path: Path_
     message: str
     beyond_schema: bool = False
-    shape: bool = field(default=False, compare=False)
-    """The value is of the wrong shape (a text where a list or mapping belongs)."""
     """A rule the JSON Schema cannot state (it joins two places of the file, or reads a
     value's magnitude): editors do not flag it, ``chaoskit validate`` does."""
+    shape: bool = field(default=False, compare=False)
+    """The value is of the wrong shape (a text where a list or mapping belongs)."""
 
     @property
     def field(self) -> str:
