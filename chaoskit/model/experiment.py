@@ -261,7 +261,6 @@ class Experiment(Model):
         stack proxies chaoskit starts itself. None when the run must look (containers, pids, a
         Toxiproxy server of the user's, proxies placed in front of targets)."""
         target, system = self.targets.get(key), self.system or System()
-        patterns = target.patterns() if target is not None else []
         stack = system.stack
         names: dict[str, dict[str, str]]
         if isinstance(target, ProxyTarget):
@@ -280,12 +279,7 @@ class Experiment(Model):
                 names.update({name: {} for name in stack.backend_names()})
         else:
             return None
-        return sorted(
-            name
-            for name, labels in names.items()
-            if (not patterns or any(fnmatchcase(name, p) for p in patterns))
-            and all(labels.get(k) == v for k, v in target.labels.items())
-        )
+        return sorted(name for name, labels in names.items() if target.selects(name, labels))
 
     def fault_window(self, index: int) -> tuple[Duration, Duration]:
         """When fault ``index`` is applied and reverted, as offsets into the fault phase."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from typing import Annotated, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -197,6 +199,14 @@ class _TargetBase(Model):
         if self.select is None:
             return []
         return [self.select] if isinstance(self.select, str) else list(self.select)
+
+    def selects(self, name: str, labels: Mapping[str, str]) -> bool:
+        """True if a thing called ``name`` with ``labels`` is selected: any name pattern (or
+        none given) and every label."""
+        patterns = self.patterns()
+        return (not patterns or any(fnmatchcase(name, p) for p in patterns)) and all(
+            labels.get(k) == v for k, v in self.labels.items()
+        )
 
 
 class ProxyTarget(_TargetBase):

@@ -7,7 +7,6 @@ import random
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
 from ..drivers.base import DriverError, Target
 from ..drivers.process import describe, process_target
@@ -69,13 +68,7 @@ def select(key: str, spec: TargetSpec, available: Iterable[Target]) -> list[Targ
     if isinstance(spec, ProcessTarget) and spec.pids:
         return _by_pid(key, spec.pids, available)
     patterns = spec.patterns()
-    chosen = [
-        t
-        for t in available
-        if t.kind == spec.kind
-        and (not patterns or any(fnmatchcase(t.name, p) for p in patterns))
-        and all(t.labels.get(k) == v for k, v in spec.labels.items())
-    ]
+    chosen = [t for t in available if t.kind == spec.kind and spec.selects(t.name, t.labels)]
     if not chosen:
         wanted = ", ".join(patterns) or ", ".join(f"{k}={v}" for k, v in spec.labels.items())
         names = sorted(t.name for t in available if t.kind == spec.kind)
@@ -180,21 +173,23 @@ def check_draw(policy: Policy, key: str, drawn: Draw, total: int) -> list[Violat
             )
             break
     cap = policy.max_blast_radius
-    if cap.count is not None and len(drawn.experiment) > cap.count:
+    size = len(drawn.experiment)
+    breaches = cap.breaches(size, total)
+    if "count" in breaches:
         found.append(
             Violation(
                 ("blast_radius",),
                 "max_blast_radius.count",
-                f"{len(drawn.experiment)} targets would be hit, more than the {cap.count} allowed",
+                f"{size} targets would be hit, more than the {cap.count} allowed",
             )
         )
-    share = len(drawn.experiment) / total
-    if total > 1 and share > cap.fraction + 1e-9:
+    if "fraction" in breaches:
+        share = size / total
         found.append(
             Violation(
                 ("blast_radius",),
                 "max_blast_radius.fraction",
-                f"{len(drawn.experiment)} of {total} targets ({share:.0%}) would be hit, more "
+                f"{size} of {total} targets ({share:.0%}) would be hit, more "
                 f"than the {cap.fraction:.0%} allowed",
             )
         )

@@ -71,6 +71,16 @@ class BlastRadiusCap(Model):
     count: Annotated[int, Field(ge=1)] | None = None
     """Largest number of targets."""
 
+    def breaches(self, hit: int, total: int) -> list[str]:
+        """The caps (``count``, ``fraction``) that hitting ``hit`` of ``total`` targets
+        exceeds; a group of one can only be hit whole, so its share is never judged."""
+        found = []
+        if self.count is not None and hit > self.count:
+            found.append("count")
+        if total > 1 and hit / total > self.fraction + 1e-9:
+            found.append("fraction")
+        return found
+
 
 class ProtectedSelector(Model):
     """Targets that may never be hit: by name pattern and/or labels, of one kind or any.
@@ -352,14 +362,15 @@ class Policy(Model):
         cap, total = self.max_blast_radius, len(names)
         size = exp.blast_radius.size(total)
         share = size / total
-        if cap.count is not None and size > cap.count:
+        breaches = cap.breaches(size, total)
+        if "count" in breaches:
             yield Violation(
                 where,
                 "max_blast_radius.count",
                 f"target '{key}' will be {total} targets ({', '.join(names)}): {size} would be "
                 f"hit, more than the {cap.count} allowed; set blast_radius.count",
             )
-        elif total > 1 and share > cap.fraction + 1e-9:
+        elif "fraction" in breaches:
             yield Violation(
                 where,
                 "max_blast_radius.fraction",
