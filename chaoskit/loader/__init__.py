@@ -23,11 +23,11 @@ from ..model.variables import (
     resolve_variables,
     substitute,
 )
-from .documents import EXTENSIONS, Document, read_document
+from .documents import EXTENSIONS, Document, read_document, value_at
 from .errors import LoadError, Path_, Problem
 from .explain import UNKNOWN_KEY, explain, sort_problems
 from .salvage import Salvage, salvage
-from .strict import at, validate_strictly
+from .strict import validate_strictly
 
 __all__ = [
     "EXTENSIONS",
@@ -136,21 +136,22 @@ def _placeholder_tags(data: dict[str, Any]) -> list[PlaceholderError]:
     targets = data.get("targets")
     if isinstance(targets, dict):
         places += [("targets", key, "kind") for key in targets]
+    written = {place: value_at(data, place) for place in places}
     return [
         _TagError(
-            f"'{at(data, place)}': a placeholder cannot decide {place[-1]!r}, which says what "
-            "this entry is: write the word itself",
+            f"'{value}': a placeholder cannot decide {place[-1]!r}, which says what this entry "
+            "is: write the word itself",
             place,
         )
-        for place in places
-        if isinstance(at(data, place), str) and "${" in at(data, place)
+        for place, value in written.items()
+        if isinstance(value, str) and "${" in value
     ]
 
 
 def _from_placeholder(problem: Problem, written: Any) -> Problem:
     """A value a placeholder gave is beyond the JSON Schema, which sees only ``${...}``."""
     about_the_value = not (problem.message.startswith(UNKNOWN_KEY) or problem.shape)
-    if about_the_value and is_placeholder(at(written, problem.path)):
+    if about_the_value and is_placeholder(value_at(written, problem.path)):
         return dataclasses.replace(problem, beyond_schema=True)
     return problem
 

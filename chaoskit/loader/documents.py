@@ -15,7 +15,7 @@ from yaml.constructor import ConstructorError
 
 from .errors import LoadError, Path_, Problem
 
-__all__ = ["EXTENSIONS", "MAX_DEPTH", "MAX_VALUES", "Document", "read_document"]
+__all__ = ["EXTENSIONS", "MAX_DEPTH", "MAX_VALUES", "Document", "read_document", "value_at"]
 
 EXTENSIONS = (".yaml", ".yml", ".json", ".toml")
 """File types chaoskit reads."""
@@ -290,9 +290,13 @@ def _content_problems(data: Any) -> list[tuple[Path_, str]]:
     return found
 
 
-def _value_at(data: Any, path: Path_) -> Any:
+def value_at(data: Any, path: Path_) -> Any:
+    """The value at ``path`` in ``data``; None where there is none."""
     for part in path:
-        data = data[part]
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
     return data
 
 
@@ -316,7 +320,7 @@ def _checked(file: str, data: Any, marks: dict[Path_, tuple[int, int]]) -> Docum
             fatal = True
         else:
             problems.append(Problem(file, line, col, path, message, beyond_schema=True))
-            fatal = fatal or _huge(_value_at(data, path))
+            fatal = fatal or _huge(value_at(data, path))
     if fatal:  # nothing further can safely read the data: say this much and stop
         raise LoadError(sorted(problems, key=lambda p: (p.line, p.column)))
     doc.content_problems = sorted(problems, key=lambda p: (p.line, p.column))

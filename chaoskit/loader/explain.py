@@ -4,13 +4,12 @@ field path, plain wording and a did-you-mean for misspelt keys and tags."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..model._base import BEYOND_SCHEMA
+from ..model._base import BEYOND_SCHEMA, close_match
 from .documents import Document
 from .errors import Path_, Problem
 
@@ -120,8 +119,8 @@ def _schema_keys(schema: dict[str, Any], data: Any, path: Path_) -> list[str]:
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = close_match(word, options)
+    return f"; did you mean '{close}'?" if close is not None else ""
 
 
 def _shown(value: Any) -> str:

@@ -20,6 +20,7 @@ from ..model import Experiment
 from ..model.experiment import ExperimentProblem, consistency_problems
 from ..model.safety import AbortCondition, Safety
 from ..model.system import ContainerTarget, ProcessTarget, ProxyTarget
+from .documents import value_at
 from .errors import Path_
 from .explain import doc_path
 
@@ -116,9 +117,7 @@ def _without_unknown_keys(data: dict[str, Any], exc: ValidationError) -> dict[st
         if error["type"] != "extra_forbidden":
             continue
         path = doc_path(data, error["loc"])
-        parent: Any = data
-        for part in path[:-1]:
-            parent = parent[part]
+        parent = value_at(data, path[:-1])
         if isinstance(parent, dict):
             parent.pop(path[-1], None)
     return data

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ..model.variables import is_placeholder
+from .documents import value_at
 from .errors import Path_
 from .explain import doc_path
 
-__all__ = ["at", "validate_strictly"]
+__all__ = ["validate_strictly"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,7 +38,7 @@ def _retyped(data: Any, written: Any, exc: ValidationError) -> Any | None:
     for error in exc.errors(include_url=False):
         read = _TEXT_READ_AS.get(error["type"])
         path = doc_path(data, error["loc"])
-        value, was = error.get("input"), at(written, path)
+        value, was = error.get("input"), value_at(written, path)
         if isinstance(value, str) and read is not None and is_placeholder(was):
             try:
                 new: Any = read(value)
@@ -53,19 +54,9 @@ def _retyped(data: Any, written: Any, exc: ValidationError) -> Any | None:
     return data if changed else None
 
 
-def at(data: Any, path: Path_) -> Any:
-    """The value at ``path`` in ``data``; None where there is none."""
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
 def _put(data: Any, path: Path_, value: Any) -> None:
     *parents, last = path
-    at(data, tuple(parents))[last] = value
+    value_at(data, tuple(parents))[last] = value
 
 
 def validate_strictly(model: type[M], data: Any, written: Any) -> M:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import date, time
 from typing import Annotated, Any, Literal
@@ -32,6 +33,7 @@ __all__ = [
     "Template",
     "Version",
     "beyond_schema",
+    "close_match",
     "is_set",
     "schema_rules",
 ]
@@ -49,6 +51,12 @@ class Model(BaseModel):
         defer_build=True,  # validators are built on first use: faster start for every command
         validate_default=True,
     )
+
+
+def close_match(word: str, options: list[str]) -> str | None:
+    """The option ``word`` most likely misspells, if one is close (for did-you-mean hints)."""
+    found = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 def _not_a_bool(value: object) -> object:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from ._base import (
     Template,
     Version,
     beyond_schema,
+    close_match,
     is_set,
     schema_rules,
 )
@@ -426,9 +426,9 @@ def _name_clashes(exp: Experiment) -> Iterator[ExperimentProblem]:
 
 def _close(word: str, names: list[str]) -> str:
     """A did-you-mean for ``word`` among ``names``, else the list of them."""
-    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    if close:
-        return f"; did you mean '{close[0]}'?"
+    close = close_match(word, names)
+    if close is not None:
+        return f"; did you mean '{close}'?"
     return f" (declared: {', '.join(sorted(names)) or 'none'})"
 
 
