@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .model import Experiment
     from .proxy import ProxyServer
     from .runner.journal import Journal
+    from .runner.lifecycle import FaultLifecycle
     from .runner.run import RunOutcome
     from .runner.watchdog import Watchdog
 
@@ -367,6 +368,7 @@ class Chaos:
     def __init__(self, url: str, journal: ChaosJournal | None = None) -> None:
         self.url = url
         self._journal = journal
+        self._faults: FaultLifecycle | None = None
 
     def proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0") -> str:
         """Create (or replace) proxy ``name`` relaying to ``upstream``; where it listens."""
@@ -429,10 +431,8 @@ class Chaos:
         from pydantic import TypeAdapter  # noqa: PLC0415
 
         from .drivers.base import DriverError, Target  # noqa: PLC0415
-        from .drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
         from .model import Fault  # noqa: PLC0415
-        from .model.faults import through_proxy  # noqa: PLC0415
-        from .runner.rollback import Drivers, driver_for, revert_all  # noqa: PLC0415
+        from .runner.lifecycle import could_not_revert  # noqa: PLC0415
 
         if isinstance(target, Target):
             name = target.name
@@ -442,46 +442,47 @@ class Chaos:
             name = target if target is not None else f"pid-{pid}"
         fault = TypeAdapter(Fault).validate_python({"type": type, "target": name, **attributes})
         if not isinstance(target, Target):
-            target = self._target(target, pid, on_proxy=through_proxy(fault))
-        driver_name = driver_for(fault, target)
+            target = self._target(target, pid, on_proxy=fault.on_proxy)
+        faults = self._lifecycle()
         planned: list[AppliedFault] = []
 
-        async def act(revert: bool) -> None:
-            drivers = Drivers(self.url)  # a fresh one each time: clients belong to one loop
+        async def inject() -> None:
             try:
-                driver = drivers.get(driver_name)
-                if not planned:
-                    planned.append(driver.plan(fault, target))
-                record = planned[0]
-                journal = self._journal.journal() if self._journal is not None else None
-                if revert:
-                    [outcome] = await revert_all([record], drivers, journal)
-                    if not outcome.ok:
-                        kept = ""
-                        if journal is not None:
-                            kept = f"; `chaoskit rollback {journal.path}` takes it back"
-                        raise DriverError(f"could not revert {record.fault}: {outcome.error}{kept}")
-                    return
-                if isinstance(driver, ToxiproxyDriver):
-                    await driver.check(record)  # a disabled proxy must not be enabled after
-                if journal is not None:
-                    journal.injecting(record)  # before it is applied: a crash cannot hide it
-                await driver.apply(record)
-                if journal is not None:
-                    journal.applied(record)
+                planned.append(faults.plan(fault, target))
+                await faults.check(planned)  # a disabled proxy must not be enabled after
+                await faults.inject(planned[0])
             finally:
-                await drivers.aclose()
+                await faults.aclose()  # its clients belong to this event loop
+
+        async def revert() -> None:
+            try:
+                failed = could_not_revert(await faults.revert(planned))
+            finally:
+                await faults.aclose()
+            if failed:
+                journal = faults.journal
+                kept = f"; `chaoskit rollback {journal.path}` takes it back" if journal else ""
+                raise DriverError(f"{failed}{kept}")
 
         try:
-            _run(act(revert=False))
+            _run(inject())
         except BaseException:
-            if planned:
-                _run(act(revert=True))  # a half-applied fault is taken back too
+            _run(revert())  # a half-applied fault is taken back too
             raise
         try:
             yield planned[0]
         finally:
-            _run(act(revert=True))
+            _run(revert())
+
+    def _lifecycle(self) -> FaultLifecycle:
+        """This test's faults, journaled in the session's journal (made with the first)."""
+        from .drivers.registry import Drivers  # noqa: PLC0415
+        from .runner.lifecycle import FaultLifecycle  # noqa: PLC0415
+
+        if self._faults is None:
+            journal = self._journal.journal() if self._journal is not None else None
+            self._faults = FaultLifecycle(Drivers(self.url), journal)
+        return self._faults
 
     def _target(self, name: str | None, pid: int | None, *, on_proxy: bool) -> Target:
         """Proxy ``name`` on this API (``on_proxy``), else container ``name``, else ``pid``."""

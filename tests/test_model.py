@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
 
-from chaoskit.model import Experiment, InconsistentExperiment
+from chaoskit.drivers.registry import BUILTIN_DRIVERS
+from chaoskit.model import Experiment, Fault, InconsistentExperiment
 from chaoskit.model.faults import CrashFault, DiskFullFault
 from chaoskit.units import Duration
 
@@ -303,3 +304,16 @@ def test_an_empty_port_mapping_is_refused() -> None:
     targets = {"webs": {"kind": "process", "select": "web-*", "port": {}, "listen": "f"}}
     with pytest.raises(ValidationError, match="maps none"):
         exp(targets=targets, system={"ports": ["f"]})
+
+
+def test_every_fault_type_names_a_driver_for_each_kind_it_takes() -> None:
+    """A fault describes how it is applied (``DRIVERS``, ``on_proxy``): declared on any kind
+    it takes, some driver applies it there, so no runner code lists fault types."""
+    union, _ = get_args(Fault)
+    for model in get_args(union):
+        assert set(model.DRIVERS.values()) <= set(BUILTIN_DRIVERS), model.__name__
+        for kind in model.KINDS:
+            proxied = set(model.DRIVERS) == {"proxy"} or (
+                model.__name__ == "PartitionFault" and kind != "container"
+            )
+            assert model.DRIVERS.get("proxy" if proxied else kind), (model.__name__, kind)

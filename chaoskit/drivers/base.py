@@ -15,7 +15,16 @@ from typing import Any, Literal, Protocol, Self
 from ..model import Fault
 from ..model.faults import DiskFullFault
 
-__all__ = ["AppliedFault", "DriverError", "FaultDriver", "Target", "TargetKind", "disk_params"]
+__all__ = [
+    "AppliedFault",
+    "DriverConfig",
+    "DriverError",
+    "FaultDriver",
+    "Target",
+    "TargetGone",
+    "TargetKind",
+    "disk_params",
+]
 
 TargetKind = Literal["proxy", "process", "container"]
 JSON = dict[str, Any]
@@ -91,13 +100,31 @@ class AppliedFault:
         )
 
 
+@dataclass(frozen=True)
+class DriverConfig:
+    """What a driver is made with: the run's settings a backend may need."""
+
+    toxiproxy_url: str | None = None
+    """The Toxiproxy API for targets whose record names none."""
+
+
 class FaultDriver(Protocol):
-    """Injects faults of some types into targets of some kinds, and takes them back."""
+    """Injects faults of some types into targets of some kinds, and takes them back.
+
+    A fault's life through its driver: :meth:`plan` (touches nothing) → :meth:`check` → the
+    record is journaled → :meth:`apply` → … → :meth:`revert`, which may run in another process
+    with only the record (see ``runner/lifecycle.py``).
+    """
 
     name: str
 
     def plan(self, fault: Fault, target: Target) -> AppliedFault:
         """The record of the fault about to be applied; touches nothing."""
+        ...
+
+    async def check(self, record: AppliedFault) -> None:
+        """Before anything is applied: the backend answers and the fault can be applied and
+        taken back as planned; raises :class:`DriverError` (or :class:`TargetGone`) if not."""
         ...
 
     async def apply(self, record: AppliedFault) -> None:
@@ -106,6 +133,10 @@ class FaultDriver(Protocol):
 
     async def revert(self, record: AppliedFault) -> None:
         """Take the fault back; idempotent, safe after the target has gone."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close what the driver holds open (clients belong to the event loop that made them)."""
         ...
 
 

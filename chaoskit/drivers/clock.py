@@ -19,10 +19,11 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
+from typing import Self
 
 from ..model import Fault
 from ..model.faults import ClockSkewFault
-from .base import AppliedFault, DriverError, Target
+from .base import AppliedFault, DriverConfig, DriverError, Target
 
 __all__ = [
     "CONTAINER_SKEW_DIR",
@@ -122,6 +123,11 @@ class ClockDriver:
 
     name = "clock"
 
+    @classmethod
+    def from_config(cls, config: DriverConfig) -> Self:
+        """The driver; skew files need no settings."""
+        return cls()
+
     def plan(self, fault: Fault, target: Target) -> AppliedFault:
         """The record of a skew; refuses targets that were not started under libfaketime."""
         if not isinstance(fault, ClockSkewFault):
@@ -144,6 +150,13 @@ class ClockDriver:
             {"file": skew_file},
         )
 
+    async def check(self, record: AppliedFault) -> None:
+        """The skew file is still there."""
+        if not Path(record.params["file"]).is_file():
+            raise DriverError(
+                f"the skew file of {record.target.name} is missing: {record.params['file']}"
+            )
+
     async def apply(self, record: AppliedFault) -> None:
         """Write the skew."""
         path = Path(record.params["file"])
@@ -157,3 +170,6 @@ class ClockDriver:
         path = Path(record.undo["file"])
         if path.is_file():
             await asyncio.to_thread(zero_skew, path)
+
+    async def aclose(self) -> None:
+        """Nothing is held open."""

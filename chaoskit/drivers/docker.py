@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import docker
 import docker.errors
@@ -20,7 +20,7 @@ import docker.errors
 from ..model import Fault
 from ..model.faults import CrashFault, DiskFullFault, PartitionFault, PauseFault
 from .balloon import deflate, inflate
-from .base import AppliedFault, DriverError, Target, TargetGone, disk_params
+from .base import AppliedFault, DriverConfig, DriverError, Target, TargetGone, disk_params
 
 __all__ = ["DockerDriver", "container_targets"]
 
@@ -55,6 +55,11 @@ class DockerDriver:
     def __init__(self, client: Any | None = None) -> None:
         self._given = client
         self._owned = client is None
+
+    @classmethod
+    def from_config(cls, config: DriverConfig) -> Self:
+        """The driver for the engine the environment names (``DOCKER_HOST``)."""
+        return cls()
 
     def close(self) -> None:
         """Close the engine connection if this driver opened it."""
@@ -108,6 +113,15 @@ class DockerDriver:
             params = disk_params(fault, path)
             return AppliedFault(self.name, "disk_full", target, params, {"deflate": path})
         raise DriverError(f"the docker driver cannot apply a {fault.type} fault")
+
+    async def check(self, record: AppliedFault) -> None:
+        """The engine answers and the container is still there."""
+        if await asyncio.to_thread(self._container, record.target) is None:
+            raise TargetGone(f"container {record.target.name} does not exist any more")
+
+    async def aclose(self) -> None:
+        """Close the engine connection if this driver opened it."""
+        self.close()
 
     async def apply(self, record: AppliedFault) -> None:
         """Apply the planned fault (Docker SDK calls run in a worker thread)."""

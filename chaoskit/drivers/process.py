@@ -12,11 +12,12 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from ..model import Fault
 from ..model.faults import CrashFault, DiskFullFault, PauseFault
 from .balloon import deflate, inflate
-from .base import AppliedFault, DriverError, Target, TargetGone, disk_params
+from .base import AppliedFault, DriverConfig, DriverError, Target, TargetGone, disk_params
 
 __all__ = ["ProcessDriver", "ProcessNames", "describe", "process_target", "start_ticks"]
 
@@ -122,6 +123,11 @@ class ProcessDriver:
 
     name = "process"
 
+    @classmethod
+    def from_config(cls, config: DriverConfig) -> Self:
+        """The driver; local processes need no settings."""
+        return cls()
+
     def plan(self, fault: Fault, target: Target) -> AppliedFault:
         """The record of ``fault`` on ``target``; refuses faults and targets it cannot handle."""
         if target.kind != "process":
@@ -144,6 +150,11 @@ class ProcessDriver:
             )
         raise DriverError(f"the process driver cannot apply a {fault.type} fault")
 
+    async def check(self, record: AppliedFault) -> None:
+        """The process is still the one planned on (same pid and start time)."""
+        if not _alive(record.target):
+            raise TargetGone(f"{record.target.name} (pid {record.target.ref.get('pid')}) exited")
+
     async def apply(self, record: AppliedFault) -> None:
         """Send the crash signal, SIGSTOP for a pause, or inflate the balloon."""
         if record.fault == "disk_full":
@@ -164,3 +175,6 @@ class ProcessDriver:
             _signal(record.target, signal.Signals[record.undo["signal"]])
         if "deflate" in record.undo and _alive(record.target):
             await asyncio.to_thread(deflate, int(record.target.ref["pid"]), record.undo["deflate"])
+
+    async def aclose(self) -> None:
+        """Nothing is held open."""

@@ -39,7 +39,7 @@ from ..model.faults import (
     TimeoutFault,
 )
 from ..units import Duration
-from .base import AppliedFault, DriverError, Target
+from .base import AppliedFault, DriverConfig, DriverError, Target
 
 __all__ = [
     "DEFAULT_URL",
@@ -486,6 +486,11 @@ class ToxiproxyDriver:
         """``url``: the API for targets whose ref names none (default: :func:`default_url`)."""
         self.url = _api_url(url) if url else default_url()
         self._clients: dict[str, ToxiproxyClient] = {}
+
+    @classmethod
+    def from_config(cls, config: DriverConfig) -> Self:
+        """The driver for the run's Toxiproxy API."""
+        return cls(config.toxiproxy_url)
 
     def client(self, url: str) -> ToxiproxyClient:
         """The client for the API at ``url``, made on first use and kept until :meth:`aclose`."""

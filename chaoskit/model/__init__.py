@@ -10,14 +10,13 @@ from .experiment import (
     Margins,
     Phases,
 )
-from .faults import NETWORK_FAULTS, Fault, FaultBase, through_proxy
+from .faults import Fault, FaultBase
 from .metrics import Metric, Probe
 from .safety import AbortCondition, KillSwitch, Safety, Threshold
 from .system import System, Target
 from .variables import Variable
 
 __all__ = [
-    "NETWORK_FAULTS",
     "AbortCondition",
     "BlastRadius",
     "Experiment",
@@ -37,5 +36,4 @@ __all__ = [
     "Target",
     "Threshold",
     "Variable",
-    "through_proxy",
 ]

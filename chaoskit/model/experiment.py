@@ -24,7 +24,7 @@ from ._base import (
     is_set,
     schema_rules,
 )
-from .faults import Fault, PartitionFault, through_proxy
+from .faults import Fault, PartitionFault
 from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
 from .safety import AbortCondition, Safety
 from .system import (
@@ -450,6 +450,20 @@ def _fault_target_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
             )
 
 
+def _no_driver(index: int, fault: Fault, kind: str) -> ExperimentProblem:
+    """A fault declared on a kind it takes, in a form no driver applies to that kind."""
+    if isinstance(fault, PartitionFault):
+        return ExperimentProblem(
+            ("faults", index, "mode"),
+            f"partition mode '{fault.mode}' needs a container target; use 'hang' or "
+            "'refuse' for proxies and processes",
+        )
+    return ExperimentProblem(
+        ("faults", index, "target"),
+        f"no driver applies a {fault.type} fault to a {kind} target",
+    )
+
+
 def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
     for i, fault in enumerate(exp.faults):
         target = exp.targets.get(fault.target)
@@ -467,8 +481,7 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 ("faults", i, "at"),
                 f"'at' ({start}) is not inside the fault phase ({exp.phases.fault})",
             )
-        disconnect = isinstance(fault, PartitionFault) and fault.mode == "disconnect"
-        if through_proxy(fault) and isinstance(target, ProcessTarget | ContainerTarget):
+        if fault.on_proxy and isinstance(target, ProcessTarget | ContainerTarget):
             if target.port is None:
                 yield ExperimentProblem(
                     ("targets", fault.target, "port"),
@@ -482,12 +495,8 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                     "give 'listen', a system.ports name the proxy listens on, and point the "
                     "target's clients at ${ports.NAME}",
                 )
-        if disconnect and target.kind != "container":
-            yield ExperimentProblem(
-                ("faults", i, "mode"),
-                "partition mode 'disconnect' needs a container target; use 'hang' or "
-                "'refuse' for proxies and processes",
-            )
+        if fault.driver("proxy" if fault.on_proxy else target.kind) is None:
+            yield _no_driver(i, fault, target.kind)
         if fault.type in ("disk_full", "clock_skew"):
             yield from _started_feature_problems(exp, i, fault.type, target)
         if (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping
 from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
@@ -19,7 +20,6 @@ from ._base import (
 )
 
 __all__ = [
-    "NETWORK_FAULTS",
     "BandwidthFault",
     "ClockSkewFault",
     "CrashFault",
@@ -36,7 +36,6 @@ __all__ = [
     "SlowCloseFault",
     "TargetKind",
     "TimeoutFault",
-    "through_proxy",
 ]
 
 TargetKind = Literal["proxy", "process", "container"]
@@ -57,10 +56,14 @@ FaultType = Literal[
 
 
 class FaultBase(Model):
-    """Fields every fault has: where, when and for how long."""
+    """Fields every fault has: where, when and for how long; and how it is applied, so that
+    the runner needs no list of fault types (see :meth:`driver`)."""
 
     KINDS: ClassVar[frozenset[str]] = frozenset({"proxy", "process", "container"})
-    """Target kinds this fault can be applied to."""
+    """Target kinds this fault can be declared on."""
+    DRIVERS: ClassVar[Mapping[str, str]] = {}
+    """The driver (by name) that applies this fault to a target of each kind; a fault
+    :attr:`on_proxy` is applied to a proxy, the one placed before a process or container."""
 
     name: Name | None = None
     """A name for reports and the journal; defaults to ``<type>-<position>``."""
@@ -72,9 +75,22 @@ class FaultBase(Model):
     """How long the fault stays; by default until the fault phase ends."""
     description: str = ""
 
+    @property
+    def on_proxy(self) -> bool:
+        """Whether this fault is applied on a proxy: on a process or container, the proxy
+        chaoskit places in front of its port."""
+        return set(self.DRIVERS) == {"proxy"}
+
+    def driver(self, kind: str) -> str | None:
+        """The name of the driver that applies this fault to a target of ``kind`` (after a
+        fault :attr:`on_proxy` is moved to its proxy), or None if none can."""
+        return self.DRIVERS.get(kind)
+
 
 class _Toxic(FaultBase):
     """A Toxiproxy toxic: on a proxy, or a proxy chaoskit places in front of a target's port."""
+
+    DRIVERS: ClassVar[Mapping[str, str]] = {"proxy": "toxiproxy"}
 
     stream: Literal["downstream", "upstream", "both"] = "downstream"
     """Which direction: ``downstream`` (server to client), ``upstream``, or ``both``."""
@@ -177,6 +193,13 @@ class PartitionFault(FaultBase):
     network: str | None = None
     """For ``disconnect``: the Docker network; by default every network of the container."""
 
+    DRIVERS: ClassVar[Mapping[str, str]] = {"proxy": "toxiproxy", "container": "docker"}
+
+    @property
+    def on_proxy(self) -> bool:
+        """``hang`` and ``refuse`` are applied on a proxy; ``disconnect`` on the container."""
+        return self.mode != "disconnect"
+
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
             {
@@ -223,6 +246,7 @@ class CrashFault(FaultBase):
     """Crash a process with a signal, or kill, stop or restart a container."""
 
     KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
+    DRIVERS: ClassVar[Mapping[str, str]] = {"process": "process", "container": "docker"}
 
     type: Literal["crash"]
     signal: Annotated[str, WithJsonSchema({"type": "string", "pattern": _SIGNAL_PATTERN})] = (
@@ -249,6 +273,7 @@ class PauseFault(FaultBase):
     """Freeze a process (SIGSTOP, then SIGCONT) or a container (docker pause)."""
 
     KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
+    DRIVERS: ClassVar[Mapping[str, str]] = {"process": "process", "container": "docker"}
 
     type: Literal["pause"]
 
@@ -260,6 +285,7 @@ class DiskFullFault(FaultBase):
     """
 
     KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
+    DRIVERS: ClassVar[Mapping[str, str]] = {"process": "process", "container": "docker"}
 
     type: Literal["disk_full"]
     leave: Size | None = None
@@ -288,6 +314,7 @@ class ClockSkewFault(FaultBase):
     """Shift the target's wall clock by ``skew`` (libfaketime; monotonic time is untouched)."""
 
     KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
+    DRIVERS: ClassVar[Mapping[str, str]] = {"process": "clock", "container": "clock"}
 
     type: Literal["clock_skew"]
     skew: Duration
@@ -317,16 +344,3 @@ Fault = Annotated[
     Field(discriminator="type"),
 ]
 """Any fault, chosen by its ``type``."""
-
-NETWORK_FAULTS = frozenset(
-    {"latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"}
-)
-"""Fault types applied as Toxiproxy toxics."""
-
-
-def through_proxy(fault: Fault) -> bool:
-    """Whether ``fault`` is applied on a proxy (a toxic, or a partition other than
-    ``disconnect``): on a process or container, a proxy placed in front of its port."""
-    return fault.type in NETWORK_FAULTS or (
-        isinstance(fault, PartitionFault) and fault.mode != "disconnect"
-    )

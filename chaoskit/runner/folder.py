@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import PreflightError
 from .journal import Journal, JournalError
-from .plan import PreflightError
 
 __all__ = ["MIN_FREE", "RESERVE", "free_bytes", "open_run_folder", "room_left", "write_result"]
 

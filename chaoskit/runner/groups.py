@@ -7,7 +7,7 @@ helps the claim that the system held (docs/experiment-file.md, load)."""
 from __future__ import annotations
 
 from ..load import RequestSamples
-from .plan import PreflightError
+from .errors import PreflightError
 
 __all__ = ["GroupTagger"]
 

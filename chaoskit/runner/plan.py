@@ -7,19 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..drivers.base import AppliedFault, DriverError
-from ..model import Experiment, Fault, through_proxy
+from ..drivers.base import AppliedFault, DriverError, Target
+from ..model import Experiment, Fault
 from ..safety.policy import Policy
+from .errors import PreflightError
 from .fronts import Fronts
-from .rollback import Drivers, driver_for
+from .lifecycle import FaultLifecycle
 from .system import RunningSystem
 from .targets import Draw, TargetError, check_draw, draw, select
 
-__all__ = ["PlannedFault", "PreflightError", "check_reachable", "plan_faults"]
-
-
-class PreflightError(Exception):
-    """The run was refused before anything was touched; the message says why."""
+__all__ = ["PlannedFault", "PreflightError", "check_planned", "plan_faults"]
 
 
 @dataclass
@@ -39,7 +36,7 @@ def plan_faults(
     policy: Policy,
     live: RunningSystem,
     fronts: Fronts,
-    drivers: Drivers,
+    faults: FaultLifecycle,
 ) -> tuple[list[PlannedFault], dict[str, Draw]]:
     """Draw each target key's experiment group once (seeded, checked against the policy) and
     plan every fault on every drawn target; network faults on non-proxies go to their front."""
@@ -64,14 +61,16 @@ def plan_faults(
             draws[key] = drawn
         records = []
         for member in draws[key].experiment:
-            target = member
-            if member.kind != "proxy" and through_proxy(fault):
-                front = fronts.of(key, member)  # placed for each one at bring-up
-                assert front is not None
-                target = front
-            name = driver_for(fault, target)
+            target: Target | None = member
+            if member.kind != "proxy" and fault.on_proxy:
+                target = fronts.of(key, member)  # placed for each one at bring-up
+            if target is None:
+                raise PreflightError(
+                    f"faults[{index}] goes through a proxy before {member.name}, and none was "
+                    f"placed: give targets.{key}.listen"
+                )
             try:
-                records.append(drivers.get(name).plan(fault, target))
+                records.append(faults.plan(fault, target))
             except DriverError as error:
                 raise PreflightError(f"faults[{index}] on {target.name}: {error}") from None
         start = fault.at.nanoseconds / 1e9
@@ -80,16 +79,11 @@ def plan_faults(
     return planned, draws
 
 
-async def check_reachable(planned: list[PlannedFault], drivers: Drivers) -> None:
-    """Every Toxiproxy API a planned fault needs answers now, its proxy exists, and a proxy a
-    refuse partition will disable is enabled: all before any fault is applied."""
-    from ..drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
-
-    for record in (r for p in planned for r in p.records if r.driver == "toxiproxy"):
-        driver = drivers.get("toxiproxy")
-        assert isinstance(driver, ToxiproxyDriver)
-        try:
-            await driver.check(record)
-        except DriverError as error:
-            raise PreflightError(str(error)) from None
-    # The docker driver reaches the engine when it plans (it looks the container up).
+async def check_planned(planned: list[PlannedFault], faults: FaultLifecycle) -> None:
+    """Every backend a planned fault needs answers now and each fault can be applied and taken
+    back as planned (a Toxiproxy proxy exists; one a refuse partition disables is enabled): all
+    before any fault is applied."""
+    try:
+        await faults.check(r for p in planned for r in p.records)
+    except DriverError as error:
+        raise PreflightError(str(error)) from None

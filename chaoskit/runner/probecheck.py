@@ -13,7 +13,7 @@ import asyncio
 import numpy as np
 
 from ..load import ProbeFailure, ProbeSampler, ProbeSeries
-from .plan import PreflightError
+from .errors import PreflightError
 
 __all__ = ["read_each_once", "unread_probes"]
 

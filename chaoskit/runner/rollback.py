@@ -9,20 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..drivers.base import AppliedFault, DriverError, FaultDriver, Target
-from ..model import Fault
+from ..drivers.base import AppliedFault, DriverError
+from ..drivers.registry import Drivers
 from .journal import Journal, JournalError, JournalState, read_journal
 from .system import stop_part
 
-__all__ = [
-    "Drivers",
-    "Outcome",
-    "Rollback",
-    "Stopped",
-    "driver_for",
-    "revert_all",
-    "rollback",
-]
+__all__ = ["Outcome", "Rollback", "Stopped", "revert_all", "rollback"]
 
 
 @dataclass(frozen=True)
@@ -77,60 +69,6 @@ class Rollback:
             result = "stopped" if stopped.error is None else f"FAILED: {stopped.error}"
             said.append(f"{part['kind']} {part.get('name') or part.get('id')}: {result}")
         return said
-
-
-def driver_for(fault: Fault, target: Target) -> str:
-    """The name of the driver that applies ``fault`` to ``target``."""
-    if target.kind == "proxy":
-        return "toxiproxy"
-    if fault.type == "clock_skew":
-        return "clock"
-    return "process" if target.kind == "process" else "docker"
-
-
-class Drivers:
-    """One instance of each driver, made on first use, closed together."""
-
-    def __init__(self, toxiproxy_url: str | None = None) -> None:
-        self._made: dict[str, Any] = {}
-        self._toxiproxy_url = toxiproxy_url
-
-    def get(self, name: str) -> FaultDriver:
-        """The driver called ``name`` (as recorded in an :class:`AppliedFault`)."""
-        if name not in self._made:
-            self._made[name] = self._make(name)
-        driver: FaultDriver = self._made[name]
-        return driver
-
-    def _make(self, name: str) -> Any:
-        # Imported here: each backend's library loads only when a fault of its kind is present.
-        if name == "process":
-            from ..drivers.process import ProcessDriver  # noqa: PLC0415
-
-            return ProcessDriver()
-        if name == "docker":
-            from ..drivers.docker import DockerDriver  # noqa: PLC0415
-
-            return DockerDriver()
-        if name == "clock":
-            from ..drivers.clock import ClockDriver  # noqa: PLC0415
-
-            return ClockDriver()
-        if name == "toxiproxy":
-            from ..drivers.toxiproxy import ToxiproxyDriver  # noqa: PLC0415
-
-            return ToxiproxyDriver(self._toxiproxy_url)
-        raise DriverError(f"no driver called '{name}'")
-
-    async def aclose(self) -> None:
-        """Close every driver that holds a connection."""
-        for driver in self._made.values():
-            closer = getattr(driver, "aclose", None)
-            if closer is not None:
-                await closer()
-            elif hasattr(driver, "close"):
-                driver.close()
-        self._made.clear()
 
 
 async def _revert(drivers: Drivers, record: AppliedFault) -> Outcome:

@@ -10,12 +10,13 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..drivers.base import AppliedFault, DriverError, Target, TargetGone
+from ..drivers.registry import Drivers
 from ..drivers.toxiproxy import default_url
 from ..exitcodes import ExitCode
 from ..load import (
@@ -32,20 +33,21 @@ from ..model.variables import render
 from ..safety.policy import Policy
 from ..safety.valve import Guard, Trip, Valve
 from . import watchdog
+from .errors import BringUpError, PreflightError
 from .folder import open_run_folder, room_left, write_result
 from .fronts import FrontError, Fronts, fronted_keys, place_fronts
 from .groups import GroupTagger
 from .hung import write_started
 from .journal import Journal, JournalError, find_stale
+from .lifecycle import FaultLifecycle, could_not_revert
 from .looplag import LoopLag
-from .plan import PlannedFault, PreflightError, check_reachable, plan_faults
+from .plan import PlannedFault, check_planned, plan_faults
 from .probecheck import read_each_once, unread_probes
 from .result import outcome_of, result_document
-from .rollback import Drivers, revert_all
 from .sequential import SequentialWatch
 from .steady import SteadyCheck, check_steady
 from .stopping import StopSignals
-from .system import BringUpError, RunningSystem, bring_up
+from .system import RunningSystem, bring_up
 from .targets import Draw, TargetError, engine_containers
 from .trials import Window
 from .verdict import judge_run
@@ -71,13 +73,6 @@ class RunOutcome:
     ``chaoskit rollback`` clears it."""
 
 
-@dataclass
-class _State:
-    applied: dict[str, AppliedFault] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    phases: list[dict[str, Any]] = field(default_factory=list)
-
-
 class _Run:
     def __init__(
         self,
@@ -85,14 +80,19 @@ class _Run:
         policy: Policy,
         run_dir: Path,
         run_id: str,
+        *,
         log: Callable[[str], None],
+        journal: Journal,
     ) -> None:
         self.exp = experiment
         self.policy = policy
         self.run_dir = run_dir
         self.run_id = run_id
         self.log = log
-        self.state = _State()
+        self.journal = journal
+        self.faults = FaultLifecycle(Drivers(), journal, log=log)
+        """Replaced once the system is up and its Toxiproxy API is known."""
+        self.phases: list[dict[str, Any]] = []
         self.draws: dict[str, Draw] = {}
         self.abort = asyncio.Event()
         self.valve: Valve | None = None
@@ -106,8 +106,6 @@ class _Run:
         self.live: RunningSystem | None = None
         self.fronts = Fronts()
         self.sequential: SequentialWatch | None = None
-        self.unrecorded: str | None = None
-        """Why the journal could not record a revert, if it could not (a full disk)."""
         self.gone: list[str] = []
         """Targets found gone when a fault was to be applied (the system lost them)."""
 
@@ -145,7 +143,7 @@ class _Run:
     def snapshot(self) -> dict[str, Any]:
         """What is happening now, for a live view: phase, time left, metrics, faults, valve."""
         now = time.monotonic()
-        current = self.state.phases[-1] if self.state.phases else None
+        current = self.phases[-1] if self.phases else None
         metrics = {}
         for metric in self.exp.steady_state:
             groups = ("experiment", "control") if self.concurrent else ("all",)
@@ -158,7 +156,8 @@ class _Run:
             "left": max(0.0, current["end"] - now) if current else None,
             "metrics": metrics,
             "faults": [
-                f"{r.fault} on {r.target.kind} {r.target.name}" for r in self.state.applied.values()
+                f"{r.fault} on {r.target.kind} {r.target.name}"
+                for r in self.faults.applied.values()
             ],
             "valve": f"tripped: {trip.detail}" if trip is not None else self.valve_state(now),
             "probe_errors": {
@@ -183,54 +182,21 @@ class _Run:
         entry: dict[str, Any] = {"phase": name, "start": start, "end": end, "wall": time.time()}
         if trial is not None:
             entry["trial"] = trial
-        self.state.phases.append(entry)
+        self.phases.append(entry)
         self.log(f"{name}{'' if trial is None else f' (trial {trial})'}: {end - start:.0f}s")
 
-    async def inject(self, record: AppliedFault, journal: Journal, drivers: Drivers) -> None:
-        # Journal writes (an fsync each) and engine calls run in threads: the event loop keeps
-        # the load's send times and the watchdog's lease while the disk or the engine is slow.
-        await asyncio.to_thread(journal.injecting, record)
-        self.state.applied[record.id] = record
-        started, wall = time.monotonic(), time.time()  # together: the result maps one to the other
-        await drivers.get(record.driver).apply(record)
-        await asyncio.to_thread(journal.applied, record)
-        self.state.events.append(
-            {"event": "inject", "id": record.id, "fault": record.fault,
-             "target": record.target.name, "at": started, "wall": wall,
-             "applied_after": time.monotonic() - started}
-        )  # fmt: skip
-        self.log(f"injected {record.fault} on {record.target.kind} {record.target.name}")
+    async def revert(self, records: list[AppliedFault]) -> None:
+        """Take ``records`` back now; raises :class:`DriverError` if any stays applied."""
+        failed = could_not_revert(await self.faults.revert(records))
+        if failed:
+            raise DriverError(failed)
 
-    async def revert(
-        self, records: list[AppliedFault], journal: Journal, drivers: Drivers
-    ) -> list[str]:
-        records = [r for r in records if r.id in self.state.applied]
-        if not records:
-            return []
-        outcomes = await revert_all(records, drivers, journal)
-        failures = []
-        for outcome in outcomes:
-            record = outcome.record
-            self.unrecorded = self.unrecorded or outcome.unrecorded
-            self.state.events.append(
-                {"event": "revert", "id": record.id, "ok": outcome.ok, "error": outcome.error,
-                 "at": time.monotonic(), "wall": time.time()}
-            )  # fmt: skip
-            if outcome.ok:
-                del self.state.applied[record.id]
-                self.log(f"reverted {record.fault} on {record.target.kind} {record.target.name}")
-            else:
-                failures.append(f"{record.fault} on {record.target.name}: {outcome.error}")
-        return failures
-
-    async def trial(
-        self, number: int, planned: list[PlannedFault], journal: Journal, drivers: Drivers
-    ) -> Window | None:
+    async def trial(self, number: int, planned: list[PlannedFault]) -> Window | None:
         phases = self.exp.phases
         start = time.monotonic()
         end = start + phases.fault.nanoseconds / 1e9
         self.phase("fault", start, end, number)
-        events_before = len(self.state.events)
+        events_before = len(self.faults.events)
         timeline = sorted(
             [(p.start, "inject", p) for p in planned] + [(p.end, "revert", p) for p in planned],
             key=lambda item: (item[0], item[1] == "inject"),
@@ -250,8 +216,7 @@ class _Run:
         )
         try:
             untripped = await self._timeline(
-                start, end, timeline, live=live, current=current, enough=enough,
-                journal=journal, drivers=drivers,
+                start, end, timeline, live=live, current=current, enough=enough
             )  # fmt: skip
             if not untripped:
                 return None
@@ -260,14 +225,12 @@ class _Run:
                 looking.cancel()
         if enough.is_set():
             end = time.monotonic()
-            self.state.phases[-1]["end"] = end
+            self.phases[-1]["end"] = end
             why = "a target is gone" if self.gone else "the sequential tests have the answer"
             self.log(f"{why}: fault phase over at {end - start:.0f}s")
-            failures = await self.revert([r for rs in live.values() for r in rs], journal, drivers)
-            if failures:
-                raise DriverError("could not revert: " + "; ".join(failures))
+            await self.revert([r for rs in live.values() for r in rs])
         if self.gone:
-            applied = any(e["event"] == "inject" for e in self.state.events[events_before:])
+            applied = any(e["event"] == "inject" for e in self.faults.events[events_before:])
             self.stopped = (
                 f"no trial after trial {number}: {'; '.join(self.gone)}"
                 if applied
@@ -279,7 +242,7 @@ class _Run:
         self.phase("recovery", end, recovery_end, number)
         if not await self.wait_until(recovery_end):
             return None
-        reverts = [e["at"] for e in self.state.events[events_before:] if e["event"] == "revert"]
+        reverts = [e["at"] for e in self.faults.events[events_before:] if e["event"] == "revert"]
         return Window(start, end, recovery_end, max(reverts) if reverts else None)
 
     async def _timeline(
@@ -291,8 +254,6 @@ class _Run:
         live: dict[int, list[AppliedFault]],
         current: dict[tuple[str, str], Target],
         enough: asyncio.Event,
-        journal: Journal,
-        drivers: Drivers,
     ) -> bool:
         """Inject and revert on schedule until the phase's end (or ``enough``); False if the
         valve tripped."""
@@ -306,19 +267,16 @@ class _Run:
                 for planned in item.records:
                     target = current.get((planned.target.kind, planned.target.name))
                     try:
-                        driver = drivers.get(planned.driver)
-                        record = driver.plan(item.fault, target or planned.target)
+                        record = self.faults.plan(item.fault, target or planned.target)
                         live[item.index].append(record)
-                        await self.inject(record, journal, drivers)
+                        await self.faults.inject(record)
                     except TargetGone as gone:  # the system lost it: end the phase, say so
                         self.target_gone(gone)
                         enough.set()
                 if enough.is_set():
                     return True
             else:
-                failures = await self.revert(live[item.index], journal, drivers)
-                if failures:
-                    raise DriverError("could not revert: " + "; ".join(failures))
+                await self.revert(live[item.index])
         return await self.wait_until(end, enough)
 
     async def guard(self) -> None:
@@ -361,15 +319,7 @@ class _Run:
         """A target the fault was meant for is not there any more: no further fault is
         applied, and the run says so."""
         self.gone.append(str(gone))
-        self.state.events.append(
-            {"event": "gone", "detail": str(gone), "at": time.monotonic(), "wall": time.time()}
-        )
-        self.log(f"target gone: {gone}")
-
-    @property
-    def injected(self) -> bool:
-        """Whether any fault was applied so far."""
-        return any(e["event"] == "inject" for e in self.state.events)
+        self.faults.gone(gone)
 
     def samplers(self, ports: dict[str, int]) -> list[ProbeSampler]:
         """A sampler per probe metric, its templates filled in for this run."""
@@ -442,7 +392,7 @@ async def _run(
         raise PreflightError("`chaoskit run` needs a load section to measure the steady state")
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment.name}-{secrets.token_hex(2)}"
     run_dir, journal = open_run_folder(reports, run_id)
-    state = _Run(experiment, policy, run_dir, run_id, log)
+    state = _Run(experiment, policy, run_dir, run_id, log=log, journal=journal)
     if follow is not None:
         follow(state.snapshot)
     try:
@@ -480,7 +430,7 @@ async def _run(
     concurrent = False
     load_task: asyncio.Task[Any] | None = None
     generator: LoadGenerator | None = None
-    drivers: Drivers | None = None
+    unrecorded: str | None = None
     live_ports: dict[str, int] = {}
     try:
         async with bring_up(
@@ -495,12 +445,14 @@ async def _run(
             state.live = live
             if any(spec.kind == "container" for spec in experiment.targets.values()):
                 live.add_source(engine_containers)  # containers the run did not start, too
-            drivers = Drivers(live.toxiproxy_url or default_url())
+            state.faults = FaultLifecycle(
+                Drivers(live.toxiproxy_url or default_url()), journal, log=log
+            )
             state.fronts = await place_fronts(experiment, live)
             planned, state.draws = await asyncio.to_thread(
-                plan_faults, experiment, policy, live, state.fronts, drivers
+                plan_faults, experiment, policy, live, state.fronts, state.faults
             )
-            await check_reachable(planned, drivers)
+            await check_planned(planned, state.faults)
             load = experiment.load.model_copy(
                 update={
                     "url": render(
@@ -526,12 +478,10 @@ async def _run(
             probing = [asyncio.create_task(sampler.run()) for sampler in samplers]
             watcher = asyncio.create_task(state.guard())
             try:
-                trials, baseline = await _phases(state, planned, journal, drivers)
+                trials, baseline = await _phases(state, planned)
             finally:  # revert before the system goes down, whatever happened
                 watcher.cancel()
-                failures = await state.revert(list(state.state.applied.values()), journal, drivers)
-                if failures:
-                    error = "could not revert: " + "; ".join(failures)
+                error = could_not_revert(await state.faults.revert())
                 generator.stop()
                 for sampler in samplers:
                     sampler.stop()
@@ -563,30 +513,32 @@ async def _run(
     except JournalError as exc:  # the write-ahead promise cannot be kept: stop, revert
         state.valve.pull("journal", f"{exc}: the run stopped before applying anything more")
     finally:
-        if state.state.applied and drivers is not None:
-            await state.revert(list(state.state.applied.values()), journal, drivers)
+        if state.faults.applied:
+            await state.faults.revert()
         if generator is not None:
             generator.stop()
         if load_task is not None and not load_task.done():
             load_task.cancel()
             with contextlib.suppress(BaseException):
                 await load_task
-        if drivers is not None:
-            await drivers.aclose()
+        await state.faults.aclose()
         renewing.cancel()
         lagging.cancel()
-        if state.state.applied or state.unrecorded:
+        unrecorded = state.faults.unrecorded
+        if state.faults.applied or unrecorded:
             journal.release()  # it still names what may be applied: rollback clears it
         else:
             try:
                 journal.close()
             except JournalError as exc:
-                state.unrecorded = str(exc)
+                unrecorded = str(exc)
         if stop_signals is not None:
             stop_signals.disconnect()
         await loop.run_in_executor(None, dog.finish)
     trip: Trip | None = state.valve.tripped if state.valve else None
-    before_any_fault = trip is not None and trip.reason == "abort_when" and not state.injected
+    before_any_fault = (
+        trip is not None and trip.reason == "abort_when" and not state.faults.injected
+    )
     if trip is not None and before_any_fault:
         state.steady = SteadyCheck(  # the valve saw the system broken before any fault
             [f"the safety valve's condition was met before any fault: {trip.detail}"]
@@ -602,8 +554,8 @@ async def _run(
         draws=state.draws,
         fronts=state.fronts,
         sequential=state.sequential,
-        phases=state.state.phases,
-        events=state.state.events,
+        phases=state.phases,
+        events=state.faults.events,
         trip=trip,
         valve=state.valve,
         steady=state.steady,
@@ -615,11 +567,11 @@ async def _run(
         event_loop=lag.to_json(),
     )
     unwritten = write_result(run_dir, result)
-    return RunOutcome(outcome, code, run_dir, result, unwritten, state.unrecorded)
+    return RunOutcome(outcome, code, run_dir, result, unwritten, unrecorded)
 
 
 async def _phases(
-    state: _Run, planned: list[PlannedFault], journal: Journal, drivers: Drivers
+    state: _Run, planned: list[PlannedFault]
 ) -> tuple[list[Window], tuple[float, float]]:
     """Warm-up, baseline, then the trials; stops early when the valve trips."""
     phases = state.exp.phases
@@ -654,7 +606,7 @@ async def _phases(
     for number in range(1, state.exp.hypothesis.trials + 1):
         if trials and not state.back_to_steady(trials[-1], number):
             break
-        window = await state.trial(number, planned, journal, drivers)
+        window = await state.trial(number, planned)
         if window is None:
             break
         trials.append(window)

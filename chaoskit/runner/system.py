@@ -36,6 +36,7 @@ from ..drivers.process import process_target, start_ticks
 from ..model import System
 from ..model.system import ContainerSpec, ProcessSpec, ReadyCheck, StackSpec
 from ..model.variables import render
+from .errors import BringUpError, PreflightError
 
 __all__ = ["BringUpError", "RunningSystem", "bring_up", "free_ports", "stop_part"]
 
@@ -43,14 +44,8 @@ _STACK_LABEL = "chaoskit.stack"
 _GRACE = 5.0
 
 
-class BringUpError(Exception):
-    """The system under test could not be brought up; the message says which part and why."""
-
-
 def _cannot_start(part: str, problem: str, field: str) -> Exception:
     """The refusal for a part that cannot even be started: a ``PreflightError`` (exit 2)."""
-    from .plan import PreflightError  # noqa: PLC0415 - runner.plan imports this module
-
     return PreflightError(f"cannot start {part}: {problem}; check {field}")
 
 

@@ -11,11 +11,12 @@ import httpx
 import pytest
 from pydantic import TypeAdapter
 
+from chaoskit.drivers.registry import Drivers
 from chaoskit.drivers.toxiproxy import proxy_target
 from chaoskit.model import Fault
 from chaoskit.proxy import ProxyServer, run_in_thread
-from chaoskit.runner.plan import PlannedFault, PreflightError, check_reachable
-from chaoskit.runner.rollback import Drivers
+from chaoskit.runner.lifecycle import FaultLifecycle
+from chaoskit.runner.plan import PlannedFault, PreflightError, check_planned
 
 
 @pytest.fixture
@@ -24,19 +25,19 @@ def server() -> Iterator[ProxyServer]:
         yield started
 
 
-def planned(server: ProxyServer, drivers: Drivers, proxy: str, **fault: str) -> PlannedFault:
+def planned(server: ProxyServer, faults: FaultLifecycle, proxy: str, **fault: str) -> PlannedFault:
     parsed = TypeAdapter(Fault).validate_python({**fault, "target": "t"})
-    record = drivers.get("toxiproxy").plan(parsed, proxy_target(server.url, proxy))
+    record = faults.plan(parsed, proxy_target(server.url, proxy))
     return PlannedFault(parsed, 0, [record], 0.0, 1.0)
 
 
 def preflight(server: ProxyServer, proxy: str, **fault: str) -> None:
     async def check() -> None:
-        drivers = Drivers(server.url)
+        faults = FaultLifecycle(Drivers(server.url))
         try:
-            await check_reachable([planned(server, drivers, proxy, **fault)], drivers)
+            await check_planned([planned(server, faults, proxy, **fault)], faults)
         finally:
-            await drivers.aclose()
+            await faults.aclose()
 
     asyncio.run(check())
 
