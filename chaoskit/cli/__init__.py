@@ -13,7 +13,7 @@ import typer
 
 from .. import __version__
 from ..exitcodes import ExitCode
-from . import files, proxy, results, runs
+from . import files, plugins, proxy, results, runs
 from .gameday import gameday_app
 from .stack import stack_app
 
@@ -50,7 +50,7 @@ def _root(
 
 for command in (
     files.validate, files.schema, runs.run, runs.halt, runs.rollback,
-    results.report, results.history, results.gate, proxy.proxy,
+    results.report, results.history, results.gate, proxy.proxy, plugins.plugins,
 ):  # fmt: skip
     app.command()(command)
 app.add_typer(stack_app, name="stack")

@@ -105,12 +105,14 @@ def report(
     from ..report import ReportError, write_reports
 
     try:
-        written = write_reports(result)
+        reports = write_reports(result)
     except ReportError as exc:
         typer.echo(f"chaoskit report: {exc}", err=True)
         raise typer.Exit(ExitCode.INVALID) from None
-    for out in written:
+    for out in reports.written:
         typer.echo(str(out))
+    for problem in reports.problems:
+        typer.echo(f"chaoskit report: {problem}", err=True)
     if record is not None:
         from ..gameday.history import HistoryError, history_db, record_run
 
@@ -121,3 +123,5 @@ def report(
             typer.echo(f"chaoskit report: not recorded in the history: {exc}", err=True)
             raise typer.Exit(ExitCode.FAILED) from None
         typer.echo(str(history_db(record)))
+    if reports.problems:
+        raise typer.Exit(ExitCode.FAILED)

@@ -11,9 +11,10 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import cast
 
+from ..plugins import installed
 from .base import DriverConfig, DriverError, FaultDriver
 
-__all__ = ["BUILTIN_DRIVERS", "DriverFactory", "Drivers", "load_factory"]
+__all__ = ["BUILTIN_DRIVERS", "DriverFactory", "Drivers", "driver_table", "load_factory"]
 
 
 DriverFactory = Callable[[DriverConfig], FaultDriver]
@@ -26,6 +27,15 @@ BUILTIN_DRIVERS: Mapping[str, str] = {
     "clock": "chaoskit.drivers.clock:ClockDriver.from_config",
 }
 """Each built-in driver's factory, as ``module:attribute`` (the form of an entry point)."""
+
+
+def driver_table() -> dict[str, str]:
+    """Every driver's factory by name: the built-in ones, then those plugins add (entry point
+    group ``chaoskit.drivers``; a plugin cannot replace a built-in driver)."""
+    table = dict(BUILTIN_DRIVERS)
+    for plugin in installed("chaoskit.drivers"):
+        table.setdefault(plugin.name, plugin.value)
+    return table
 
 
 def load_factory(reference: str) -> DriverFactory:
@@ -46,7 +56,7 @@ class Drivers:
         self, toxiproxy_url: str | None = None, *, table: Mapping[str, str] | None = None
     ) -> None:
         self.config = DriverConfig(toxiproxy_url)
-        self._table = BUILTIN_DRIVERS if table is None else table
+        self._table = driver_table() if table is None else table
         self._made: dict[str, FaultDriver] = {}
 
     def get(self, name: str) -> FaultDriver:
@@ -56,7 +66,13 @@ class Drivers:
             if reference is None:
                 known = ", ".join(sorted(self._table))
                 raise DriverError(f"no driver called '{name}' (known: {known})")
-            self._made[name] = load_factory(reference)(self.config)
+            try:
+                factory = load_factory(reference)
+            except (ImportError, AttributeError) as error:
+                raise DriverError(
+                    f"driver '{name}' ({reference}) cannot be loaded: {error}"
+                ) from None
+            self._made[name] = factory(self.config)
         return self._made[name]
 
     async def aclose(self) -> None:

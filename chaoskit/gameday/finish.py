@@ -37,9 +37,12 @@ def finish_run(
     written: list[Path] = []
     problems = []
     try:
-        written = write_reports(result_path)
+        reports_written = write_reports(result_path)
     except ReportError as exc:
         problems.append(f"no report: {exc}")
+    else:
+        written = reports_written.written
+        problems.extend(f"report {problem}" for problem in reports_written.problems)
     try:
         record_run(history_db(reports), result, result_path)
     except HistoryError as exc:

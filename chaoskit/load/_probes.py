@@ -71,7 +71,14 @@ def reader_for(probe: AnyProbe) -> ProbeReader:
         return _CommandReader(probe)
     if isinstance(probe, PythonProbe):
         return _PythonReader(probe)
-    raise ProbeConfigError(f"not a probe: {probe!r}")
+    make = getattr(probe, "reader", None)  # a probe type a plugin adds makes its own reader
+    reader = make() if callable(make) else None
+    if isinstance(reader, ProbeReader):
+        return reader
+    raise ProbeConfigError(
+        f"the {getattr(probe, 'type', '?')} probe gave no reader: its reader() must return a "
+        "chaoskit.load.ProbeReader"
+    )
 
 
 async def read_probe(probe: AnyProbe) -> float:

@@ -1,5 +1,8 @@
 """The experiment schema: pydantic models for everything an experiment file can say."""
 
+from typing import TYPE_CHECKING
+
+from ._base import Model
 from .experiment import (
     BlastRadius,
     Experiment,
@@ -10,8 +13,8 @@ from .experiment import (
     Margins,
     Phases,
 )
-from .faults import Fault, FaultBase
-from .metrics import Metric, Probe
+from .faults import FaultBase
+from .metrics import Metric
 from .safety import AbortCondition, KillSwitch, Safety, Threshold
 from .system import System, Target
 from .variables import Variable
@@ -29,6 +32,7 @@ __all__ = [
     "Load",
     "Margins",
     "Metric",
+    "Model",
     "Phases",
     "Probe",
     "Safety",
@@ -37,3 +41,13 @@ __all__ = [
     "Threshold",
     "Variable",
 ]
+
+from . import _plugins, faults, metrics
+
+_plugins.plug_in()
+if TYPE_CHECKING:
+    from .faults import Fault
+    from .metrics import Probe
+else:  # as widened by plugins, if any
+    Fault = faults.Fault
+    Probe = metrics.Probe

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Iterable
 from datetime import date, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -18,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..plugins import Loaded, Plugin, load_group
 from ..units import Duration, Percent
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "close_match",
     "is_set",
     "schema_rules",
+    "type_of",
+    "typed_plugins",
 ]
 
 
@@ -205,3 +209,38 @@ Date = Annotated[
     WithJsonSchema({"type": "string", "format": "date", "pattern": _DATE}),
 ]
 """A calendar date, ``YYYY-MM-DD``."""
+
+
+def type_of(model: type[BaseModel]) -> str | None:
+    """The one ``type`` a model in a discriminated union is chosen by, if it has exactly one."""
+    field = model.model_fields.get("type")
+    values = get_args(field.annotation) if field is not None else ()
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+
+
+def typed_plugins(
+    group: str,
+    base: type[BaseModel],
+    builtin: Iterable[type[BaseModel]],
+    needs: Callable[[Any], str | None],
+) -> Loaded:
+    """The models plugins add to a union chosen by ``type`` (faults, probes): each a subclass
+    of ``base`` whose ``type`` is ``Literal['<entry point name>']``, not taken, and with what
+    ``needs`` asks of it (None when it has it); the rest set aside with the reason."""
+    taken = {type_of(model) for model in builtin}
+
+    def fit(plugin: Plugin, found: object) -> str | None:
+        if not (isinstance(found, type) and issubclass(found, base)):
+            return (
+                f"is not a model subclassing {base.__module__.split('.')[0]}.model.{base.__name__}"
+            )
+        if type_of(found) != plugin.name:
+            return f"its 'type' must be Literal['{plugin.name}'], the entry point's name"
+        if plugin.name in taken:
+            return f"type '{plugin.name}' is taken (built in, or by another plugin)"
+        problem = needs(found)
+        if problem is None:
+            taken.add(plugin.name)
+        return problem
+
+    return load_group(group, fit)

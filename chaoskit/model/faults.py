@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
+from ..plugins import Loaded
 from ..units import Bandwidth, Duration, Percent, Size
 from ._base import (
     Model,
@@ -17,6 +18,8 @@ from ._base import (
     beyond_schema,
     is_set,
     schema_rules,
+    type_of,
+    typed_plugins,
 )
 
 __all__ = [
@@ -36,23 +39,11 @@ __all__ = [
     "SlowCloseFault",
     "TargetKind",
     "TimeoutFault",
+    "fault_plugins",
+    "fault_types",
 ]
 
 TargetKind = Literal["proxy", "process", "container"]
-FaultType = Literal[
-    "latency",
-    "bandwidth",
-    "slow_close",
-    "timeout",
-    "reset_peer",
-    "slicer",
-    "limit_data",
-    "partition",
-    "crash",
-    "pause",
-    "disk_full",
-    "clock_skew",
-]
 
 
 class FaultBase(Model):
@@ -328,6 +319,58 @@ class ClockSkewFault(FaultBase):
         return value
 
 
+BUILTIN_FAULTS: tuple[type[FaultBase], ...] = (
+    LatencyFault,
+    BandwidthFault,
+    SlowCloseFault,
+    TimeoutFault,
+    ResetPeerFault,
+    SlicerFault,
+    LimitDataFault,
+    PartitionFault,
+    CrashFault,
+    PauseFault,
+    DiskFullFault,
+    ClockSkewFault,
+)
+
+
+def fault_plugins() -> Loaded:
+    """The fault types other packages add (entry point group ``chaoskit.faults``): each a
+    :class:`FaultBase` model whose ``type`` is the entry point's name and which names its
+    drivers; the rest set aside with the reason."""
+
+    def needs(model: type[FaultBase]) -> str | None:
+        return None if model.DRIVERS else "names no driver: set DRIVERS (target kind -> driver)"
+
+    return typed_plugins("chaoskit.faults", FaultBase, BUILTIN_FAULTS, needs)
+
+
+FAULT_MODELS: tuple[type[FaultBase], ...] = BUILTIN_FAULTS
+"""Every fault model: the built-in ones, then those plugins add (``model/_plugins.py``)."""
+
+
+def fault_types() -> list[str]:
+    """Every fault ``type`` an experiment may use (built-in and from plugins)."""
+    return [name for name in map(type_of, FAULT_MODELS) if name is not None]
+
+
+FaultType = Literal[
+    "latency",
+    "bandwidth",
+    "slow_close",
+    "timeout",
+    "reset_peer",
+    "slicer",
+    "limit_data",
+    "partition",
+    "crash",
+    "pause",
+    "disk_full",
+    "clock_skew",
+]
+"""A fault's ``type``; with plugins installed, theirs too (``model/_plugins.py``)."""
+
 Fault = Annotated[
     LatencyFault
     | BandwidthFault
@@ -343,4 +386,4 @@ Fault = Annotated[
     | ClockSkewFault,
     Field(discriminator="type"),
 ]
-"""Any fault, chosen by its ``type``."""
+"""Any fault, chosen by its ``type``; with plugins installed, theirs too."""

@@ -7,8 +7,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from ..plugins import Loaded
 from ..units import Duration, Percent, Rate
-from ._base import Model, Name, Template, beyond_schema, is_set, schema_rules
+from ._base import Model, Name, Template, beyond_schema, is_set, schema_rules, typed_plugins
 
 __all__ = [
     "CommandProbe",
@@ -22,6 +23,7 @@ __all__ = [
     "PythonProbe",
     "ScrapeProbe",
     "ThroughputMetric",
+    "probe_plugins",
 ]
 
 Direction = Literal["increase", "decrease", "both"]
@@ -207,10 +209,34 @@ class PythonProbe(Model):
     timeout: Duration = Duration.parse("5s")
 
 
+BUILTIN_PROBES: tuple[type[Model], ...] = (
+    HttpProbe,
+    PrometheusProbe,
+    ScrapeProbe,
+    CommandProbe,
+    PythonProbe,
+)
+
+
+def probe_plugins() -> Loaded:
+    """The probe types other packages add (entry point group ``chaoskit.probes``): each a
+    model whose ``type`` is the entry point's name, with a ``reader()`` method returning a
+    ``chaoskit.load.ProbeReader``; the rest set aside with the reason."""
+
+    def needs(model: type[Model]) -> str | None:
+        return None if callable(getattr(model, "reader", None)) else "has no reader() method"
+
+    return typed_plugins("chaoskit.probes", Model, BUILTIN_PROBES, needs)
+
+
+PROBE_MODELS: tuple[type[Model], ...] = BUILTIN_PROBES
+"""Every probe model: the built-in ones, then those plugins add (``model/_plugins.py``)."""
+
 Probe = Annotated[
     HttpProbe | PrometheusProbe | ScrapeProbe | CommandProbe | PythonProbe,
     Field(discriminator="type"),
 ]
+"""Any probe, chosen by its ``type``; with plugins installed, theirs too."""
 
 
 class ProbeMetric(_MetricBase):

@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-__all__ = ["ReportError", "load_result", "write_reports"]
+if TYPE_CHECKING:
+    from ..plugins import Loaded, Plugin
+
+__all__ = ["ReportError", "Reports", "load_result", "reporter_plugins", "write_reports"]
 
 
 class ReportError(Exception):
@@ -52,8 +57,41 @@ def _check_experiment(result: dict[str, Any], path: Path) -> None:
         ) from None
 
 
-def write_reports(result_path: Path) -> list[Path]:
-    """Render the reports of the run whose ``result.json`` is at ``result_path``, beside it."""
+@dataclass(frozen=True)
+class Reports:
+    """The reports written beside a result.json, and those that could not be."""
+
+    written: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Each plugin report that failed, in words (the built-in ones raise instead)."""
+
+
+Renderer = Callable[[dict[str, Any]], str]
+
+
+def reporter_plugins() -> Loaded:
+    """The reports other packages add (entry point group ``chaoskit.reporters``): the entry
+    point's name is the file name, its value a function of the result document returning
+    the file's text."""
+    from ..plugins import load_group  # noqa: PLC0415
+
+    def fit(plugin: Plugin, found: object) -> str | None:
+        if not callable(found):
+            return "is not a function of the result document"
+        if plugin.name in _BUILTIN_FILES or "/" in plugin.name or plugin.name.startswith("."):
+            return f"'{plugin.name}' cannot be a report's file name"
+        return None
+
+    return load_group("chaoskit.reporters", fit)
+
+
+_BUILTIN_FILES = frozenset({"report.html", "junit.xml", "summary.md", "result.json"})
+
+
+def write_reports(result_path: Path) -> Reports:
+    """Render the reports of the run whose ``result.json`` is at ``result_path``, beside it:
+    the built-in ones (:class:`ReportError` if one cannot be written), then each plugin's (a
+    plugin that fails is said in ``problems``, and the rest are still written)."""
     from .html import render_html  # noqa: PLC0415 - matplotlib and jinja2 load only here
     from .junit import render_junit  # noqa: PLC0415
     from .markdown import render_markdown  # noqa: PLC0415
@@ -62,16 +100,32 @@ def write_reports(result_path: Path) -> list[Path]:
     _check_experiment(result, result_path)
     folder = result_path.parent if result_path.is_file() else result_path
     written = []
-    renderers = (
+    renderers: tuple[tuple[str, Renderer], ...] = (
         ("report.html", render_html),
         ("junit.xml", render_junit),
         ("summary.md", render_markdown),
     )
     for name, render in renderers:
-        path = folder / name
+        written.append(_write(folder / name, render(result)))
+    problems = []
+    plugins = reporter_plugins()
+    for plugin, problem in plugins.broken:
+        problems.append(f"{plugin.name} (from {plugin.package}) {problem}")
+    for plugin, found in plugins.good:
         try:
-            path.write_text(render(result), encoding="utf-8")
-        except OSError as error:  # a full or read-only disk: the run's verdict still stands
-            raise ReportError(f"cannot write {path}: {error.strerror}") from None
-        written.append(path)
-    return written
+            text = cast(Renderer, found)(json.loads(json.dumps(result)))  # a copy of its own
+            if not isinstance(text, str):
+                raise TypeError(f"returned {type(text).__name__}, not text")
+        except Exception as error:  # a third party's code: said, and the others still written
+            problems.append(f"{plugin.name} (from {plugin.package}) failed: {error}")
+            continue
+        written.append(_write(folder / plugin.name, text))
+    return Reports(written, problems)
+
+
+def _write(path: Path, text: str) -> Path:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:  # a full or read-only disk: the run's verdict still stands
+        raise ReportError(f"cannot write {path}: {error.strerror}") from None
+    return path
