@@ -60,10 +60,11 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter
 
-from chaoskit.drivers import sandbox
 from chaoskit.drivers.base import AppliedFault, DriverError, Target
-from chaoskit.drivers.clock import ClockDriver, find_libfaketime, process_faketime
+from chaoskit.drivers.clock import ClockDriver
 from chaoskit.drivers.process import ProcessDriver, process_target
+from chaoskit.launch import sandbox
+from chaoskit.launch.faketime import find_libfaketime, process_faketime
 from chaoskit.model import Fault
 from chaoskit.stack.launcher import free_ports
 from chaoskit.units import Size

@@ -93,12 +93,12 @@ def stack_up(
         except UnitError as exc:
             raise typer.BadParameter(str(exc), param_hint="--tmpfs") from None
     if faketime is not None:
-        from ..drivers.base import DriverError
-        from ..drivers.clock import find_libfaketime
+        from ..launch import LaunchError
+        from ..launch.faketime import find_libfaketime
 
         try:
             find_libfaketime()
-        except DriverError as exc:
+        except LaunchError as exc:
             raise typer.BadParameter(str(exc), param_hint="--faketime") from None
         stack.faketime = faketime.resolve()
 

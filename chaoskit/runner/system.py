@@ -29,10 +29,10 @@ from typing import Any
 
 import httpx
 
-from ..drivers import sandbox
 from ..drivers.base import Target
-from ..drivers.clock import container_faketime, process_faketime
 from ..drivers.process import process_target, start_ticks
+from ..launch import LaunchError, sandbox
+from ..launch.faketime import container_faketime, process_faketime
 from ..model import System
 from ..model.system import ContainerSpec, ProcessSpec, ReadyCheck, StackSpec
 from ..model.variables import render
@@ -312,7 +312,10 @@ class _Bringer:
         part, field = f"process '{spec.name}'", f"system.processes[{index}]"
         skew = self.run_dir / "faketime" / spec.name if spec.faketime else None
         if skew is not None:
-            env.update(process_faketime(skew))
+            try:
+                env.update(process_faketime(skew))
+            except LaunchError as error:
+                raise _cannot_start(part, str(error), f"{field}.faketime") from None
         if spec.tmpfs is not None:
             # The sandbox starts first and execs the program only then: look for it now, so a
             # program that is not there is refused as it is without a sandbox.

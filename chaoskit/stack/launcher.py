@@ -222,7 +222,7 @@ def _run_containers(stack: StackPlan, timeout: float) -> Iterator[None]:
     import docker  # noqa: PLC0415 - the Docker SDK is loaded only in container mode
     import docker.errors  # noqa: PLC0415
 
-    from ..drivers.clock import container_faketime  # noqa: PLC0415
+    from ..launch.faketime import container_faketime  # noqa: PLC0415
     from .image import ensure_image  # noqa: PLC0415
 
     with contextlib.closing(docker.from_env()) as client:  # closed on every path

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from ..drivers import clock, sandbox
+from ..launch import sandbox
+from ..launch.faketime import process_faketime
 from ..units import Size
 from .backoff import RestartBackoff
 
@@ -274,7 +275,7 @@ def backend_replicas(
                 argv,
                 f"http://127.0.0.1:{port}",
                 RestartBackoff(low, high, cooldown, rng=random.Random(rng.random())),
-                env=clock.process_faketime(faketime / name) if faketime is not None else {},
+                env=process_faketime(faketime / name) if faketime is not None else {},
             )
         )
     return replicas

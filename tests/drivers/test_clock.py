@@ -22,8 +22,9 @@ from pydantic import TypeAdapter
 from waiting import answers, wait_until
 
 from chaoskit.drivers.base import AppliedFault, DriverError, Target
-from chaoskit.drivers.clock import ClockDriver, container_faketime, process_faketime
+from chaoskit.drivers.clock import ClockDriver
 from chaoskit.drivers.process import process_target
+from chaoskit.launch.faketime import container_faketime, process_faketime
 from chaoskit.model import Fault
 from chaoskit.stack.launcher import free_ports
 

@@ -17,9 +17,9 @@ import pytest
 from pydantic import TypeAdapter
 from waiting import answers, post_item, wait_until
 
-from chaoskit.drivers import sandbox
 from chaoskit.drivers.base import AppliedFault, DriverError
 from chaoskit.drivers.process import ProcessDriver, process_target, start_ticks
+from chaoskit.launch import sandbox
 from chaoskit.model import Fault
 from chaoskit.stack.launcher import free_ports
 from chaoskit.units import Size

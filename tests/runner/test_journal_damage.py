@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 from waiting import wait_until
 
 from chaoskit.drivers.base import AppliedFault, Target
-from chaoskit.drivers.clock import write_skew
+from chaoskit.launch.faketime import write_skew
 from chaoskit.model import Fault
 from chaoskit.runner.journal import Journal, JournalError, encode, find_stale, read_journal
 

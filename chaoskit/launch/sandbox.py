@@ -1,7 +1,7 @@
 """Start a program in its own mount namespace with a size-capped tmpfs at its data path, so
 that ``disk_full`` fills that tmpfs and never a real disk.
 
-``python -m chaoskit.drivers.sandbox --tmpfs /data:64MiB -- PROGRAM ARG...`` unshares the
+``python -m chaoskit.launch.sandbox --tmpfs /data:64MiB -- PROGRAM ARG...`` unshares the
 mount namespace, makes every mount private (nothing leaks back to the host), mounts the tmpfs,
 and replaces itself with the program (same pid, so signals and faults reach the program).
 Needs root (CAP_SYS_ADMIN). Written on ctypes because Python 3.11 has no ``os.unshare``.
@@ -28,7 +28,7 @@ MS_PRIVATE = 1 << 18
 def command(argv: list[str], tmpfs_path: str, size: Size) -> list[str]:
     """The argv that runs ``argv`` in a sandbox with a tmpfs of ``size`` at ``tmpfs_path``."""
     return [
-        sys.executable, "-m", "chaoskit.drivers.sandbox",
+        sys.executable, "-m", "chaoskit.launch.sandbox",
         "--tmpfs", f"{tmpfs_path}:{size.bytes}", "--", *argv,
     ]  # fmt: skip
 
@@ -55,7 +55,7 @@ def enter(path: Path, size: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse, enter the sandbox, exec the program."""
-    parser = argparse.ArgumentParser(prog="chaoskit.drivers.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="chaoskit.launch.sandbox", description=__doc__)
     parser.add_argument("--tmpfs", required=True, help="PATH:SIZE, e.g. /data:64MiB")
     parser.add_argument("program", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
