@@ -494,7 +494,8 @@ class Chaos:
             from .drivers.process import process_target  # noqa: PLC0415
 
             return process_target(pid)
-        assert name is not None
+        if name is None:
+            raise ValueError("give a target (a proxy or container name) or pid=..., one of them")
         if on_proxy:
             from .drivers.toxiproxy import proxy_target  # noqa: PLC0415
 

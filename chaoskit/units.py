@@ -80,9 +80,8 @@ class _Quantity:
         raise NotImplementedError
 
     def _compare(self, other: object, op: Callable[[Any, Any], bool]) -> bool:
-        if type(other) is not type(self):
+        if type(other) is not type(self) or not isinstance(other, _Quantity):
             return NotImplemented  # type: ignore[no-any-return]  # lets Python try the other side
-        assert isinstance(other, _Quantity)
         return bool(op(self._key(), other._key()))
 
     def __eq__(self, other: object) -> bool:

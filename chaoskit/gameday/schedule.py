@@ -48,8 +48,9 @@ def next_slot(plan: GameDayPlan, after: datetime) -> datetime | None:
 
 
 def _latest_slot(plan: GameDayPlan, now: datetime) -> datetime | None:
-    """The last slot at or before ``now``."""
-    assert plan.schedule is not None
+    """The last slot at or before ``now`` (None: the plan has no schedule, or no slot yet)."""
+    if plan.schedule is None:
+        return None
     start = now.astimezone(plan.zone()) + timedelta(seconds=1)
     return next(CronSim(plan.schedule.cron, start, reverse=True), None)
 
@@ -153,7 +154,9 @@ class Scheduler:
                 # signal that came in between wakes the wait at once.
                 stop_signals.connect(lambda _: loop.call_soon_threadsafe(wake.set))
                 upcoming = next_slot(self.plan, self._clock())
-                assert upcoming is not None
+                if upcoming is None:
+                    self._log(f"{self.plan.name} has no schedule: no slot to wait for")
+                    break
                 self._log(f"next slot of {self.plan.name}: {upcoming.isoformat()}")
                 wait = (upcoming - self._clock()).total_seconds()
                 with contextlib.suppress(TimeoutError):

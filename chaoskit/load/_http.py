@@ -87,7 +87,9 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        if not isinstance(transport, asyncio.Transport):  # not a stream: nothing to send on
+            transport.close()
+            return
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -142,7 +144,8 @@ class _Connection(asyncio.Protocol):
     # -- the client's side ----------------------------------------------------------------------
 
     def send(self, request: bytes, done: Done) -> None:
-        assert self.transport is not None
+        if self.transport is None:
+            raise ConnectionError("send on a connection that is not open")
         self.done = done
         self.sent_at = time.monotonic()
         self.transport.write(request)

@@ -332,8 +332,7 @@ class _CommandReader(ProbeReader):
             if process.returncode is None:  # timed out or cancelled: leave nothing running
                 process.kill()
                 await process.wait()
-        code = process.returncode
-        assert code is not None
+        code = await process.wait()  # done already: its exit code
         if self.probe.value == "exit_code":
             return float(code)
         if code != 0:

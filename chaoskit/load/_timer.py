@@ -74,13 +74,12 @@ class MonotonicTimer:
 
     def at(self, when: float) -> None:
         """(Re)arm the timer for the monotonic instant ``when`` (seconds)."""
-        if self._fd < 0:
+        if self._fd < 0 or self._libc is None:
             if self._handle is not None:
                 self._handle.cancel()
             delay = when - time.monotonic()
             self._handle = self._loop.call_at(self._loop.time() + delay, self._callback)
             return
-        assert self._libc is not None
         nanoseconds = max(1, math.ceil(when * 1e9))
         spec = _Itimerspec()
         spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(nanoseconds, 1_000_000_000)
@@ -93,8 +92,7 @@ class MonotonicTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._fd >= 0:
-            assert self._libc is not None
+        if self._fd >= 0 and self._libc is not None:
             self._libc.timerfd_settime(self._fd, 0, ctypes.byref(_Itimerspec()), None)
 
     def close(self) -> None:

@@ -92,9 +92,11 @@ class AbortCondition(Model):
     @property
     def limit(self) -> Threshold:
         """The threshold, whichever side it is on."""
-        value = self.above if self.above is not None else self.below
-        assert value is not None  # guaranteed by validation
-        return value
+        if self.above is not None:
+            return self.above
+        if self.below is not None:
+            return self.below
+        raise ValueError("an abort condition needs 'above' or 'below'")  # validation says so
 
 
 class KillSwitch(Model):

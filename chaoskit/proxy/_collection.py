@@ -156,7 +156,7 @@ class ProxyCollection:
         if not isinstance(body, list):
             kind = "object" if isinstance(body, dict) else type(body).__name__
             raise ApiError.bad_body(f"json: cannot unmarshal {kind} into Go value of type []proxy")
-        entries: list[tuple[ProxyFields, list[ToxicSpec]]] = []
+        entries: list[tuple[str, ProxyFields, list[ToxicSpec]]] = []
         for index, item in enumerate(body, start=1):
             fields = decode_proxy(item)
             if not fields.name:
@@ -167,18 +167,18 @@ class ProxyCollection:
                 check_name(fields.name, "proxy")
             except ApiError as error:
                 raise ApiError(error.status, f"{error.message} (proxy {index})") from None
-            entries.append((fields, self._initial_toxics(fields, f" of proxy {index}")))
+            toxics = self._initial_toxics(fields, f" of proxy {index}")
+            entries.append((fields.name, fields, toxics))
         done: list[Proxy] = []
-        for fields, toxics in entries:
+        for name, fields, toxics in entries:
             try:
-                done.append(self._add_or_replace(fields, toxics))
+                done.append(self._add_or_replace(name, fields, toxics))
             except ApiError as error:
                 raise PopulateError(error, done) from None
         return done
 
-    def _add_or_replace(self, fields: ProxyFields, toxics: list[ToxicSpec]) -> Proxy:
-        assert fields.name is not None
-        existing = self._proxies.get(fields.name)
+    def _add_or_replace(self, name: str, fields: ProxyFields, toxics: list[ToxicSpec]) -> Proxy:
+        existing = self._proxies.get(name)
         if existing is not None:
             try:
                 same_listen = str(resolve(fields.listen or "")) == existing.listen

@@ -56,20 +56,20 @@ class Sink:
         """Nothing waits in user space: the splice path may be used."""
         return not self._out and not self._eof
 
-    def open_pipe(self) -> bool:
-        """Create the splice pipe; False if the system will not give one."""
+    def open_pipe(self) -> tuple[int, int] | None:
+        """The splice pipe, created on first use; None if the system will not give one."""
         if self.pipe is not None:
-            return True
+            return self.pipe
         try:
             read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
-            return False
+            return None
         try:
             self.pipe_size = fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         except OSError:
             self.pipe_size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
         self.pipe = (read_end, write_end)
-        return True
+        return self.pipe
 
     def put(self, item: Item) -> None:
         """Queue ``item`` for the destination and write what can be written now."""
@@ -284,16 +284,16 @@ class Link:
 
     def _splice_in(self) -> None:
         sink = self.sink
-        if not sink.open_pipe():
+        pipe = sink.open_pipe()
+        if pipe is None:
             self._splice = False
             return
-        assert sink.pipe is not None
         room = sink.pipe_size - sink.pipe_bytes
         if room <= 0:
             self._pause()
             return
         try:
-            moved = os.splice(self.source.fileno(), sink.pipe[1], room, flags=_SPLICE_FLAGS)
+            moved = os.splice(self.source.fileno(), pipe[1], room, flags=_SPLICE_FLAGS)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as error:

@@ -65,7 +65,8 @@ def _listen_ports(
 ) -> Iterator[tuple[Target, str]]:
     """Each selected member with the name of the system port its proxy listens on."""
     listen = spec.listen
-    assert listen is not None  # the experiment's validation asks for it
+    if listen is None:  # no port to listen on: no proxy (validation asks for one)
+        return
     if isinstance(listen, str):
         if len(members) > 1:
             names = ", ".join(m.name for m in members)
@@ -103,7 +104,8 @@ async def place_fronts(experiment: Experiment, live: RunningSystem) -> Fronts:
         async with ToxiproxyClient(live.front_url) as client:
             for key in keys:
                 spec = experiment.targets[key]
-                assert isinstance(spec, ProcessTarget | ContainerTarget)
+                if not isinstance(spec, ProcessTarget | ContainerTarget):
+                    continue  # fronted_keys gives only these
                 try:
                     members = select(key, spec, available)
                 except TargetError as error:

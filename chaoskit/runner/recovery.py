@@ -13,6 +13,7 @@ finds when it was back for good: after the last time it was out (two windows in 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -166,33 +167,26 @@ def judge_recovery(
     return found
 
 
-class _Series:
-    """One metric cut into windows (one second, or one probe reading) and tested against the
-    baseline's band; the baseline is read once, for every trial."""
+_Flags = tuple[list[float], NDArray[np.float64], NDArray[np.float64]]
+"""(window ends since the revert, flags for the recovery phase, flags for the last windows
+before the revert)."""
 
-    def __init__(  # noqa: PLR0917 - built in one place, by of()
-        self,
-        metric: Metric,
-        samples: RequestSamples,
-        readings: ProbeSeries | None,
-        groups: list[str] | None,
-        timeout: float,
-        step: float,
-        margins: Margins,
-        baseline: tuple[float, float],
-    ) -> None:
-        self.margins = margins
-        self.metric = metric
+
+class _Series(ABC):
+    """One metric cut into windows (one second, or one probe reading) and tested against the
+    baseline's band; the baseline is read once, for every trial. One subclass per kind of
+    metric, chosen by :meth:`of`."""
+
+    step: float = 1.0
+    """Seconds a window spans."""
+
+    def __init__(self, samples: RequestSamples, margins: Margins, baseline: tuple[float, float]):
         self.samples = samples
-        self.readings = readings
-        self.groups = groups
-        self.timeout = timeout
-        self.step = step
+        self.margins = margins
         self.baseline = baseline
 
-    @classmethod
+    @staticmethod
     def of(
-        cls,
         experiment: Experiment,
         metric: Metric,
         samples: RequestSamples,
@@ -201,84 +195,55 @@ class _Series:
         concurrent: bool,
         baseline: tuple[float, float],
     ) -> _Series | None:
-        timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
+        """The series of ``metric``; None for a probe that has no reading at all."""
         margins = experiment.hypothesis.margins
         if isinstance(metric, ProbeMetric):
             readings = probes.get(metric.name)
             if readings is None or not len(readings):
                 return None
-            step = metric.interval.seconds
-            return cls(metric, samples, readings, None, timeout, step, margins, baseline)
+            return _ProbeWindows(metric, readings, samples, margins, baseline)
         groups = ["experiment"] if concurrent else None
-        return cls(metric, samples, None, groups, timeout, 1.0, margins, baseline)
+        if isinstance(metric, ErrorRateMetric):
+            return _ErrorRateWindows(metric, groups, samples, margins, baseline)
+        timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
+        return _RequestWindows(metric, groups, timeout, samples, margins, baseline)
+
+    @abstractmethod
+    def has_baseline(self) -> bool:
+        """Whether the baseline has enough windows to draw a band from."""
+
+    @abstractmethod
+    def flags(self, trial: Window, alpha: float) -> _Flags:
+        """Which windows of ``trial``'s recovery (and just before its revert) are outside."""
+
+
+class _ProbeWindows(_Series):
+    """A probe metric: one window a reading."""
+
+    def __init__(
+        self,
+        metric: ProbeMetric,
+        readings: ProbeSeries,
+        samples: RequestSamples,
+        margins: Margins,
+        baseline: tuple[float, float],
+    ) -> None:
+        super().__init__(samples, margins, baseline)
+        self.metric = metric
+        self.readings = readings
+        self.step = metric.interval.seconds
 
     @cached_property
     def _base_readings(self) -> NDArray[np.float64]:
-        assert self.readings is not None
         readings = self.readings.window(*self.baseline).value
         return readings[~np.isnan(readings)]
 
-    @cached_property
-    def _base_counts(self) -> tuple[list[int], list[int]]:
-        assert isinstance(self.metric, ErrorRateMetric)
-        _, errors, totals = per_second_counts(
-            self.metric, self.samples, *self.baseline, self.groups
-        )
-        return errors, totals
-
-    @cached_property
-    def _base_values(self) -> list[float]:
-        _, values = self._values(*self.baseline)
-        return [v for v in values if not math.isnan(v)]
-
     def has_baseline(self) -> bool:
-        if self.readings is not None:
-            return self._base_readings.size >= 3
-        if isinstance(self.metric, ErrorRateMetric):
-            return sum(1 for n in self._base_counts[1] if n) >= 3
-        return len(self._base_values) >= 3
+        return self._base_readings.size >= 3
 
-    def flags(
-        self, trial: Window, alpha: float
-    ) -> tuple[list[float], NDArray[np.float64], NDArray[np.float64]]:
-        """(window ends since the revert, flags for the recovery phase, flags for the last
-        windows before the revert)."""
-        lead = RELAPSE * self.step
-        start, end = trial.revert_at, trial.recovery_end
-        if self.readings is not None:
-            return self._probe_flags(trial, alpha, lead)
-        if isinstance(self.metric, ErrorRateMetric):
-            metric, groups = self.metric, self.groups
-            be, bn = self._base_counts
-            _, pe, pn = per_second_counts(metric, self.samples, start - lead, start, groups)
-            times, re, rn = per_second_counts(metric, self.samples, start, end, groups)
-            rate = sum(be) / max(sum(bn), 1)
-            margin = judged_margin(metric, [rate], self.margins) or default_error_margin([rate])
-            flags = outside_rate([*pe, *re], [*pn, *rn], be, bn, alpha=alpha, margin=margin)
-            return times, flags[len(pe) :], flags[: len(pe)]
-        _, prior = self._values(start - lead, start)
-        times, values = self._values(start, end)
-        known = self._base_values
-        share = margin_share(self.metric, self.margins) or 0.0
-        banded = outside_band(
-            [*prior, *values],
-            known,
-            alpha=alpha,
-            higher_is_worse=self.metric.direction != "decrease",
-            floor=abs(float(np.median(known))) * share,  # a change the metric's margin allows
-            both_sides=self.metric.direction == "both",
-        )
-        return times, banded[len(prior) :], banded[: len(prior)]
-
-    def _values(self, start: float, end: float) -> tuple[list[float], list[float]]:
-        return per_second(self.metric, self.samples, start, end, self.groups, timeout=self.timeout)
-
-    def _probe_flags(
-        self, trial: Window, alpha: float, lead: float
-    ) -> tuple[list[float], NDArray[np.float64], NDArray[np.float64]]:
-        assert self.readings is not None
-        assert isinstance(self.metric, ProbeMetric)
+    def flags(self, trial: Window, alpha: float) -> _Flags:
         metric = self.metric
+        lead = RELAPSE * self.step
         start, end = trial.revert_at, trial.recovery_end
         after = self.readings.window(start, end)
         prior = self.readings.window(start - lead, start).value
@@ -299,3 +264,87 @@ class _Series:
             )
             flags[np.isnan(values)] = 1.0  # a failed reading is outside, as in the verdict
         return times, flags[prior.size :], flags[: prior.size]
+
+
+class _ErrorRateWindows(_Series):
+    """An error rate: per second, errors against requests, tested as proportions."""
+
+    def __init__(
+        self,
+        metric: ErrorRateMetric,
+        groups: list[str] | None,
+        samples: RequestSamples,
+        margins: Margins,
+        baseline: tuple[float, float],
+    ) -> None:
+        super().__init__(samples, margins, baseline)
+        self.metric = metric
+        self.groups = groups
+
+    @cached_property
+    def _base_counts(self) -> tuple[list[int], list[int]]:
+        _, errors, totals = per_second_counts(
+            self.metric, self.samples, *self.baseline, self.groups
+        )
+        return errors, totals
+
+    def has_baseline(self) -> bool:
+        return sum(1 for n in self._base_counts[1] if n) >= 3
+
+    def flags(self, trial: Window, alpha: float) -> _Flags:
+        metric, groups = self.metric, self.groups
+        lead = RELAPSE * self.step
+        start, end = trial.revert_at, trial.recovery_end
+        be, bn = self._base_counts
+        _, pe, pn = per_second_counts(metric, self.samples, start - lead, start, groups)
+        times, re, rn = per_second_counts(metric, self.samples, start, end, groups)
+        rate = sum(be) / max(sum(bn), 1)
+        margin = judged_margin(metric, [rate], self.margins) or default_error_margin([rate])
+        flags = outside_rate([*pe, *re], [*pn, *rn], be, bn, alpha=alpha, margin=margin)
+        return times, flags[len(pe) :], flags[: len(pe)]
+
+
+class _RequestWindows(_Series):
+    """Any other metric of the requests (latency, throughput): one value a second."""
+
+    def __init__(  # noqa: PLR0917 - built in one place, by _Series.of
+        self,
+        metric: Metric,
+        groups: list[str] | None,
+        timeout: float,
+        samples: RequestSamples,
+        margins: Margins,
+        baseline: tuple[float, float],
+    ) -> None:
+        super().__init__(samples, margins, baseline)
+        self.metric = metric
+        self.groups = groups
+        self.timeout = timeout
+
+    @cached_property
+    def _base_values(self) -> list[float]:
+        _, values = self._values(*self.baseline)
+        return [v for v in values if not math.isnan(v)]
+
+    def has_baseline(self) -> bool:
+        return len(self._base_values) >= 3
+
+    def flags(self, trial: Window, alpha: float) -> _Flags:
+        lead = RELAPSE * self.step
+        start, end = trial.revert_at, trial.recovery_end
+        _, prior = self._values(start - lead, start)
+        times, values = self._values(start, end)
+        known = self._base_values
+        share = margin_share(self.metric, self.margins) or 0.0
+        banded = outside_band(
+            [*prior, *values],
+            known,
+            alpha=alpha,
+            higher_is_worse=self.metric.direction != "decrease",
+            floor=abs(float(np.median(known))) * share,  # a change the metric's margin allows
+            both_sides=self.metric.direction == "both",
+        )
+        return times, banded[len(prior) :], banded[: len(prior)]
+
+    def _values(self, start: float, end: float) -> tuple[list[float], list[float]]:
+        return per_second(self.metric, self.samples, start, end, self.groups, timeout=self.timeout)

@@ -128,8 +128,8 @@ class _Run:
     ) -> None:
         """Feed the sequential tests every second with the requests whose answers are surely
         in (due at least the load's timeout ago); set ``enough`` once they have the answer."""
-        assert self.exp.load is not None
-        settled = self.exp.load.timeout.seconds + 0.1
+        timeout = self.exp.load.timeout.seconds if self.exp.load is not None else 0.0
+        settled = timeout + 0.1
         fed = start
         while True:
             await asyncio.sleep(1.0)
@@ -279,11 +279,10 @@ class _Run:
                 await self.revert(live[item.index])
         return await self.wait_until(end, enough)
 
-    async def guard(self) -> None:
-        """Check the valve every tick until it trips (then stop every phase)."""
-        assert self.valve is not None
+    async def guard(self, valve: Valve) -> None:
+        """Check ``valve`` every tick until it trips (then stop every phase)."""
         while not self.abort.is_set():
-            trip = self.valve.check()
+            trip = valve.check()
             if trip is not None:
                 self.log(f"safety valve tripped: {trip.detail}")
                 self.abort.set()
@@ -476,7 +475,7 @@ async def _run(
                 log(f"probe {name}: no reading yet ({message}); it has until the first fault")
             load_task = asyncio.create_task(generator.run())
             probing = [asyncio.create_task(sampler.run()) for sampler in samplers]
-            watcher = asyncio.create_task(state.guard())
+            watcher = asyncio.create_task(state.guard(state.valve))
             try:
                 trials, baseline = await _phases(state, planned)
             finally:  # revert before the system goes down, whatever happened

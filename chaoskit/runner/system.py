@@ -120,8 +120,7 @@ async def _ready(
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(render_(check.http))).is_success:
                         return
-            else:
-                assert check.tcp is not None
+            elif check.tcp is not None:
                 host, _, port = render_(check.tcp).rpartition(":")
                 with contextlib.suppress(OSError):
                     _, writer = await asyncio.open_connection(host, int(port))

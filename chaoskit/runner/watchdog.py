@@ -36,9 +36,11 @@ class Watchdog:
     """The runner's handle on its watchdog process."""
 
     def __init__(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        if process.stdin is None:
+            raise ValueError("the watchdog must be started with stdin=subprocess.PIPE")
         self.process = process
         self.timeout = timeout
-        assert process.stdin is not None
+        self._stdin = process.stdin
         self._pipe = process.stdin.fileno()
         os.set_blocking(self._pipe, False)
 
@@ -68,9 +70,8 @@ class Watchdog:
         """Tell it the run ended; it reverts anything still journaled, then exits."""
         with contextlib.suppress(BlockingIOError, BrokenPipeError):
             os.write(self._pipe, _FINISHED)
-        assert self.process.stdin is not None
         with contextlib.suppress(BrokenPipeError):
-            self.process.stdin.close()
+            self._stdin.close()
         return self.process.wait(timeout)
 
 

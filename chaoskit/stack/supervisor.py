@@ -90,37 +90,36 @@ class Supervisor:
             finally:
                 await asyncio.shield(self.stop_all())
 
-    async def _start(self, replica: Replica) -> None:
-        replica.process = await asyncio.create_subprocess_exec(
+    async def _start(self, replica: Replica) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
             *replica.argv,
             stdin=asyncio.subprocess.DEVNULL,
             env={**os.environ, **replica.env} if replica.env else None,
         )
+        replica.process = process
         replica.state = "running"
         replica.ready = False
+        return process
 
     async def _keep_alive(self, replica: Replica, client: httpx.AsyncClient) -> None:
-        await self._start(replica)
+        process = await self._start(replica)
         while True:
-            cause = await self._watch(replica, client)
+            cause = await self._watch(replica, process, client)
             crashed_at = time.time()
             replica.state = "backoff"
             replica.ready = False
             wait = replica.backoff.next_wait(time.monotonic())
             await asyncio.sleep(wait)
-            await self._start(replica)
-            assert replica.process is not None
+            process = await self._start(replica)
             replica.restarts += 1
             replica.history.append(
-                RestartEvent(
-                    replica.name, cause, crashed_at, wait, time.time(), replica.process.pid
-                )
+                RestartEvent(replica.name, cause, crashed_at, wait, time.time(), process.pid)
             )
 
-    async def _watch(self, replica: Replica, client: httpx.AsyncClient) -> str:
-        """Wait until the replica exits or fails its liveness check; say why."""
-        process = replica.process
-        assert process is not None
+    async def _watch(
+        self, replica: Replica, process: asyncio.subprocess.Process, client: httpx.AsyncClient
+    ) -> str:
+        """Wait until the replica's ``process`` exits or fails its liveness check; say why."""
         failures = 0
         started, answered = time.monotonic(), False
         exited = asyncio.ensure_future(process.wait())
