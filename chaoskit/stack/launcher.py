@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+
+from . import contract
 
 __all__ = ["StackPlan", "free_ports", "plan", "run_stack"]
 
@@ -209,7 +210,6 @@ def _run_processes(stack: StackPlan, timeout: float) -> Iterator[None]:
 
 
 CONTAINER_PORT = 8080
-LABEL = "chaoskit.stack"
 
 
 @contextlib.contextmanager
@@ -235,7 +235,7 @@ def _run_containers(stack: StackPlan, timeout: float) -> Iterator[None]:
                     f"a container named '{name}' already exists: stop the other stack first "
                     f"(docker rm -f {name})"
                 )
-        labels = {LABEL: str(stack.frontend)}
+        labels = {contract.LABEL: str(stack.frontend)}
         network = client.networks.create(f"chaoskit-stack-{stack.frontend}", labels=labels)
         created: list[Any] = []
         deadline = time.monotonic() + timeout
@@ -313,7 +313,5 @@ def describe(stack: StackPlan) -> str:
 
 
 def write_ports(stack: StackPlan, path: Path) -> None:
-    """Write the ports as JSON (for the runner's ``${ports.NAME}``), atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"ports": stack.ports(), "data_root": str(stack.data_root)}))
-    tmp.replace(path)
+    """Write the stack's ports file (``contract.py``), for the runner's ``${ports.NAME}``."""
+    contract.write_ports(path, stack.ports(), stack.data_root)

@@ -23,6 +23,7 @@ from ..launch import sandbox
 from ..launch.faketime import process_faketime
 from ..units import Size
 from .backoff import RestartBackoff
+from .contract import ReplicaStatus, Status
 
 __all__ = ["Replica", "RestartEvent", "Supervisor", "main"]
 
@@ -168,19 +169,19 @@ class Supervisor:
             if replica.process is not None:
                 await _kill(replica.process, grace=5.0)
 
-    def status(self) -> dict[str, Any]:
-        """The replicas now: pid, state, readiness and restart counts."""
+    def status(self) -> Status:
+        """The replicas now: pid, state, readiness and restart counts (``contract.Status``)."""
         replicas = [
-            {
-                "name": r.name,
-                "pid": r.process.pid if r.process else None,
-                "state": r.state,
-                "ready": r.ready,
-                "restarts": r.restarts,
-            }
+            ReplicaStatus(
+                name=r.name,
+                pid=r.process.pid if r.process else None,
+                state=r.state,
+                ready=r.ready,
+                restarts=r.restarts,
+            )
             for r in self.replicas
         ]
-        return {"replicas": replicas, "ready": sum(r.ready for r in self.replicas)}
+        return Status(replicas=replicas, ready=sum(r.ready for r in self.replicas))
 
     def history(self) -> list[dict[str, Any]]:
         """Every restart so far, oldest first."""

@@ -1,0 +1,44 @@
+"""Proxies as parts: chaoskit's own proxy server for proxies in front of targets, and a
+Toxiproxy server of the user's whose proxies are targets."""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+
+from ...drivers.base import Target
+from ...model.system import ReadyCheck
+from ..errors import BringUpError
+from .parts import Parts, free_ports, ready
+from .spawn import spawn
+
+__all__ = ["start_front_proxy", "use_toxiproxy"]
+
+
+async def start_front_proxy(parts: Parts) -> None:
+    """Start ``chaoskit proxy`` on a free loopback port, as a part the journal records (so
+    after a crash the watchdog stops it, once the toxics on it are reverted)."""
+    (port,) = free_ports(1)
+    argv = [sys.executable, "-m", "chaoskit", "proxy", "--host", "127.0.0.1",
+            "--port", str(port)]  # fmt: skip
+    server = spawn(parts, "front-proxy", argv)
+    api = f"http://127.0.0.1:{port}"
+    check = ReadyCheck.model_validate({"http": f"{api}/version", "timeout": "20s"})
+    await ready(check, parts.render, server.exited, "chaoskit's proxy for targets' ports")
+    parts.up.front_url = api
+
+
+def use_toxiproxy(parts: Parts, url: str) -> None:
+    """Offer the proxies of the Toxiproxy API at ``url`` as targets."""
+    api = url.rstrip("/")
+    parts.up.toxiproxy_url = api
+
+    def proxies() -> list[Target]:
+        try:
+            listed = httpx.get(f"{api}/proxies", timeout=2, trust_env=False).json()
+        except httpx.HTTPError as error:
+            raise BringUpError(f"no Toxiproxy API answers at {api}: {error}") from None
+        return [Target("proxy", name, {}, {"url": api, "proxy": name}) for name in listed]
+
+    parts.up.add_source(proxies)
