@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..model.safety import AbortCondition, Safety, Threshold
 from ..units import Duration, Percent, Rate
+from .policy import Policy
 
 __all__ = [
     "ConditionRecord",
@@ -26,6 +28,7 @@ __all__ = [
     "Watch",
     "shown",
     "threshold_value",
+    "window_guard",
 ]
 
 Guard = Callable[[], tuple[str, str] | None]
@@ -228,3 +231,19 @@ class Valve:
             condition.metric,
             reading.value,
         )
+
+
+def window_guard(policy: Policy) -> Guard:
+    """A valve guard: the run stops when the site policy's time window closes (or a blackout
+    date begins) while it lasts, as it would not have started then."""
+    closes = policy.open_until(datetime.now(UTC))
+
+    def closed() -> tuple[str, str] | None:
+        if closes is None or datetime.now(UTC) < closes:
+            return None
+        return "window", (
+            f"the site policy allows experiments until {closes:%Y-%m-%d %H:%M:%S} UTC "
+            "(its windows and blackouts)"
+        )
+
+    return closed
