@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Protocol, Self
 
 from ..model import Fault
-from ..model.faults import DiskFullFault
+from ..model.faults import DiskFullFault, TargetKind
 
 __all__ = [
     "AppliedFault",
@@ -26,7 +26,6 @@ __all__ = [
     "disk_params",
 ]
 
-TargetKind = Literal["proxy", "process", "container"]
 JSON = dict[str, Any]
 
 

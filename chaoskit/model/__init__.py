@@ -16,7 +16,7 @@ from .experiment import (
 from .faults import FaultBase
 from .metrics import Metric
 from .safety import AbortCondition, KillSwitch, Safety, Threshold
-from .system import System, Target
+from .system import System, TargetSpec
 from .variables import Variable
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "Probe",
     "Safety",
     "System",
-    "Target",
+    "TargetSpec",
     "Threshold",
     "Variable",
 ]

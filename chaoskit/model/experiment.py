@@ -34,7 +34,7 @@ from .system import (
     ProcessTarget,
     ProxyTarget,
     System,
-    Target,
+    TargetSpec,
 )
 from .variables import PlaceholderError, Variable, find_placeholders
 
@@ -205,7 +205,7 @@ class Experiment(Model):
     )
     """Values for ``${vars.NAME}``; see the variables section of the docs."""
     system: System | None = None
-    targets: dict[Name, Target] = Field(min_length=1)
+    targets: dict[Name, TargetSpec] = Field(min_length=1)
     load: Load | None = None
     steady_state: list[Metric] = Field(min_length=1)
     faults: list[Fault] = Field(min_length=1)

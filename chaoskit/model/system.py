@@ -29,7 +29,7 @@ __all__ = [
     "ReadyCheck",
     "StackSpec",
     "System",
-    "Target",
+    "TargetSpec",
     "TmpfsSpec",
 ]
 
@@ -302,5 +302,6 @@ class ContainerTarget(_TargetBase):
         return self
 
 
-Target = Annotated[ProxyTarget | ProcessTarget | ContainerTarget, Field(discriminator="kind")]
-"""A named group of things faults may hit, chosen by ``kind``."""
+TargetSpec = Annotated[ProxyTarget | ProcessTarget | ContainerTarget, Field(discriminator="kind")]
+"""A named group of things faults may hit, chosen by ``kind`` (``targets:`` in an experiment;
+the concrete things it selects at run time are ``drivers.base.Target``)."""

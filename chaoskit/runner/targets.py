@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from ..drivers.base import DriverError, Target
 from ..drivers.process import describe, process_target
-from ..model import BlastRadius
-from ..model import Target as TargetSpec
+from ..model import BlastRadius, TargetSpec
 from ..model.system import ProcessTarget
 from ..safety.policy import Policy, Violation
 
