@@ -185,7 +185,9 @@ def test_explicit_pids_only_for_crash_and_pause() -> None:
     targets = {"pid": {"kind": "process", "pids": [4242]}}
     ok = exp(targets=targets, faults=[{"type": "pause", "target": "pid"}])
     assert ok.targets["pid"].kind == "process"
-    with pytest.raises(InconsistentExperiment, match="only crash and pause"):
+    with pytest.raises(
+        InconsistentExperiment, match="names pids, which only faults that need nothing"
+    ):
         exp(targets=targets, faults=[{"type": "clock_skew", "target": "pid", "skew": "1m"}])
 
 
@@ -312,6 +314,7 @@ def test_every_fault_type_names_a_driver_for_each_kind_it_takes() -> None:
     union, _ = get_args(Fault)
     for model in get_args(union):
         assert set(model.DRIVERS.values()) <= set(BUILTIN_DRIVERS), model.__name__
+        assert model.LAUNCH_NEEDS <= {"tmpfs", "faketime"}, model.__name__
         for kind in model.KINDS:
             proxied = set(model.DRIVERS) == {"proxy"} or (
                 model.__name__ == "PartitionFault" and kind != "container"

@@ -33,6 +33,7 @@ from .system import (
     ProcessSpec,
     ProcessTarget,
     ProxyTarget,
+    StackSpec,
     System,
     TargetSpec,
 )
@@ -497,32 +498,46 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 )
         if fault.driver("proxy" if fault.on_proxy else target.kind) is None:
             yield _no_driver(i, fault, target.kind)
-        if fault.type in ("disk_full", "clock_skew"):
-            yield from _started_feature_problems(exp, i, fault.type, target)
-        if (
-            isinstance(target, ProcessTarget)
-            and target.pids
-            and fault.type not in ("crash", "pause")
-        ):
+        for need in sorted(fault.LAUNCH_NEEDS):
+            yield from _started_feature_problems(exp, i, fault.type, need, target)
+        started = bool(fault.LAUNCH_NEEDS) or fault.on_proxy
+        if isinstance(target, ProcessTarget) and target.pids and started:
             yield ExperimentProblem(
                 ("faults", i, "target"),
                 f"a {fault.type} fault needs a process chaoskit started; target "
-                f"'{fault.target}' names pids, which only crash and pause can hit",
+                f"'{fault.target}' names pids, which only faults that need nothing at launch "
+                "(such as crash and pause) can hit",
             )
 
 
+_Launched = ProcessSpec | ContainerSpec | StackSpec
+_LAUNCH_FEATURES: dict[str, tuple[str, Callable[[_Launched], bool]]] = {
+    "tmpfs": ("a 'tmpfs'", lambda spec: spec.tmpfs is not None),
+    "faketime": ("'faketime: true'", lambda spec: spec.faketime),
+}
+"""Each launch need a fault may name (``FaultBase.LAUNCH_NEEDS``): how it is written under
+``system:``, and whether a process, container or the stack is started with it."""
+
+
 def _started_feature_problems(
-    exp: Experiment, index: int, fault_type: str, target: Any
+    exp: Experiment, index: int, fault_type: str, need: str, target: Any
 ) -> Iterator[ExperimentProblem]:
-    """disk_full and clock_skew need a process/container chaoskit starts, set up for them."""
-    disk = fault_type == "disk_full"
-    what = "a 'tmpfs'" if disk else "'faketime: true'"
+    """A fault with a launch need (disk_full: a tmpfs; clock_skew: libfaketime) works only on
+    processes and containers chaoskit starts, started with it."""
+    if need not in _LAUNCH_FEATURES:
+        known = ", ".join(sorted(_LAUNCH_FEATURES))
+        yield ExperimentProblem(
+            ("faults", index, "type"),
+            f"the {fault_type} fault needs '{need}' at launch, which chaoskit cannot give "
+            f"(it knows {known})",
+        )
+        return
+    what, has = _LAUNCH_FEATURES[need]
     system = exp.system or System()
     specs: list[ProcessSpec | ContainerSpec] = [*system.processes, *system.containers]
-    candidates = {s.name: (s.tmpfs is not None) if disk else s.faketime for s in specs}
+    candidates = {s.name: has(s) for s in specs}
     if system.stack is not None:
-        ready = (system.stack.tmpfs is not None) if disk else system.stack.faketime
-        candidates.update(dict.fromkeys(system.stack.backend_names(), ready))
+        candidates.update(dict.fromkeys(system.stack.backend_names(), has(system.stack)))
     matching = {
         name: ready
         for name, ready in candidates.items()

@@ -55,6 +55,10 @@ class FaultBase(Model):
     DRIVERS: ClassVar[Mapping[str, str]] = {}
     """The driver (by name) that applies this fault to a target of each kind; a fault
     :attr:`on_proxy` is applied to a proxy, the one placed before a process or container."""
+    LAUNCH_NEEDS: ClassVar[frozenset[str]] = frozenset()
+    """How the target must have been started for this fault to reach it: ``tmpfs`` (in a
+    sandbox with a size-capped tmpfs), ``faketime`` (under libfaketime). A fault that needs
+    something, or is applied on a proxy, cannot hit a process given only by its pid."""
 
     name: Name | None = None
     """A name for reports and the journal; defaults to ``<type>-<position>``."""
@@ -277,6 +281,7 @@ class DiskFullFault(FaultBase):
 
     KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
     DRIVERS: ClassVar[Mapping[str, str]] = {"process": "process", "container": "docker"}
+    LAUNCH_NEEDS: ClassVar[frozenset[str]] = frozenset({"tmpfs"})
 
     type: Literal["disk_full"]
     leave: Size | None = None
@@ -306,6 +311,7 @@ class ClockSkewFault(FaultBase):
 
     KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
     DRIVERS: ClassVar[Mapping[str, str]] = {"process": "clock", "container": "clock"}
+    LAUNCH_NEEDS: ClassVar[frozenset[str]] = frozenset({"faketime"})
 
     type: Literal["clock_skew"]
     skew: Duration
