@@ -194,7 +194,7 @@ def write_held_run(folder: Path) -> None:
         samples=RequestSamples(), probes={"ready": readings},
     )  # fmt: skip
     folder.mkdir(parents=True)
-    (folder / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    (folder / "result.json").write_text(json.dumps(result.to_json()), encoding="utf-8")
 
 
 @pytest.mark.parametrize("block", params("commands"))

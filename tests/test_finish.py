@@ -6,14 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from chaoskit.gameday.finish import finish_run
+from chaoskit.model.result import RESULT_SCHEMA, RunResult
 
-RESULT = {
-    "run": "20260105-100000-x",
-    "experiment": {"name": "x"},
-    "outcome": "completed",
-    "exit_code": 0,
-    "verdict": {"metrics": []},
-}
+RESULT = RunResult.from_json(
+    {
+        "schema": RESULT_SCHEMA,
+        "run": "20260105-100000-x",
+        "experiment": {"name": "x"},
+        "outcome": "completed",
+        "exit_code": 0,
+        "verdict": {"metrics": []},
+    }
+)
 
 
 def test_what_cannot_be_written_is_said_and_the_rest_is_still_tried(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from chaoskit.gameday.gate import compare_runs
 from chaoskit.gameday.history import last_good, record_run, runs
+from chaoskit.model.result import RunResult
 
 CHAOSKIT = [sys.executable, "-m", "chaoskit"]
 
@@ -84,7 +85,7 @@ def test_history_lists_runs_and_the_recovery_trend(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     for i, ttr in enumerate([2.0, 3.0, None], start=1):
         path = write(reports, result(f"r{i}", 1000.0 * i, recovery={"p50": ttr}))
-        record_run(reports / "history.db", json.loads(path.read_text()), path)
+        record_run(reports / "history.db", RunResult.read(path), path)
     shown = subprocess.run([*CHAOSKIT, "history", "--reports", str(reports)],
                            capture_output=True, text=True, check=False)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
@@ -100,13 +101,17 @@ def test_not_recovering_where_the_good_run_did_fails_and_a_rerun_replaces_its_en
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "history.db"
-    good = record_run(db, result("r1", 1.0), tmp_path / "r1.json")
-    stuck = record_run(db, result("r2", 2.0, recovery={"p50": None}), tmp_path / "r2.json")
+    good = record_run(db, RunResult.from_json(result("r1", 1.0)), tmp_path / "r1.json")
+    stuck = record_run(
+        db, RunResult.from_json(result("r2", 2.0, recovery={"p50": None})), tmp_path / "r2.json"
+    )
     assert last_good(db, "backend-down", stuck) == good
     decision = compare_runs(stuck, good)
     assert not decision.passed
     assert decision.reasons == ["p50 did not recover, where run r1 recovered in 2.0 s"]
-    record_run(db, result("r2", 2.0), tmp_path / "r2.json")  # the same run recorded again
+    record_run(
+        db, RunResult.from_json(result("r2", 2.0)), tmp_path / "r2.json"
+    )  # the same run recorded again
     assert [r.run for r in runs(db)] == ["r1", "r2"] and runs(db)[1].recovery == {"p50": 2.0}
     with pytest.raises(ValueError, match="at least 1"):
         compare_runs(stuck, good, ratio=0.5)

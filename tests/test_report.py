@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from web_experiment import web_experiment
 
+from chaoskit.model.result import RunResult
+
 pytestmark = pytest.mark.slow
 CHAOSKIT = [sys.executable, "-m", "chaoskit"]
 
@@ -96,6 +98,7 @@ def test_chaoskit_report_renders_the_same_report_again(run_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (run_dir / "report.html").read_bytes() == first
     result = json.loads((run_dir / "result.json").read_text())
+    assert RunResult.read(run_dir).to_json() == result  # read back into the same model, whole
     assert result["chaoskit"] and result["python"]
     assert result["source"]["path"].endswith("report.yaml")  # the file as written is kept
     assert "blast_radius: {count: 1, seed: 1}" in result["source"]["text"]
@@ -107,6 +110,9 @@ def test_chaoskit_report_renders_the_same_report_again(run_dir: Path) -> None:
     [("name: not json\n", "is not JSON: give a run's result.json"),
      ('{"a": 1}', "is not a chaoskit result"),
      ('{"schema": "chaoskit.result/2", "experiment": {"name": "x"}}',
+      "is not a result chaoskit can read (run: Field required)"),
+     ('{"schema": "chaoskit.result/2", "run": "r", "outcome": "held", "exit_code": 0,'
+      ' "experiment": {"name": "x"}}',
       "its 'experiment' is not an experiment chaoskit can read (targets: Field required)")],
 )  # fmt: skip
 def test_chaoskit_report_refuses_what_is_not_a_result(
@@ -188,7 +194,7 @@ def test_an_aborted_run_is_a_junit_error_that_says_why(run_dir: Path, junit_sche
     result = json.loads((run_dir / "result.json").read_text())
     result.update(outcome="aborted", exit_code=3, verdict=None,
                   safety={"reason": "abort_when", "detail": "errors was 80% for 2s"})  # fmt: skip
-    text = render_junit(result)
+    text = render_junit(RunResult.from_json(result))
     xmlschema.XMLSchema(str(junit_schema)).validate(text)
     suite = ET.fromstring(text).find("testsuite")
     assert suite is not None and suite.get("errors") == "1"

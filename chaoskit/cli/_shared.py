@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from ..model.result import RunResult
 
 VarOption = Annotated[
     list[str] | None,
@@ -29,7 +32,7 @@ def parse_vars(items: list[str]) -> dict[str, str]:
     return values
 
 
-def result_or_exit(path: Path, command: str) -> dict[str, Any]:
+def result_or_exit(path: Path, command: str) -> RunResult:
     """A run's result.json (or its folder's), or exit 2 saying what is wrong with it."""
     from ..report import ReportError, load_result
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,7 @@ from ..exitcodes import ExitCode
 from ._shared import ReportsOption, VarOption, exit_on_bad_input, parse_vars
 
 if TYPE_CHECKING:
+    from ..model.result import RunResult
     from ..runner.run import RunOutcome
 
 
@@ -113,20 +114,19 @@ def tell_outcome(name: str, outcome: RunOutcome) -> None:
     from ..report.words import cautions, recovery_in_words, valve_in_words
 
     result = outcome.result
-    verdict = result.get("verdict") or {}
+    verdict = result.verdict
     typer.echo(f"{name}: {outcome.verdict}")
-    steady = result.get("steady_state") or {}
-    for problem in steady.get("problems") or []:
+    for problem in result.steady_state.problems if result.steady_state is not None else []:
         typer.echo(f"  not steady before any fault: {problem}")
-    if result.get("safety") and outcome.verdict != "not_steady":
-        typer.echo(f"  aborted: {result['safety']['detail']} (every fault was reverted first)")
-    if result.get("error"):
-        typer.echo(f"  error: {result['error']}")
-    for metric in verdict.get("metrics", []):
-        typer.echo(f"  {metric['metric']}: {metric['verdict']} — {metric['reason']}")
+    if result.safety is not None and outcome.verdict != "not_steady":
+        typer.echo(f"  aborted: {result.safety.detail} (every fault was reverted first)")
+    if result.error:
+        typer.echo(f"  error: {result.error}")
+    for metric in verdict.metrics if verdict is not None else []:
+        typer.echo(f"  {metric.metric}: {metric.verdict} — {metric.reason}")
     for line in recovery_in_words(result):
         typer.echo(f"  recovery: {line}")
-    stopped = verdict.get("stopped_early") or result.get("stopped")
+    stopped = (verdict.stopped_early if verdict is not None else None) or result.stopped
     if stopped:
         typer.echo(f"  stopped early: {stopped}")
     for line in valve_in_words(result):
@@ -145,7 +145,7 @@ def tell_outcome(name: str, outcome: RunOutcome) -> None:
         typer.echo(f"  result: {outcome.run_dir / 'result.json'}")
 
 
-def write_run_reports(result_path: Path, result: dict[str, Any], reports: Path) -> None:
+def write_run_reports(result_path: Path, result: RunResult, reports: Path) -> None:
     """report.html, junit.xml, summary.md and the history entry; a failure is said, and the
     verdict (and exit code) stands."""
     from ..gameday.finish import finish_run

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from ..model.result import RunResult
 from ..report import ReportError, write_reports
 from .history import HistoryError, history_db, record_run
 
@@ -28,7 +28,7 @@ class Finished:
 
 
 def finish_run(
-    result_path: Path, result: dict[str, Any], reports: Path, *, unwritten: str | None = None
+    result_path: Path, result: RunResult, reports: Path, *, unwritten: str | None = None
 ) -> Finished:
     """Write the reports beside ``result_path`` and record the run in ``reports``' history;
     ``unwritten`` is why result.json itself could not be written (then neither is tried)."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..model.result import RunResult
+
 __all__ = ["HistoryError", "RunRecord", "history_db", "last_good", "record_run", "runs"]
 
 _SCHEMA = """
@@ -66,21 +68,21 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
         raise HistoryError(f"history {db}: {error}") from None
 
 
-def record_run(db: Path, result: dict[str, Any], result_path: Path) -> RunRecord:
+def record_run(db: Path, result: RunResult, result_path: Path) -> RunRecord:
     """Add (or replace) the run of ``result`` in the history at ``db``."""
-    verdict = result.get("verdict") or {}
-    phases = result.get("phases") or []
+    verdict = result.verdict
+    phases = result.phases
     entry = RunRecord(
-        run=str(result["run"]),
-        experiment=str(result["experiment"]["name"]),
-        started=float(phases[0]["wall"] if phases else result.get("started") or 0.0),
-        outcome=str(result["outcome"]),
-        exit_code=int(result["exit_code"]),
-        verdicts={m["metric"]: m["verdict"] for m in verdict.get("metrics", [])},
+        run=result.run,
+        experiment=result.name,
+        started=phases[0].wall if phases else result.started or 0.0,
+        outcome=result.outcome,
+        exit_code=result.exit_code,
+        verdicts={m.metric: m.verdict for m in verdict.metrics} if verdict else {},
         recovery={
-            name: ttr.get("median")
-            for name, ttr in (verdict.get("recovery") or {}).items()
-            if "median" in ttr
+            name: ttr.median
+            for name, ttr in (verdict.recovery if verdict else {}).items()
+            if "median" in ttr.model_fields_set
         },
         result=str(result_path.resolve()),
     )

@@ -204,5 +204,5 @@ async def _run_one(
         int(outcome.exit_code),
         outcome.run_dir.name,
         str(report) if report.exists() else None,
-        outcome.result.get("error"),
+        outcome.result.error,
     )

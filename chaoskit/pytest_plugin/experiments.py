@@ -17,6 +17,7 @@ from .options import report_dir
 if TYPE_CHECKING:
     from ..loader.errors import Path_, Problem
     from ..model import Experiment
+    from ..model.result import RunResult
     from ..runner.run import RunOutcome
 
 __all__ = [
@@ -172,39 +173,40 @@ def pytest_runtest_makereport(
     return report
 
 
-def _what_went_wrong(result: dict[str, Any], experiment: Experiment) -> list[tuple[Path_, str]]:
+def _what_went_wrong(result: RunResult, experiment: Experiment) -> list[tuple[Path_, str]]:
     """What kept a run from HOLDING, as ``chaoskit run`` says it, each with the field of the
     experiment it concerns (a metric's ``steady_state`` entry, an ``abort_when`` rule...)."""
-    verdict = result.get("verdict") or {}
+    verdict = result.verdict
     metrics: dict[str, Path_] = {
         m.name: ("steady_state", i) for i, m in enumerate(experiment.steady_state)
     }
     found: list[tuple[Path_, str]] = [
         (("steady_state",), f"not steady before any fault: {problem}")
-        for problem in (result.get("steady_state") or {}).get("problems") or []
+        for problem in (result.steady_state.problems if result.steady_state else [])
     ]
-    safety = result.get("safety")
-    if safety and result.get("outcome") != "not_steady":
+    safety = result.safety
+    if safety is not None and result.outcome != "not_steady":
         rules = [c.metric for c in experiment.safety.abort_when]
         rule: Path_ = ()
-        if safety["reason"] == "abort_when" and safety.get("metric") in rules:
-            rule = ("safety", "abort_when", rules.index(safety["metric"]))
-        elif safety["reason"] == "max_duration":
+        if safety.reason == "abort_when" and safety.metric in rules:
+            rule = ("safety", "abort_when", rules.index(safety.metric))
+        elif safety.reason == "max_duration":
             rule = ("safety", "max_duration")
-        found.append((rule, f"aborted: {safety['detail']} (every fault was reverted first)"))
-    if result.get("error"):
-        found.append(((), f"error: {result['error']}"))
-    for metric in verdict.get("metrics", []):
-        if metric["verdict"] != "held":
-            said = f"{metric['metric']}: {metric['verdict']} — {metric['reason']}"
-            found.append((metrics.get(metric["metric"], ("steady_state",)), said))
-    for late in verdict.get("recovery_failures") or []:
-        said = f"{late['metric']}: not recovered in time — {late['reason']}"
-        found.append((metrics.get(late["metric"], ("steady_state",)), said))
-    stopped = verdict.get("stopped_early") or result.get("stopped")
+        found.append((rule, f"aborted: {safety.detail} (every fault was reverted first)"))
+    if result.error:
+        found.append(((), f"error: {result.error}"))
+    for metric in verdict.metrics if verdict else []:
+        if metric.verdict != "held":
+            said = f"{metric.metric}: {metric.verdict} — {metric.reason}"
+            found.append((metrics.get(metric.metric, ("steady_state",)), said))
+    for late in verdict.recovery_failures if verdict else []:
+        said = f"{late.metric}: not recovered in time — {late.reason}"
+        found.append((metrics.get(late.metric, ("steady_state",)), said))
+    stopped = (verdict.stopped_early if verdict else None) or result.stopped
     if stopped:
         found.append(((), f"stopped early: {stopped}"))
-    return found or [((), f"{result.get('outcome')}: {verdict.get('reason', 'no verdict')}")]
+    reason = verdict.reason if verdict else "no verdict"
+    return found or [((), f"{result.outcome}: {reason}")]
 
 
 def _finish(outcome: RunOutcome, reports: Path) -> str:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+
+from ..model.result import ResultError, RunResult
 
 if TYPE_CHECKING:
     from ..plugins import Loaded, Plugin
@@ -19,27 +20,15 @@ class ReportError(Exception):
     """A result file that cannot be reported on; the message says why."""
 
 
-def load_result(path: Path) -> dict[str, Any]:
+def load_result(path: Path) -> RunResult:
     """A run's ``result.json`` (``path`` may be the run's folder); ReportError if it is not one."""
-    path = path / "result.json" if path.is_dir() else path
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ReportError(f"cannot read {path}: {error.strerror or error}") from None
-    try:
-        result = json.loads(text)
-    except ValueError:
-        raise ReportError(
-            f"{path} is not JSON: give a run's result.json (under reports/<run id>/)"
-        ) from None
-    if not isinstance(result, dict) or not str(result.get("schema", "")).startswith(
-        "chaoskit.result/"
-    ):
-        raise ReportError(f"{path} is not a chaoskit result (no 'schema' chaoskit.result/…)")
-    return result
+        return RunResult.read(path)
+    except ResultError as error:
+        raise ReportError(str(error)) from None
 
 
-def _check_experiment(result: dict[str, Any], path: Path) -> None:
+def _check_experiment(result: RunResult, path: Path) -> None:
     """The reports draw the experiment as run: it must be one (``gate`` and ``history`` need
     only the record, so :func:`load_result` does not ask this)."""
     from pydantic import ValidationError  # noqa: PLC0415
@@ -47,7 +36,7 @@ def _check_experiment(result: dict[str, Any], path: Path) -> None:
     from ..model import Experiment  # noqa: PLC0415
 
     try:
-        Experiment.model_validate(result.get("experiment"))
+        Experiment.model_validate(result.experiment)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "experiment"
@@ -66,7 +55,9 @@ class Reports:
     """Each plugin report that failed, in words (the built-in ones raise instead)."""
 
 
-Renderer = Callable[[dict[str, Any]], str]
+Renderer = Callable[[RunResult], str]
+PluginRenderer = Callable[[dict[str, Any]], str]
+"""A plugin's report: a function of the result document as plain JSON (its own copy)."""
 
 
 def reporter_plugins() -> Loaded:
@@ -113,7 +104,7 @@ def write_reports(result_path: Path) -> Reports:
         problems.append(f"{plugin.name} (from {plugin.package}) {problem}")
     for plugin, found in plugins.good:
         try:
-            text = cast(Renderer, found)(json.loads(json.dumps(result)))  # a copy of its own
+            text = cast(PluginRenderer, found)(result.to_json())  # a copy of its own
             if not isinstance(text, str):
                 raise TypeError(f"returned {type(text).__name__}, not text")
         except Exception as error:  # a third party's code: said, and the others still written

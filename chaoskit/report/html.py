@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..load import RequestSamples
 from ..model import Experiment, Metric
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric
+from ..model.result import MetricRecovery, Phase, RunResult
 from ..runner.measure import per_second
 from ..safety.valve import threshold_value
 from .plots import Timeline, svg_timeline
@@ -41,26 +42,25 @@ def _unit(metric: Any) -> tuple[str, float]:
     return "requests/s", 1.0
 
 
-def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]:
-    phases = result.get("phases") or []
+def _timelines(result: RunResult, experiment: Experiment) -> list[Timeline]:
+    phases = result.phases
     if not phases:
         return []
-    t0 = phases[0]["start"]
-    spans = [(p["phase"], p["start"] - t0, p["end"] - t0) for p in phases]
-    events = result.get("faults") or []
-    injects = [e["at"] - t0 for e in events if e["event"] == "inject"]
-    reverts = [e["at"] - t0 for e in events if e["event"] == "revert"]
-    verdict = result.get("verdict") or {}
-    concurrent = verdict.get("comparison") == "concurrent"
-    samples = RequestSamples.from_json(result["samples"]) if result.get("samples") else None
-    recoveries = [(p["start"] - t0, p["end"] - t0) for p in phases if p["phase"] == "recovery"]
+    t0 = phases[0].start
+    spans = [(p.phase, p.start - t0, p.end - t0) for p in phases]
+    injects = [e.at - t0 for e in result.faults if e.event == "inject" and e.at is not None]
+    reverts = [e.at - t0 for e in result.faults if e.event == "revert" and e.at is not None]
+    verdict = result.verdict
+    concurrent = verdict is not None and verdict.comparison == "concurrent"
+    samples = RequestSamples.from_json(result.samples) if result.samples else None
+    recoveries = [(p.start - t0, p.end - t0) for p in phases if p.phase == "recovery"]
     timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
     found = []
     for metric in experiment.steady_state:
         unit, factor = _unit(metric)
         series: dict[str, tuple[list[float], list[float]]] = {}
         if isinstance(metric, ProbeMetric):
-            readings = (result.get("probes") or {}).get(metric.name)
+            readings = result.probes.get(metric.name)
             if readings:
                 values = [math.nan if v is None else v for v in readings["value"]]
                 series["reading"] = ([t - t0 for t in readings["time"]], values)
@@ -69,8 +69,8 @@ def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]
                 groups = None if group == "all" else [group]
                 times, values = _phase_seconds(metric, samples, phases, groups, timeout)
                 series[group] = ([t - t0 for t in times], [v * factor for v in values])
-        ttr = (verdict.get("recovery") or {}).get(metric.name) or {}
-        trials = recovery_trials(ttr) if not ttr.get("reason") else []
+        ttr = verdict.recovery.get(metric.name) if verdict is not None else None
+        trials = recovery_trials(ttr) if ttr is not None and not ttr.reason else []
         recovered = [  # from each trial's last revert (older files: its recovery phase)
             (t["from"] - t0 if t.get("from") else start) + t["seconds"]
             for (start, _), t in zip(recoveries, trials, strict=False)
@@ -104,7 +104,7 @@ def _timelines(result: dict[str, Any], experiment: Experiment) -> list[Timeline]
 def _phase_seconds(
     metric: Metric,
     samples: RequestSamples,
-    phases: list[dict[str, Any]],
+    phases: list[Phase],
     groups: list[str] | None,
     timeout: float,
 ) -> tuple[list[float], list[float]]:
@@ -113,24 +113,26 @@ def _phase_seconds(
     times: list[float] = []
     values: list[float] = []
     for phase in phases:
-        ends, part = per_second(
-            metric, samples, phase["start"], phase["end"], groups, timeout=timeout
-        )
-        times += [phase["start"] + end - 1.0 for end in ends]
+        ends, part = per_second(metric, samples, phase.start, phase.end, groups, timeout=timeout)
+        times += [phase.start + end - 1.0 for end in ends]
         values += part
     return times, values
 
 
-def render_html(result: dict[str, Any]) -> str:
-    """The report for one run, from its ``result.json`` document."""
-    experiment = Experiment.model_validate(result["experiment"])
+def render_html(result: RunResult) -> str:
+    """The report for one run."""
+    experiment = Experiment.model_validate(result.experiment)
     timelines = _timelines(result, experiment)
-    verdict = result.get("verdict") or {}
-    injected = {e["id"]: e for e in result.get("faults") or [] if e["event"] == "inject"}
-    events = [
-        {**injected.get(e["id"], {}), **e} if e["event"] == "revert" else e
-        for e in result.get("faults") or []
+    verdict = result.verdict
+    written = [e.model_dump() for e in result.faults]
+    injected = {e["id"]: e for e in written if e["event"] == "inject"}
+    events = [  # a revert names its fault and target as the injection did
+        {**injected.get(e["id"], {}), **{k: v for k, v in e.items() if v is not None}}
+        if e["event"] == "revert"
+        else e
+        for e in written
     ]
+    recovery: dict[str, MetricRecovery] = verdict.recovery if verdict is not None else {}
     context = {
         "events": events,
         "result": result,
@@ -138,22 +140,22 @@ def render_html(result: dict[str, Any]) -> str:
         "headline": headline(result),
         "cautions": cautions(result),
         "plots": [(t.title, svg_timeline(t)) for t in timelines],
-        "metrics": verdict.get("metrics", []),
-        "not_judged": verdict.get("not_judged", {}),
-        "recovery": verdict.get("recovery", {}),
-        "late": verdict.get("recovery_failures") or [],
-        "conditions": (result.get("valve") or {}).get("conditions", []),
-        "steady": result.get("steady_state"),
+        "metrics": verdict.metrics if verdict is not None else [],
+        "not_judged": verdict.not_judged if verdict is not None else {},
+        "recovery": recovery,
+        "late": verdict.recovery_failures if verdict is not None else [],
+        "conditions": result.valve.get("conditions", []),
+        "steady": result.steady_state,
         "trials_of": recovery_trials,
         "seconds": seconds,
         "valve_state": valve_state,
-        "written": (result.get("source") or {}).get("text")
-        or yaml.safe_dump(result["experiment"], sort_keys=False, allow_unicode=True),
-        "source": (result.get("source") or {}).get("path"),
+        "written": (result.source or {}).get("text")
+        or yaml.safe_dump(result.experiment, sort_keys=False, allow_unicode=True),
+        "source": (result.source or {}).get("path"),
         "environment": {
-            "host": result.get("host"),
-            "chaoskit": result.get("chaoskit"),
-            "python": result.get("python") or platform.python_version(),
+            "host": result.host,
+            "chaoskit": result.chaoskit,
+            "python": result.python or platform.python_version(),
         },
         "fmt": _fmt,
     }

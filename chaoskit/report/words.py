@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..model.result import MetricRecovery, RunResult
+
 __all__ = [
     "cautions",
     "faults_in_words",
@@ -34,31 +36,32 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 
-def recovery_trials(ttr: dict[str, Any]) -> list[dict[str, Any]]:
+def recovery_trials(ttr: MetricRecovery) -> list[dict[str, Any]]:
     """A metric's per-trial recovery: ``trial``, ``seconds`` (None: not back), ``recovered``
     (within the deadline) and ``watched`` — also from result files older than the per-trial
     record, where a trial counted as recovered unless censored."""
-    if "trials" in ttr:
-        trials: list[dict[str, Any]] = ttr["trials"]
-        return trials
+    if ttr.trials:
+        return ttr.trials
+    extra = ttr.model_extra or {}
     return [
         {"trial": i, "seconds": None if censored else seconds, "recovered": not censored,
          "watched": seconds, "out_at_revert": None}
         for i, (seconds, censored) in enumerate(
-            zip(ttr.get("durations", []), ttr.get("censored", []), strict=False), start=1
+            zip(extra.get("durations", []), extra.get("censored", []), strict=False), start=1
         )
     ]  # fmt: skip
 
 
-def recovery_in_words(result: dict[str, Any]) -> list[str]:
+def recovery_in_words(result: RunResult) -> list[str]:
     """One line per metric and trial: how long it took to be back, or why it counts against
     the run."""
-    verdict = result.get("verdict") or {}
+    recovery = result.verdict.recovery if result.verdict is not None else {}
     lines = []
-    for name, ttr in (verdict.get("recovery") or {}).items():
-        if ttr.get("reason"):
-            lines.append(f"{name}: recovery not measured ({ttr['reason']})")
+    for name, ttr in recovery.items():
+        if ttr.reason:
+            lines.append(f"{name}: recovery not measured ({ttr.reason})")
             continue
+        deadline = (ttr.model_extra or {}).get("deadline")
         for trial in recovery_trials(ttr):
             where = f"{name}, trial {trial['trial']}"
             if trial["seconds"] is None:
@@ -66,7 +69,7 @@ def recovery_in_words(result: dict[str, Any]) -> list[str]:
             elif not trial["recovered"]:
                 lines.append(
                     f"{where}: recovered in {seconds(trial['seconds'])}, beyond the "
-                    f"{seconds(ttr.get('deadline'))} allowed"
+                    f"{seconds(deadline)} allowed"
                 )
             elif trial["seconds"] == 0 and trial.get("out_at_revert") is None:
                 lines.append(
@@ -80,10 +83,10 @@ def recovery_in_words(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def valve_in_words(result: dict[str, Any]) -> list[str]:
+def valve_in_words(result: RunResult) -> list[str]:
     """One line per abort condition: what it watched and why it did or did not fire."""
     lines = []
-    for c in (result.get("valve") or {}).get("conditions", []):
+    for c in result.valve.get("conditions", []):
         worst = c.get("worst_shown") or (None if c.get("worst") is None else f"{c['worst']:.4g}")
         worst = "" if worst is None else f"; worst {worst}"
         lines.append(f"{c['condition']} ({c['watched']}): {valve_state(c)}{worst}")
@@ -104,14 +107,14 @@ def valve_state(condition: dict[str, Any]) -> str:
     return "did not fire: never beyond its limit"
 
 
-def faults_in_words(result: dict[str, Any]) -> str:
+def faults_in_words(result: RunResult) -> str:
     """The faults of the run, e.g. 'latency on backend-1; crash on api-2'."""
     hits: dict[str, list[str]] = {}
-    for event in result.get("faults") or []:
-        if event["event"] == "inject":
-            names = hits.setdefault(event["fault"], [])
-            if event["target"] not in names:
-                names.append(event["target"])
+    for event in result.faults:
+        if event.event == "inject":
+            names = hits.setdefault(str(event.fault), [])
+            if event.target not in names:
+                names.append(str(event.target))
     if not hits:
         return "no fault was applied"
     return "; ".join(f"{fault} on {', '.join(targets)}" for fault, targets in hits.items())
@@ -128,30 +131,30 @@ _STOPPED_BY = {
 """How an abort is told when it was not one of the valve's conditions."""
 
 
-def headline(result: dict[str, Any]) -> tuple[str, str]:
+def headline(result: RunResult) -> tuple[str, str]:
     """(the outcome in capitals, one or two sentences saying what happened)."""
-    outcome = str(result.get("outcome", "error"))
-    verdict = result.get("verdict") or {}
+    outcome = result.outcome
+    verdict = result.verdict
     faults = faults_in_words(result)
-    metrics = verdict.get("metrics", [])
-    late = sorted({f["metric"] for f in verdict.get("recovery_failures") or []})
+    metrics = verdict.metrics if verdict is not None else []
+    late = sorted({f.metric for f in verdict.recovery_failures} if verdict is not None else ())
     if outcome == "held":
         text = (
             f"The steady state held through {faults}: every judged metric stayed inside its "
             "margin and was back in time."
         )
     elif outcome == "deviated":
-        bad = [m["metric"] for m in metrics if m["verdict"] == "deviated"]
+        bad = [m.metric for m in metrics if m.verdict == "deviated"]
         parts = []
         if bad:
             parts.append(f"{', '.join(bad)} changed beyond the margin")
         if late:
             parts.append(f"{', '.join(late)} did not recover in time")
-        if verdict.get("stopped_early"):
-            parts.append(str(verdict["stopped_early"]))
+        if verdict is not None and verdict.stopped_early:
+            parts.append(verdict.stopped_early)
         text = f"The steady state deviated under {faults}: {'; '.join(parts) or 'see below'}."
     elif outcome == "not_steady":
-        problems = (result.get("steady_state") or {}).get("problems") or []
+        problems = result.steady_state.problems if result.steady_state is not None else []
         text = (
             "The system was not in its steady state before any fault, so nothing was "
             f"injected: {'; '.join(problems) or 'see below'}."
@@ -159,30 +162,30 @@ def headline(result: dict[str, Any]) -> tuple[str, str]:
     elif outcome == "inconclusive":
         text = (
             f"Inconclusive under {faults}: the data could show neither a deviation nor that the "
-            f"steady state held. {verdict.get('reason') or result.get('stopped') or ''}".strip()
-        )
-    elif outcome == "aborted" and (result.get("safety") or {}).get("reason") == "hung":
+            f"steady state held. {(verdict.reason if verdict else '') or result.stopped or ''}"
+        ).strip()
+    elif outcome == "aborted" and result.safety is not None and result.safety.reason == "hung":
         text = (
-            f"The run hung: {result['safety'].get('detail')}. "
+            f"The run hung: {result.safety.detail}. "
             "There is no verdict; the faults were reverted from outside."
         )
     elif outcome == "aborted":
-        safety = result.get("safety") or {}
-        by = _STOPPED_BY.get(str(safety.get("reason")), "by the safety valve")
+        safety = result.safety
+        by = _STOPPED_BY.get(safety.reason if safety else "", "by the safety valve")
         text = (
-            f"Aborted {by} ({safety.get('detail', 'no detail')}) under {faults}; "
+            f"Aborted {by} ({safety.detail if safety else 'no detail'}) under {faults}; "
             "every fault was reverted first."
         )
     else:
-        text = f"The run failed: {result.get('error') or 'no verdict was reached'}."
+        text = f"The run failed: {result.error or 'no verdict was reached'}."
     return _OUTCOME.get(outcome, outcome.upper()), text
 
 
-def cautions(result: dict[str, Any]) -> list[str]:
+def cautions(result: RunResult) -> list[str]:
     """What a reader should know before trusting the figures (a stalled runner, a failing
     probe), one sentence each; none for a clean run."""
     said = []
-    loop = result.get("event_loop") or {}
+    loop = result.event_loop or {}
     worst = loop.get("worst_lag") or 0.0
     if worst >= loop.get("distorting", float("inf")):
         said.append(
@@ -192,7 +195,7 @@ def cautions(result: dict[str, Any]) -> list[str]:
             "up to that much of chaoskit's own delay, which the system under test never caused "
             "(a busy or swapping machine; run again on a quieter one to be sure)"
         )
-    for name, series in (result.get("probes") or {}).items():
+    for name, series in result.probes.items():
         errors = [e for e in series.get("error") or [] if e]
         if errors:
             said.append(

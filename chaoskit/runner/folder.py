@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
+from ..model.result import RunResult
 from .errors import PreflightError
 from .journal import Journal, JournalError
 
@@ -70,12 +70,12 @@ def room_left(run_dir: Path) -> tuple[str, str] | None:
     )
 
 
-def write_result(run_dir: Path, result: dict[str, Any]) -> str | None:
+def write_result(run_dir: Path, result: RunResult) -> str | None:
     """Write ``result.json`` (whole or not at all); why it could not be, if it could not."""
     path = run_dir / "result.json"
     partial = path.with_name(".result.json.partial")
     try:
-        partial.write_text(json.dumps(result, indent=1, allow_nan=False))
+        partial.write_text(json.dumps(result.to_json(), indent=1, allow_nan=False))
         partial.replace(path)
     except OSError as error:
         partial.unlink(missing_ok=True)

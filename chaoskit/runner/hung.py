@@ -18,8 +18,9 @@ from typing import Any
 from .. import __version__
 from ..exitcodes import ExitCode
 from ..model import Experiment
+from ..model.result import RESULT_SCHEMA, RunResult
 from .folder import write_result
-from .result import RESULT_SCHEMA, source_of
+from .result import source_of
 
 __all__ = ["STARTED", "record_hung_run", "write_started"]
 
@@ -38,9 +39,9 @@ def write_started(run_dir: Path, run_id: str, experiment: Experiment, source: Pa
     (run_dir / STARTED).write_text(json.dumps(document, allow_nan=False))
 
 
-def hung_result(started: dict[str, Any], detail: str) -> dict[str, Any]:
+def hung_result(started: dict[str, Any], detail: str) -> RunResult:
     """The result of a run the watchdog killed: no verdict, the reason and what it reverted."""
-    return {
+    document = {
         "schema": RESULT_SCHEMA,
         "run": started["run"],
         "experiment": started["experiment"],
@@ -66,6 +67,7 @@ def hung_result(started: dict[str, Any], detail: str) -> dict[str, Any]:
         "chaoskit": __version__,
         "python": platform.python_version(),
     }
+    return RunResult.model_validate(document)
 
 
 def record_hung_run(run_dir: Path, detail: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The run's result document (``result.json``, schema ``chaoskit.result/1``) and its exit code."""
+"""The run's result (``model/result.py``, written as ``result.json``) and its exit code."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .. import __version__
 from ..exitcodes import ExitCode
 from ..load import ProbeSeries, RequestSamples
 from ..model import Experiment
+from ..model.result import RESULT_SCHEMA, RunResult
 from ..safety.valve import Trip, Valve
 from ..stats import Verdict
 from .fronts import Fronts
@@ -19,8 +20,6 @@ from .steady import SteadyCheck
 from .targets import Draw
 
 __all__ = ["RESULT_SCHEMA", "outcome_of", "result_document", "source_of"]
-
-RESULT_SCHEMA = "chaoskit.result/1"
 
 
 def outcome_of(
@@ -70,12 +69,12 @@ def result_document(
     samples: RequestSamples,
     probes: dict[str, ProbeSeries],
     event_loop: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Everything about one run as plain JSON: the experiment as run and as written, draws,
-    phases, fault events, the valve's decision and what each condition saw, the steady-state
-    check before any fault, verdicts, every sample, how late the runner's event loop ran, and
-    the environment."""
-    return {
+) -> RunResult:
+    """Everything about one run: the experiment as run and as written, draws, phases, fault
+    events, the valve's decision and what each condition saw, the steady-state check before
+    any fault, verdicts, every sample, how late the runner's event loop ran, and the
+    environment."""
+    document = {
         "schema": RESULT_SCHEMA,
         "run": run_id,
         "experiment": experiment.model_dump(mode="json", by_alias=True),
@@ -109,6 +108,7 @@ def result_document(
         "chaoskit": __version__,
         "python": platform.python_version(),
     }
+    return RunResult.model_validate(document)
 
 
 def source_of(path: Path) -> dict[str, str] | None:

@@ -29,6 +29,7 @@ from ..load import (
     ProbeConfigError,
 )
 from ..model import Experiment
+from ..model.result import RunResult
 from ..model.variables import render
 from ..safety.policy import Policy
 from ..safety.valve import Trip, Valve, window_guard
@@ -66,7 +67,7 @@ class RunOutcome:
     verdict: str
     exit_code: ExitCode
     run_dir: Path
-    result: dict[str, Any]
+    result: RunResult
     unwritten: str | None = None
     """Why result.json could not be written (a full disk), if it could not."""
     unrecorded: str | None = None

@@ -75,7 +75,8 @@ def wait_for_the_fault(runner: subprocess.Popen[str], reports: Path, pid: int) -
         return any('"event":"applied"' in p.read_text() for p in reports.glob("*/journal.jsonl"))
 
     wait_until(applied, 120, "the pause to be applied")
-    assert state_of(pid) == "T"
+    # SIGSTOP wakes a sleeping process to stop it: it may show R for a moment before T.
+    wait_until(lambda: state_of(pid) == "T", 5, "the victim to be stopped")
 
 
 def assert_stopped_cleanly(

@@ -343,17 +343,24 @@ def test_a_probe_that_failed_says_why_it_is_inconclusive() -> None:
 
 
 def test_cautions_name_each_failing_probe_and_a_stalled_runner() -> None:
+    from chaoskit.model.result import RESULT_SCHEMA, RunResult
     from chaoskit.report.words import cautions
 
-    result = {
-        "probes": {
-            "lag": {"error": [None, "no series", None, "timed out"]},
-            "fine": {"error": [None, None]},
-        },
-        "event_loop": {"worst_lag": 0.25, "stalls": 2, "stalled": 0.4, "distorting": 0.1},
-    }
-    said = cautions(result)
+    def result(**parts: Any) -> RunResult:
+        record = {"schema": RESULT_SCHEMA, "run": "r", "experiment": {"name": "x"},
+                  "outcome": "held", "exit_code": 0}  # fmt: skip
+        return RunResult.from_json({**record, **parts})
+
+    said = cautions(
+        result(
+            probes={
+                "lag": {"error": [None, "no series", None, "timed out"]},
+                "fine": {"error": [None, None]},
+            },
+            event_loop={"worst_lag": 0.25, "stalls": 2, "stalled": 0.4, "distorting": 0.1},
+        )
+    )
     assert said[0].startswith("the runner itself stalled for up to 250 ms (2 stall(s)")
     assert said[1] == "probe 'lag' failed 2 of 4 readings; last: timed out"
     assert len(said) == 2
-    assert cautions({"event_loop": {"worst_lag": 0.05, "distorting": 0.1}}) == []
+    assert cautions(result(event_loop={"worst_lag": 0.05, "distorting": 0.1})) == []
