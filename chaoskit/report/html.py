@@ -12,9 +12,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..load import RequestSamples
 from ..model import Experiment, Metric
-from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric
+from ..model.metrics import LatencyMetric, ProbeMetric
 from ..model.result import MetricRecovery, Phase, RunResult
-from ..runner.measure import per_second
+from ..runner.measure import per_second, request_kind
 from ..safety.valve import threshold_value
 from .plots import Timeline, svg_timeline
 from .words import cautions, headline, recovery_trials, seconds, valve_state
@@ -31,15 +31,10 @@ def _environment() -> Environment:
     )
 
 
-def _unit(metric: Any) -> tuple[str, float]:
+def _unit(metric: Metric) -> tuple[str, float]:
     """The axis label and the factor from stored values (seconds, shares) to shown ones."""
-    if isinstance(metric, LatencyMetric):
-        return "ms", 1000.0
-    if isinstance(metric, ErrorRateMetric):
-        return "% of requests", 100.0
-    if isinstance(metric, ProbeMetric):
-        return "reading", 1.0
-    return "requests/s", 1.0
+    kind = request_kind(metric)
+    return ("reading", 1.0) if kind is None else kind.unit
 
 
 def _timelines(result: RunResult, experiment: Experiment) -> list[Timeline]:

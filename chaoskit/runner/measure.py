@@ -9,8 +9,9 @@ would wait for (docs/statistics.md).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,8 +21,11 @@ from ..model import Metric
 from ..model.experiment import Margins
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric, ThroughputMetric
 from ..stats import Judgement, compare
+from ..units import Percent
 
 __all__ = [
+    "REQUEST_KINDS",
+    "RequestKind",
     "compare_metric",
     "judged_data",
     "judged_margin",
@@ -29,10 +33,67 @@ __all__ = [
     "per_second",
     "per_second_counts",
     "probe_outside",
+    "request_kind",
     "sample_group",
     "stats_kind",
     "window_value",
 ]
+
+
+@dataclass(frozen=True)
+class RequestKind:
+    """How one kind of request metric (latency, error rate, throughput) is measured and judged:
+    the one place that knows the kinds, so that no function asks a metric what it is."""
+
+    stats: Literal["latency", "error_rate", "throughput"]
+    """The statistics' name for it (:func:`chaoskit.stats.compare`)."""
+    default_margin: Callable[[Any, Margins], Percent | None]
+    """The experiment's ``hypothesis.margins`` entry for it."""
+    data: Callable[[Any, Samples, float], NDArray[np.float64] | NDArray[np.bool_]]
+    """What the statistics compare, from one window (the load's timeout given)."""
+    value: Callable[[Any, Samples, float], float]
+    """Its value over one window that holds requests."""
+    unit: tuple[str, float]
+    """The axis label of a timeline, and the factor from stored values to shown ones."""
+    whole_service: bool = False
+    """Read over every request even for the experiment group (a group carries only its share
+    of throughput)."""
+
+
+def _throughput(window: Samples) -> float:
+    return float(np.count_nonzero(window.ok)) / max(window.end - window.start, 1e-9)
+
+
+REQUEST_KINDS: dict[type, RequestKind] = {
+    LatencyMetric: RequestKind(
+        "latency",
+        lambda m, g: g.latency if m.quantile == 0.5 else g.latency_tail,
+        lambda m, w, timeout: w.censored_latencies(timeout),
+        lambda m, w, timeout: float(np.quantile(w.censored_latencies(timeout), m.quantile)),
+        ("ms", 1000.0),
+    ),
+    ErrorRateMetric: RequestKind(
+        "error_rate",
+        lambda m, g: g.error_rate,
+        lambda m, w, timeout: w.errors(m.errors),
+        lambda m, w, timeout: float(np.mean(w.errors(m.errors))),
+        ("% of requests", 100.0),
+    ),
+    ThroughputMetric: RequestKind(
+        "throughput",
+        lambda m, g: g.throughput,
+        lambda m, w, timeout: w.throughput(1.0),
+        lambda m, w, timeout: _throughput(w),
+        ("requests/s", 1.0),
+        whole_service=True,
+    ),
+}
+"""Each kind of metric judged from the load's requests (a probe metric is none of them)."""
+
+
+def request_kind(metric: Metric | None) -> RequestKind | None:
+    """The kind of ``metric`` if it is judged from requests, else None (a probe)."""
+    return REQUEST_KINDS.get(type(metric))
 
 
 def sample_group(group: str, metric: Metric | None, *, concurrent: bool) -> str | None:
@@ -42,33 +103,25 @@ def sample_group(group: str, metric: Metric | None, *, concurrent: bool) -> str 
     carries only its share of it)."""
     if group == "all" or (group == "experiment" and not concurrent):
         return None
-    if group == "experiment" and isinstance(metric, ThroughputMetric):
+    kind = request_kind(metric)
+    if group == "experiment" and kind is not None and kind.whole_service:
         return None
     return group
 
 
-def stats_kind(metric: Metric) -> str | None:
+def stats_kind(metric: Metric) -> Literal["latency", "error_rate", "throughput"] | None:
     """The statistics' name for the metric's kind; None for metrics not judged from requests."""
-    if isinstance(metric, LatencyMetric):
-        return "latency"
-    if isinstance(metric, ErrorRateMetric):
-        return "error_rate"
-    if isinstance(metric, ThroughputMetric):
-        return "throughput"
-    return None
+    kind = request_kind(metric)
+    return None if kind is None else kind.stats
 
 
 def margin_share(metric: Metric, margins: Margins) -> float | None:
     """The metric's own margin, else the experiment's default for its kind, as a fraction
     (None: the statistics' own default)."""
     given = metric.margin
-    if given is None:
-        if isinstance(metric, LatencyMetric):
-            given = margins.latency if metric.quantile == 0.5 else margins.latency_tail
-        elif isinstance(metric, ErrorRateMetric):
-            given = margins.error_rate
-        elif isinstance(metric, ThroughputMetric):
-            given = margins.throughput
+    kind = request_kind(metric)
+    if given is None and kind is not None:
+        given = kind.default_margin(metric, margins)
     return None if given is None else float(given.percent) / 100
 
 
@@ -113,7 +166,7 @@ def compare_metric(
     return compare(
         control,
         treated,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         margin=judged_margin(metric, control, margins),
         alpha=alpha,
         direction=metric.direction,
@@ -134,29 +187,20 @@ def probe_outside(metric: ProbeMetric, values: NDArray[np.float64]) -> NDArray[n
 
 def window_value(metric: Metric, window: Samples, timeout: float) -> float | None:
     """The metric over one window (None when it holds no request)."""
-    if len(window) == 0:
+    kind = request_kind(metric)
+    if len(window) == 0 or kind is None:
         return None
-    if isinstance(metric, LatencyMetric):
-        return float(np.quantile(window.censored_latencies(timeout), metric.quantile))
-    if isinstance(metric, ErrorRateMetric):
-        return float(np.mean(window.errors(metric.errors)))
-    if isinstance(metric, ThroughputMetric):
-        span = max(window.end - window.start, 1e-9)
-        return float(np.count_nonzero(window.ok)) / span
-    return None
+    return kind.value(metric, window, timeout)
 
 
 def judged_data(
     metric: Metric, window: Samples, timeout: float
 ) -> NDArray[np.float64] | NDArray[np.bool_]:
     """What :func:`chaoskit.stats.compare` takes for the metric's kind, from one window."""
-    if isinstance(metric, LatencyMetric):
-        return window.censored_latencies(timeout)
-    if isinstance(metric, ErrorRateMetric):
-        return window.errors(metric.errors)
-    if isinstance(metric, ThroughputMetric):
-        return window.throughput(1.0)
-    raise ValueError(f"metric {metric.name} is not judged from requests")
+    kind = request_kind(metric)
+    if kind is None:
+        raise ValueError(f"metric {metric.name} is not judged from requests")
+    return kind.data(metric, window, timeout)
 
 
 def per_second(
