@@ -68,7 +68,7 @@ def experiment(folder: Path, fault_phase: str = "3s") -> Path:
           - {{name: p50, of: latency, margin: 50%}}
           - {{name: errors, of: error_rate, max: 5%}}
           - {{name: load, of: probe, interval: 250ms, max: 1000, probe: {{type: loadavg}}}}
-        faults: [{{type: cpu_hog, target: web, workers: 2}}]
+        faults: [{{type: cpu_hog, target: web, workers: 1}}]
         blast_radius: {{count: 1, seed: 1}}
         phases: {{warmup: 1s, baseline: 3s, fault: {fault_phase}, recovery: 1s}}
         safety: {{abort_when: [{{metric: errors, above: 50%, for: 2s}}], max_duration: 5m}}
@@ -125,7 +125,7 @@ def test_the_schema_and_validate_know_the_plugin_types(
     path = experiment(tmp_path)
     done = chaoskit("validate", str(path), env=plugged)
     assert done.returncode == 0, done.stdout + done.stderr
-    path.write_text(path.read_text().replace("workers: 2", "workerz: 2"))
+    path.write_text(path.read_text().replace("workers: 1", "workerz: 1"))
     done = chaoskit("validate", str(path), env=plugged)
     assert done.returncode == 2
     assert "faults[0].workerz: unknown key 'workerz'; did you mean 'workers'?" in done.stdout
@@ -160,7 +160,7 @@ def test_a_plugin_fault_is_reverted_by_the_watchdog_after_the_runner_is_sigkille
         env=plugged, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_until(lambda: len(hogs()) == 2, 60, "the two cpu_hog workers")
+        wait_until(lambda: len(hogs()) == 1, 60, "the cpu_hog worker")
     finally:
         runner.kill()
         runner.wait()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -252,16 +253,8 @@ class _ProbeWindows(_Series):
         if metric.min is not None or metric.max is not None:
             flags = probe_outside(metric, values).astype(float)
         else:
-            known = self._base_readings
             share = float(metric.margin.percent) / 100 if metric.margin is not None else 0.0
-            flags = outside_band(
-                values,
-                known,
-                alpha=alpha,
-                higher_is_worse=metric.direction != "decrease",
-                floor=abs(float(np.median(known))) * share,
-                both_sides=metric.direction == "both",
-            )
+            flags = _outside(values, self._base_readings, metric.direction, share, alpha)
             flags[np.isnan(values)] = 1.0  # a failed reading is outside, as in the verdict
         return times, flags[prior.size :], flags[: prior.size]
 
@@ -334,17 +327,28 @@ class _RequestWindows(_Series):
         start, end = trial.revert_at, trial.recovery_end
         _, prior = self._values(start - lead, start)
         times, values = self._values(start, end)
-        known = self._base_values
         share = margin_share(self.metric, self.margins) or 0.0
-        banded = outside_band(
-            [*prior, *values],
-            known,
-            alpha=alpha,
-            higher_is_worse=self.metric.direction != "decrease",
-            floor=abs(float(np.median(known))) * share,  # a change the metric's margin allows
-            both_sides=self.metric.direction == "both",
-        )
+        banded = _outside([*prior, *values], self._base_values, self.metric.direction, share, alpha)
         return times, banded[len(prior) :], banded[: len(prior)]
 
     def _values(self, start: float, end: float) -> tuple[list[float], list[float]]:
         return per_second(self.metric, self.samples, start, end, self.groups, timeout=self.timeout)
+
+
+def _outside(
+    values: Sequence[float] | NDArray[np.float64],
+    known: Sequence[float] | NDArray[np.float64],
+    direction: str,
+    share: float,
+    alpha: float,
+) -> NDArray[np.float64]:
+    """Flags of the windows outside the baseline's band, in the metric's harmful direction;
+    a change within its margin (``share`` of the baseline's median) is never outside."""
+    return outside_band(
+        values,
+        known,
+        alpha=alpha,
+        higher_is_worse=direction != "decrease",
+        floor=abs(float(np.median(known))) * share,
+        both_sides=direction == "both",
+    )

@@ -119,9 +119,9 @@ async def _run(
     refuse_unless_allowed(experiment, policy, reports)
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment.name}-{secrets.token_hex(2)}"
     run_dir, journal = open_run_folder(reports, run_id)
-    state = Run(experiment, policy, run_dir, run_id, log=log, journal=journal)
+    current = Run(experiment, policy, run_dir, run_id, log=log, journal=journal)
     if follow is not None:
-        follow(lambda: snapshot(state))
+        follow(lambda: snapshot(current))
     try:
         write_started(run_dir, run_id, experiment, source)
         dog = watchdog.start(journal.path, timeout=experiment.safety.watchdog_lease.seconds)
@@ -136,17 +136,17 @@ async def _run(
     this_run = {"id": run_id, "dir": str(run_dir)}
     if experiment.safety.kill_switch.file:
         kill_files.append(Path(render(experiment.safety.kill_switch.file, {}, this_run)))
-    state.valve = Valve(
+    current.valve = Valve(
         experiment.safety,
-        state.watch,
+        current.watch,
         kill_files=kill_files,
         guards=[dog.guard, lambda: room_left(run_dir), window_guard(policy)],
     )
 
     def stop_on(name: str) -> None:
-        if state.valve is not None:
-            state.valve.pull("signal", name)
-        state.abort.set()
+        if current.valve is not None:
+            current.valve.pull("signal", name)
+        current.abort.set()
 
     if stop_signals is not None:
         stop_signals.connect(lambda name: loop.call_soon_threadsafe(stop_on, name))
@@ -169,43 +169,43 @@ async def _run(
             front_proxy=bool(fronted_keys(experiment)),
         ) as live:
             live_ports = dict(live.ports)
-            state.live = live
+            current.live = live
             if any(spec.kind == "container" for spec in experiment.targets.values()):
                 live.add_source(engine_containers)  # containers the run did not start, too
-            state.faults = FaultLifecycle(
+            current.faults = FaultLifecycle(
                 Drivers(live.toxiproxy_url or default_url()), journal, log=log
             )
-            state.fronts = await place_fronts(experiment, live)
-            planned, state.draws = await asyncio.to_thread(
-                plan_faults, experiment, policy, live, state.fronts, state.faults
+            current.fronts = await place_fronts(experiment, live)
+            planned, current.draws = await asyncio.to_thread(
+                plan_faults, experiment, policy, live, current.fronts, current.faults
             )
-            await check_planned(planned, state.faults)
+            await check_planned(planned, current.faults)
             bound = bind(experiment, live.ports, this_run)  # once: ports are known now
             load = bound.load
             if load is None:  # refused at preflight; said again for the type checker
                 raise PreflightError("`chaoskit run` needs a load section")
-            hit = {t.name for d in state.draws.values() for t in d.experiment}
-            control = {t.name for d in state.draws.values() for t in d.control}
+            hit = {t.name for d in current.draws.values() for t in d.experiment}
+            control = {t.name for d in current.draws.values() for t in d.control}
             concurrent = bool(
                 load.group_header
                 and control
                 and experiment.blast_radius.control == "concurrent"
                 and experiment.hypothesis.comparison != "before_after"
             )
-            state.set_concurrent(concurrent)
-            state.group_of = GroupTagger(hit, control) if concurrent else None
-            generator = LoadGenerator(load, group_of=state.group_of, samples=state.samples)
-            samplers = state.samplers(bound)  # a probe that can never work stops us here
+            current.set_concurrent(concurrent)
+            current.group_of = GroupTagger(hit, control) if concurrent else None
+            generator = LoadGenerator(load, group_of=current.group_of, samples=current.samples)
+            samplers = current.samplers(bound)  # a probe that can never work stops us here
             for name, message in (await read_each_once(samplers)).items():
                 log(f"probe {name}: no reading yet ({message}); it has until the first fault")
             load_task = asyncio.create_task(generator.run())
             probing = [asyncio.create_task(sampler.run()) for sampler in samplers]
-            watcher = asyncio.create_task(state.guard(state.valve))
+            watcher = asyncio.create_task(current.guard(current.valve))
             try:
-                trials, baseline = await run_phases(state, planned)
+                trials, baseline = await run_phases(current, planned)
             finally:  # revert before the system goes down, whatever happened
                 watcher.cancel()
-                error = could_not_revert(await state.faults.revert())
+                error = could_not_revert(await current.faults.revert())
                 generator.stop()
                 for sampler in samplers:
                     sampler.stop()
@@ -214,19 +214,19 @@ async def _run(
                 if failed is not None and error is None:
                     error = f"the load generator failed: {failed}"
             finished = len(trials) == experiment.hypothesis.trials or (
-                bool(trials) and state.stopped is not None
+                bool(trials) and current.stopped is not None
             )
-            steady = state.steady is None or state.steady.held
-            if error is None and state.valve.tripped is None and finished and steady:
+            steady = current.steady is None or current.steady.held
+            if error is None and current.valve.tripped is None and finished and steady:
                 verdict = judge_run(
                     experiment,
-                    state.samples,
+                    current.samples,
                     baseline,
                     trials,
                     concurrent=concurrent,
-                    probes=state.probes,
-                    sequential=state.sequential.decisions if state.sequential else None,
-                    stopped=state.stopped,
+                    probes=current.probes,
+                    sequential=current.sequential.decisions if current.sequential else None,
+                    stopped=current.stopped,
                 )
     except (PreflightError, BringUpError):
         raise
@@ -235,21 +235,21 @@ async def _run(
     except DriverError as exc:
         error = str(exc)
     except JournalError as exc:  # the write-ahead promise cannot be kept: stop, revert
-        state.valve.pull("journal", f"{exc}: the run stopped before applying anything more")
+        current.valve.pull("journal", f"{exc}: the run stopped before applying anything more")
     finally:
-        if state.faults.applied:
-            await state.faults.revert()
+        if current.faults.applied:
+            await current.faults.revert()
         if generator is not None:
             generator.stop()
         if load_task is not None and not load_task.done():
             load_task.cancel()
             with contextlib.suppress(BaseException):
                 await load_task
-        await state.faults.aclose()
+        await current.faults.aclose()
         renewing.cancel()
         lagging.cancel()
-        unrecorded = state.faults.unrecorded
-        if state.faults.applied or unrecorded:
+        unrecorded = current.faults.unrecorded
+        if current.faults.applied or unrecorded:
             journal.release()  # it still names what may be applied: rollback clears it
         else:
             try:
@@ -259,15 +259,15 @@ async def _run(
         if stop_signals is not None:
             stop_signals.disconnect()
         await loop.run_in_executor(None, dog.finish)
-    trip: Trip | None = state.valve.tripped if state.valve else None
+    trip: Trip | None = current.valve.tripped if current.valve else None
     before_any_fault = (
-        trip is not None and trip.reason == "abort_when" and not state.faults.injected
+        trip is not None and trip.reason == "abort_when" and not current.faults.injected
     )
     if trip is not None and before_any_fault:
-        state.steady = SteadyCheck(  # the valve saw the system broken before any fault
+        current.steady = SteadyCheck(  # the valve saw the system broken before any fault
             [f"the safety valve's condition was met before any fault: {trip.detail}"]
         )
-    outcome, code = outcome_of(trip, error, verdict, state.steady, state.stopped)
+    outcome, code = outcome_of(trip, error, verdict, current.steady, current.stopped)
     result = result_document(
         run_id=run_id,
         experiment=experiment,
@@ -275,19 +275,19 @@ async def _run(
         outcome=outcome,
         code=code,
         ports=live_ports,
-        draws=state.draws,
-        fronts=state.fronts,
-        sequential=state.sequential,
-        phases=state.phases,
-        events=state.faults.events,
+        draws=current.draws,
+        fronts=current.fronts,
+        sequential=current.sequential,
+        phases=current.phases,
+        events=current.faults.events,
         trip=trip,
-        valve=state.valve,
-        steady=state.steady,
+        valve=current.valve,
+        steady=current.steady,
         error=error,
         verdict=verdict,
-        stopped=state.stopped,
-        samples=state.samples,
-        probes=state.probes,
+        stopped=current.stopped,
+        samples=current.samples,
+        probes=current.probes,
         event_loop=lag.to_json(),
     )
     unwritten = write_result(run_dir, result)

@@ -49,6 +49,9 @@ def result_of(reports: Path) -> dict[str, object]:
     return loaded
 
 
+# p50's margin of 50%: the steady-state check refuses a baseline whose second half is slower
+# than its first beyond the margin, and on two shared cores a neighbouring test's start made
+# a 4 s baseline's p50 drift by up to 35% (1 run in 6); every fault here moves p50 far more.
 STACK_RUN = """
 version: 1
 name: {name}
@@ -57,7 +60,7 @@ targets: {{backends: {{kind: proxy, select: "backend-*"}}}}
 load: {{url: "http://127.0.0.1:${{ports.frontend}}/items", rate: 50/s, timeout: 2s,
         group_header: X-Backend}}
 steady_state:
-  - {{name: p50, of: latency, quantile: 0.5}}
+  - {{name: p50, of: latency, quantile: 0.5, margin: 50%}}
   - {{name: errors, of: error_rate, max: 5%}}
   - {{name: live, of: probe, interval: 500ms, min: 1,
       probe: {{type: http, url: "http://127.0.0.1:${{ports.frontend}}/health/live"}}}}
