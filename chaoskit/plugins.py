@@ -11,9 +11,11 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 __all__ = ["GROUPS", "Loaded", "Plugin", "installed", "load_group"]
 
@@ -28,8 +30,7 @@ GROUPS: dict[str, str] = {
 """Every entry point group chaoskit reads, and what its entries must name."""
 
 
-@dataclass(frozen=True)
-class Plugin:
+class Plugin(NamedTuple):
     """One entry point in one of chaoskit's groups."""
 
     group: str
@@ -40,8 +41,7 @@ class Plugin:
     """The distribution that declares it, with its version."""
 
 
-@dataclass(frozen=True)
-class Loaded:
+class Loaded(NamedTuple):  # NamedTuples, not dataclasses: this module loads with chaoskit.model
     """A group's plugins: those loaded, and those set aside with the reason."""
 
     good: list[tuple[Plugin, object]]
@@ -75,7 +75,9 @@ def _declaring() -> Iterator[Path]:
 def _entry_points() -> tuple[tuple[metadata.EntryPoint, str], ...]:
     found: list[tuple[metadata.EntryPoint, str]] = []
     for path in _declaring():
-        dist = metadata.PathDistribution(path)
+        from importlib.metadata import PathDistribution  # noqa: PLC0415 - 10 ms, for plugins only
+
+        dist = PathDistribution(path)
         eps = [ep for ep in dist.entry_points if ep.group in GROUPS]
         package = f"{dist.metadata['Name']} {dist.version}"
         found.extend((ep, package) for ep in eps)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -84,6 +83,8 @@ def run(
     the experiment running then as it stops `chaoskit run` (every fault reverted, its reports
     written), and the rest of the plan is not run (exit 3 unless one already did not hold).
     """
+    import asyncio
+
     from ..gameday.plan import PlanError
     from ..runner.stopping import StopSignals
 
@@ -128,6 +129,8 @@ def schedule(
     reverted, its reports written), records the slot as stopped, and ends the scheduler
     (exit 3) instead of waiting for the next slot.
     """
+    import asyncio
+
     from ..gameday.plan import PlanError
     from ..gameday.schedule import Scheduler, SchedulerBusy, state_path
     from ..runner.stopping import StopSignals

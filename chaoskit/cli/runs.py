@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from pathlib import Path
@@ -37,6 +36,8 @@ def run(
     was reverted), 4 inconclusive, 5 not steady before any fault (nothing injected), 6 failed
     (the system did not come up, a driver lost its backend or could not revert), 70 a bug.
     """
+    import asyncio
+
     from ..loader import load_experiment
     from ..report.console import RunConsole
     from ..runner.run import PreflightError, run_experiment
@@ -81,6 +82,8 @@ def run(
 def roll_back_stale(reports: Path) -> None:
     """Refuse (exit 2) while an earlier run's journal names something left applied, unless the
     person at the terminal has it rolled back now."""
+    import asyncio
+
     from ..runner.journal import find_stale
     from ..runner.rollback import rollback as replay
 
@@ -260,6 +263,8 @@ def rollback(
 
 def _roll_back(path: Path) -> bool:
     """Roll one journal back and say what was done; False if something is left to a person."""
+    import asyncio
+
     from ..runner.journal import read_journal
     from ..runner.rollback import rollback as replay
 

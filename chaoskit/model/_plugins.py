@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field
 
+from ..plugins import installed
 from . import experiment, faults, metrics
 
 __all__ = ["plug_in"]
@@ -26,6 +27,8 @@ def _union(models: tuple[type, ...]) -> Any:
 
 def plug_in() -> None:
     """Add every fit fault and probe type that installed plugins declare."""
+    if not installed():
+        return
     added_faults = tuple(m for _, m in faults.fault_plugins().good if isinstance(m, type))
     added_probes = tuple(m for _, m in metrics.probe_plugins().good if isinstance(m, type))
     if added_probes:
