@@ -27,6 +27,7 @@ import importlib.util
 import json
 import re
 import shutil
+import tempfile
 import time
 import tomllib
 from collections import Counter
@@ -157,9 +158,11 @@ def write_held_run(folder: Path) -> None:
     from chaoskit.exitcodes import ExitCode
     from chaoskit.load import ProbeSeries, RequestSamples
     from chaoskit.model import Experiment
-    from chaoskit.runner.fronts import Fronts
+    from chaoskit.runner.journal import Journal
     from chaoskit.runner.result import result_document
+    from chaoskit.runner.running import Run
     from chaoskit.runner.verdict import Window, judge_run
+    from chaoskit.safety.policy import Policy
 
     probe = {"type": "command", "command": ["true"], "value": "exit_code"}
     experiment = Experiment.model_validate(
@@ -180,20 +183,29 @@ def write_held_run(folder: Path) -> None:
     trial = Window(60.0, 120.0, 130.0)
     verdict = judge_run(experiment, RequestSamples(), (0.0, 60.0), [trial], concurrent=False,
                         probes={"ready": readings})  # fmt: skip
-    assert verdict["verdict"] == "held", verdict
+    assert verdict.verdict == "held", verdict
     wall = time.time() - 130
-    phases = [
+    folder.mkdir(parents=True)
+    elsewhere = Path(tempfile.mkdtemp()) / "journal.jsonl"  # the run folder holds only its result
+    run = Run(experiment, Policy(), folder, RUN, log=lambda _: None,
+              journal=Journal.create(elsewhere, RUN))  # fmt: skip
+    run.phases = [
         {"phase": "baseline", "start": 0.0, "end": 60.0, "wall": wall},
         {"phase": "fault", "start": 60.0, "end": 120.0, "wall": wall + 60, "trial": 1},
         {"phase": "recovery", "start": 120.0, "end": 130.0, "wall": wall + 120, "trial": 1},
     ]
+    run.probes = {"ready": readings}
     result = result_document(
-        run_id=RUN, experiment=experiment, source=None, outcome="held", code=ExitCode.HELD,
-        ports={}, draws={}, fronts=Fronts(), sequential=None, phases=phases, events=[],
-        trip=None, valve=None, steady=None, error=None, verdict=verdict,
-        samples=RequestSamples(), probes={"ready": readings},
-    )  # fmt: skip
-    folder.mkdir(parents=True)
+        run,
+        source=None,
+        outcome="held",
+        code=ExitCode.HELD,
+        ports={},
+        trip=None,
+        error=None,
+        verdict=verdict,
+    )
+    run.journal.close()
     (folder / "result.json").write_text(json.dumps(result.to_json()), encoding="utf-8")
 
 

@@ -9,15 +9,11 @@ from typing import Any
 
 from .. import __version__
 from ..exitcodes import ExitCode
-from ..load import ProbeSeries, RequestSamples
-from ..model import Experiment
-from ..model.result import RESULT_SCHEMA, RunResult
-from ..safety.valve import Trip, Valve
+from ..model.result import RESULT_SCHEMA, Judged, RunResult
+from ..safety.valve import Trip
 from ..stats import Verdict
-from .fronts import Fronts
-from .sequential import SequentialWatch
+from .running import Run
 from .steady import SteadyCheck
-from .targets import Draw
 
 __all__ = ["RESULT_SCHEMA", "outcome_of", "result_document", "source_of"]
 
@@ -25,7 +21,7 @@ __all__ = ["RESULT_SCHEMA", "outcome_of", "result_document", "source_of"]
 def outcome_of(
     trip: Trip | None,
     error: str | None,
-    verdict: dict[str, Any] | None,
+    verdict: Judged | None,
     steady: SteadyCheck | None = None,
     stopped: str | None = None,
 ) -> tuple[str, ExitCode]:
@@ -42,51 +38,41 @@ def outcome_of(
         return "error", ExitCode.FAILED
     if verdict is None:  # every other way to end without a verdict is covered above
         return "error", ExitCode.INTERNAL
-    outcome = str(verdict["verdict"])
+    outcome = str(verdict.verdict)
     codes = {Verdict.HELD.value: ExitCode.HELD, Verdict.DEVIATED.value: ExitCode.DEVIATED}
     return outcome, codes.get(outcome, ExitCode.INCONCLUSIVE)
 
 
 def result_document(
+    run: Run,
     *,
-    run_id: str,
-    experiment: Experiment,
     source: Path | None,
     outcome: str,
     code: ExitCode,
     ports: dict[str, int],
-    draws: dict[str, Draw],
-    fronts: Fronts,
-    sequential: SequentialWatch | None,
-    phases: list[dict[str, Any]],
-    events: list[dict[str, Any]],
     trip: Trip | None,
-    valve: Valve | None,
-    steady: SteadyCheck | None,
     error: str | None,
-    verdict: dict[str, Any] | None,
-    stopped: str | None = None,
-    samples: RequestSamples,
-    probes: dict[str, ProbeSeries],
+    verdict: Judged | None,
     event_loop: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Everything about one run: the experiment as run and as written, draws, phases, fault
-    events, the valve's decision and what each condition saw, the steady-state check before
-    any fault, verdicts, every sample, how late the runner's event loop ran, and the
-    environment."""
+    """Everything about one run, from the run object and how it ended: the experiment as run
+    and as written, draws, phases, fault events, the valve's decision and what each condition
+    saw, the steady-state check before any fault, verdicts, every sample, how late the
+    runner's event loop ran, and the environment."""
+    experiment, valve, steady, sequential = run.exp, run.valve, run.steady, run.sequential
     document = {
         "schema": RESULT_SCHEMA,
-        "run": run_id,
+        "run": run.run_id,
         "experiment": experiment.model_dump(mode="json", by_alias=True),
         "source": None if source is None else source_of(source),
         "outcome": outcome,
         "exit_code": int(code),
         "ports": ports,
-        "draws": {key: d.to_json() for key, d in draws.items()},
-        "fronts": fronts.to_json(),
+        "draws": {key: d.to_json() for key, d in run.draws.items()},
+        "fronts": run.fronts.to_json(),
         "sequential": None if sequential is None else sequential.to_json(),
-        "phases": phases,
-        "faults": events,
+        "phases": run.phases,
+        "faults": run.faults.events,
         "safety": None
         if trip is None
         else {
@@ -99,10 +85,10 @@ def result_document(
         "valve": {"conditions": [r.to_json() for r in valve.records] if valve else []},
         "steady_state": None if steady is None else steady.to_json(),
         "error": error,
-        "stopped": stopped,
+        "stopped": run.stopped,
         "verdict": verdict,
-        "samples": samples.to_json(),
-        "probes": {name: series.to_json() for name, series in probes.items()},
+        "samples": run.samples.to_json(),
+        "probes": {name: series.to_json() for name, series in run.probes.items()},
         "event_loop": event_loop,
         "host": os.uname().nodename,
         "chaoskit": __version__,

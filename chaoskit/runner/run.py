@@ -29,7 +29,7 @@ from ..load import (
     ProbeConfigError,
 )
 from ..model import Experiment
-from ..model.result import RunResult
+from ..model.result import Judged, RunResult
 from ..model.variables import render
 from ..safety.policy import Policy
 from ..safety.valve import Trip, Valve, window_guard
@@ -153,7 +153,7 @@ async def _run(
     trials: list[Window] = []
     baseline = (0.0, 0.0)
     error: str | None = None
-    verdict: dict[str, Any] | None = None
+    verdict: Judged | None = None
     concurrent = False
     load_task: asyncio.Task[Any] | None = None
     generator: LoadGenerator | None = None
@@ -269,25 +269,14 @@ async def _run(
         )
     outcome, code = outcome_of(trip, error, verdict, current.steady, current.stopped)
     result = result_document(
-        run_id=run_id,
-        experiment=experiment,
+        current,
         source=source,
         outcome=outcome,
         code=code,
         ports=live_ports,
-        draws=current.draws,
-        fronts=current.fronts,
-        sequential=current.sequential,
-        phases=current.phases,
-        events=current.faults.events,
         trip=trip,
-        valve=current.valve,
-        steady=current.steady,
         error=error,
         verdict=verdict,
-        stopped=current.stopped,
-        samples=current.samples,
-        probes=current.probes,
         event_loop=lag.to_json(),
     )
     unwritten = write_result(run_dir, result)

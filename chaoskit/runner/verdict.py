@@ -19,6 +19,7 @@ import numpy as np
 from ..load import ProbeSeries, RequestSamples, Samples
 from ..model import Experiment, Metric
 from ..model.metrics import ProbeMetric
+from ..model.result import Judged
 from ..stats import (
     Judgement,
     SequentialDecision,
@@ -46,8 +47,8 @@ def judge_run(
     probes: dict[str, ProbeSeries] | None = None,
     sequential: dict[str, SequentialDecision] | None = None,
     stopped: str | None = None,
-) -> dict[str, Any]:
-    """Per-metric judgements, recovery per trial and the overall verdict, as plain JSON.
+) -> Judged:
+    """Per-metric judgements, recovery per trial and the overall verdict.
 
     Probe metrics are judged before/after (baseline against the fault phases) from their
     readings in ``probes``, whatever ``concurrent`` says: a probe is not split into groups.
@@ -114,23 +115,24 @@ def judge_run(
     if stopped is not None:
         reason = stopped if verdict is not Verdict.DEVIATED else f"{reason}; {stopped}"
         verdict, classification = Verdict.DEVIATED, "fail"
-    result: dict[str, Any] = _finite(
-        {
-            "comparison": "concurrent" if concurrent else "before_after",
-            "verdict": verdict.value,
-            "score": score,
-            "classification": classification,
-            "reason": reason,
-            "deviated": overall.deviated,
-            "adjusted_p": overall.adjusted_p,
-            "metrics": [_judgement_json(name, j) for name, j in judgements.items()],
-            "not_judged": skipped,
-            "recovery": {name: r.to_json() for name, r in recovery.items()},
-            "recovery_failures": late,
-            "stopped_early": stopped,
-        }
+    return Judged.model_validate(
+        _finite(
+            {
+                "comparison": "concurrent" if concurrent else "before_after",
+                "verdict": verdict.value,
+                "score": score,
+                "classification": classification,
+                "reason": reason,
+                "deviated": overall.deviated,
+                "adjusted_p": overall.adjusted_p,
+                "metrics": [_judgement_json(name, j) for name, j in judgements.items()],
+                "not_judged": skipped,
+                "recovery": {name: r.to_json() for name, r in recovery.items()},
+                "recovery_failures": late,
+                "stopped_early": stopped,
+            }
+        )
     )
-    return result
 
 
 class _Judge:

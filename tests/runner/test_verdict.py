@@ -17,6 +17,11 @@ BASELINE = (0.0, 60.0)
 TRIALS = [Window(60.0, 120.0, 130.0)]
 
 
+def judge(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``judge_run``'s judgement as result.json holds it."""
+    return judge_run(*args, **kwargs).model_dump(mode="json")
+
+
 def experiment(**limits: Any) -> Experiment:
     return Experiment.model_validate(
         {
@@ -48,7 +53,7 @@ def series(baseline: Any, fault: Any) -> ProbeSeries:
 
 
 def judged(exp: Experiment, readings: ProbeSeries) -> dict[str, Any]:
-    verdict = judge_run(exp, RequestSamples(), BASELINE, TRIALS, concurrent=False,
+    verdict = judge(exp, RequestSamples(), BASELINE, TRIALS, concurrent=False,
                         probes={"lag": readings})  # fmt: skip
     assert verdict["not_judged"] == {}
     [metric] = verdict["metrics"]
@@ -173,7 +178,7 @@ def metric(verdict: dict[str, Any], name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("how", ["refused", "hang"])
 def test_a_total_outage_after_a_healthy_baseline_is_deviated(how: str) -> None:
     samples = requests((0, 20, "ok"), (20, 30, how), (30, 50, "ok"))
-    verdict = judge_run(web(), samples, (0.0, 20.0), ONE, concurrent=False)
+    verdict = judge(web(), samples, (0.0, 20.0), ONE, concurrent=False)
     assert verdict["verdict"] == "deviated"
     assert metric(verdict, "errors")["verdict"] == "deviated"
     assert metric(verdict, "p50")["verdict"] == "deviated"  # failures count at the timeout
@@ -188,7 +193,7 @@ def test_a_declared_limit_broken_in_the_fault_phase_is_a_deviation_whatever_the_
     never deviate."""
     exp = web(errors={"max": "5%", "margin": "90%"})
     samples = requests((0, 20, "ok"), (20, 30, "errors"), (30, 50, "ok"))
-    verdict = judge_run(exp, samples, (0.0, 20.0), ONE, concurrent=False)
+    verdict = judge(exp, samples, (0.0, 20.0), ONE, concurrent=False)
     errors = metric(verdict, "errors")
     assert errors["verdict"] == "deviated" and errors["basis"] == "limit"
     assert "broke its declared limit" in errors["reason"] and "max 5%" in errors["reason"]
@@ -218,7 +223,7 @@ def test_a_metric_not_back_within_recover_within_makes_the_run_deviated(
 ) -> None:
     """The fault itself was absorbed (the fault phase is healthy): only recovery fails."""
     samples = requests((0, 30, "ok"), *after)
-    verdict = judge_run(web(), samples, (0.0, 20.0), ONE, concurrent=False)
+    verdict = judge(web(), samples, (0.0, 20.0), ONE, concurrent=False)
     assert metric(verdict, "errors")["verdict"] == "held"
     assert verdict["verdict"] == "deviated"
     assert verdict["classification"] == "fail"
@@ -230,7 +235,7 @@ def test_a_metric_not_back_within_recover_within_makes_the_run_deviated(
 
 def test_a_healthy_recovery_counts_as_recovered_at_once() -> None:
     samples = requests((0, 50, "ok"))
-    verdict = judge_run(web(), samples, (0.0, 20.0), ONE, concurrent=False)
+    verdict = judge(web(), samples, (0.0, 20.0), ONE, concurrent=False)
     assert verdict["verdict"] == "held"
     [trial] = verdict["recovery"]["errors"]["trials"]
     assert trial["seconds"] == 0.0 and trial["recovered"] and not trial["out_at_revert"]
@@ -239,7 +244,7 @@ def test_a_healthy_recovery_counts_as_recovered_at_once() -> None:
 def test_without_recover_within_the_recovery_phase_is_the_deadline() -> None:
     exp = web(hypothesis={})
     samples = requests((0, 30, "ok"), (30, 50, "refused"))
-    verdict = judge_run(exp, samples, (0.0, 20.0), ONE, concurrent=False)
+    verdict = judge(exp, samples, (0.0, 20.0), ONE, concurrent=False)
     assert verdict["verdict"] == "deviated"
     assert verdict["recovery"]["errors"]["deadline"] == 20.0
 
@@ -265,7 +270,7 @@ def concurrent_requests(experiment_how: str, control_how: str) -> RequestSamples
 
 def test_concurrent_failures_without_an_answer_count_against_the_experiment() -> None:
     exp = web(blast_radius={"count": 1, "control": "concurrent"})
-    verdict = judge_run(exp, concurrent_requests("refused", ""), (0.0, 20.0), ONE, concurrent=True)
+    verdict = judge(exp, concurrent_requests("refused", ""), (0.0, 20.0), ONE, concurrent=True)
     errors = metric(verdict, "errors")
     assert errors["verdict"] == "deviated" and errors["n"][1] == 250
 
@@ -275,7 +280,7 @@ def test_a_fault_that_reaches_the_control_group_is_a_deviation() -> None:
     fall from its baseline is what shows the fault spread."""
     exp = web(errors={}, blast_radius={"count": 1, "control": "concurrent"})
     samples = concurrent_requests("errors", "errors")
-    verdict = judge_run(exp, samples, (0.0, 20.0), ONE, concurrent=True)
+    verdict = judge(exp, samples, (0.0, 20.0), ONE, concurrent=True)
     errors = metric(verdict, "errors")
     assert errors["verdict"] == "deviated" and errors["basis"] == "spread"
     assert "the fault reached beyond the targets hit" in errors["reason"]
@@ -290,7 +295,7 @@ def test_a_probe_that_fails_in_the_fault_phase_deviates_even_without_limits() ->
 def test_a_run_stopped_because_the_system_was_not_back_is_deviated() -> None:
     samples = requests((0, 50, "ok"))
     why = "trial 2 was not run: the system was not back in its steady state"
-    verdict = judge_run(web(), samples, (0.0, 20.0), ONE, concurrent=False, stopped=why)
+    verdict = judge(web(), samples, (0.0, 20.0), ONE, concurrent=False, stopped=why)
     assert verdict["verdict"] == "deviated" and verdict["stopped_early"] == why
     assert why in verdict["reason"]
 
@@ -300,7 +305,7 @@ def test_recovery_is_measured_from_the_last_revert_of_the_trial() -> None:
     from the revert, the metric was out and took 3 s — not 'never left' at the phase's end."""
     samples = requests((0, 20, "ok"), (20, 25, "refused"), (25, 50, "ok"))
     trial = [Window(20.0, 30.0, 50.0, reverted=22.0)]
-    verdict = judge_run(web(), samples, (0.0, 20.0), trial, concurrent=False)
+    verdict = judge(web(), samples, (0.0, 20.0), trial, concurrent=False)
     [recovered] = verdict["recovery"]["errors"]["trials"]
     assert recovered["from"] == 22.0 and recovered["out_at_revert"]
     assert recovered["seconds"] == 3.0 and recovered["recovered"]
@@ -314,7 +319,7 @@ def test_a_throughput_floor_is_judged_on_the_whole_service() -> None:
         blast_radius={"count": 1, "control": "concurrent"},
         steady_state=[{"name": "rps", "of": "throughput", "min": "40/s", "direction": "both"}],
     )
-    verdict = judge_run(exp, concurrent_requests("", ""), (0.0, 20.0), ONE, concurrent=True)
+    verdict = judge(exp, concurrent_requests("", ""), (0.0, 20.0), ONE, concurrent=True)
     assert metric(verdict, "rps")["basis"] != "limit"
 
 
@@ -324,7 +329,7 @@ def test_a_latency_harmful_when_it_falls_is_judged_not_a_crash(direction: str) -
     take, not exit 70 before the first fault."""
     rng = np.random.default_rng(4)
     exp = web(steady_state=[{"name": "fast", "of": "latency", "direction": direction}])
-    verdict = judge_run(exp, requests((0, 50, "ok")), (0.0, 20.0), ONE, concurrent=False)
+    verdict = judge(exp, requests((0, 50, "ok")), (0.0, 20.0), ONE, concurrent=False)
     assert metric(verdict, "fast")["verdict"] in ("held", "inconclusive")
     base = rng.lognormal(np.log(10), 0.1, 120)
     falling = judged(experiment(margin="20%", direction=direction), series(base, base / 3))
