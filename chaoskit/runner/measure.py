@@ -20,7 +20,7 @@ from ..load import RequestSamples, Samples
 from ..model import Metric
 from ..model.experiment import Margins
 from ..model.metrics import ErrorRateMetric, LatencyMetric, ProbeMetric, ThroughputMetric
-from ..stats import Judgement, compare
+from ..stats import ErrorRateMixture, Judgement, LatencyMSPRT, compare
 from ..units import Percent
 
 __all__ = [
@@ -58,6 +58,9 @@ class RequestKind:
     whole_service: bool = False
     """Read over every request even for the experiment group (a group carries only its share
     of throughput)."""
+    sequential: Callable[[Any, Margins, float, int, bool], Any] = lambda *_: None
+    """Its always-valid test for ``hypothesis.sequential`` (given the metric, the margins,
+    alpha, the horizon in requests and whether the control is concurrent), or None."""
 
 
 def _throughput(window: Samples) -> float:
@@ -71,6 +74,11 @@ REQUEST_KINDS: dict[type, RequestKind] = {
         lambda m, w, timeout: w.censored_latencies(timeout),
         lambda m, w, timeout: float(np.quantile(w.censored_latencies(timeout), m.quantile)),
         ("ms", 1000.0),
+        sequential=lambda m, margins, alpha, horizon, concurrent: (
+            LatencyMSPRT(alpha=alpha, margin=1 + (margin_share(m, margins) or 0.0), horizon=horizon)
+            if m.quantile == 0.5
+            else None
+        ),
     ),
     ErrorRateMetric: RequestKind(
         "error_rate",
@@ -78,6 +86,9 @@ REQUEST_KINDS: dict[type, RequestKind] = {
         lambda m, w, timeout: w.errors(m.errors),
         lambda m, w, timeout: float(np.mean(w.errors(m.errors))),
         ("% of requests", 100.0),
+        sequential=lambda m, margins, alpha, horizon, concurrent: (
+            ErrorRateMixture(alpha=alpha) if concurrent else None
+        ),
     ),
     ThroughputMetric: RequestKind(
         "throughput",

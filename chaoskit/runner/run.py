@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,8 +85,13 @@ async def run_experiment(
     run_id: str | None = None,
     source: Path | None = None,
     stop_signals: StopSignals | None = None,
+    drivers: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Run ``experiment`` and write ``result.json`` under ``reports/<run id>/``.
+
+    ``drivers``: the driver table (name → ``module:factory``); by default the built-in drivers
+    and those plugins add. The watchdog and ``chaoskit rollback`` make drivers from the table
+    as installed, so a driver given only here is reverted by this process alone.
 
     ``source``, the file the experiment was loaded from, is kept in the result as written.
 
@@ -101,7 +106,7 @@ async def run_experiment(
     with StopSignals() if catch_here else contextlib.nullcontext(stop_signals) as caught:
         return await _run(
             experiment, policy=policy, reports=reports, log=log, follow=follow, run_id=run_id,
-            source=source, stop_signals=caught,
+            source=source, stop_signals=caught, drivers=drivers,
         )  # fmt: skip
 
 
@@ -115,6 +120,7 @@ async def _run(
     run_id: str | None,
     source: Path | None,
     stop_signals: StopSignals | None,
+    drivers: Mapping[str, str] | None,
 ) -> RunOutcome:
     refuse_unless_allowed(experiment, policy, reports)
     run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment.name}-{secrets.token_hex(2)}"
@@ -173,7 +179,7 @@ async def _run(
             if any(spec.kind == "container" for spec in experiment.targets.values()):
                 live.add_source(engine_containers)  # containers the run did not start, too
             current.faults = FaultLifecycle(
-                Drivers(live.toxiproxy_url or default_url()), journal, log=log
+                Drivers(live.toxiproxy_url or default_url(), table=drivers), journal, log=log
             )
             current.fronts = await place_fronts(experiment, live)
             planned, current.draws = await asyncio.to_thread(

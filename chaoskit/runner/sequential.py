@@ -2,7 +2,8 @@
 that a trial's fault phase ends as soon as the answer is known — a harmful change found (the
 fault has shown its effect: keeping it on adds risk, not knowledge), or every metric held.
 
-Median latency is watched with :class:`~chaoskit.stats.LatencyMSPRT`, error rates with
+Each kind of request metric names its test (``measure.REQUEST_KINDS``): median latency is
+watched with :class:`~chaoskit.stats.LatencyMSPRT`, error rates with
 :class:`~chaoskit.stats.ErrorRateMixture` (which needs a concurrent control group). Other
 metrics (tail quantiles, throughput, probes) have no sequential test: they are judged at the end
 as usual, and while one of them is in the experiment only a deviation can end the phase early.
@@ -16,10 +17,9 @@ from typing import Any
 import numpy as np
 
 from ..load import RequestSamples, Samples
-from ..model import Experiment
-from ..model.metrics import ErrorRateMetric, LatencyMetric
-from ..stats import ErrorRateMixture, LatencyMSPRT, SequentialDecision, Verdict
-from .measure import margin_share
+from ..model import Experiment, Metric
+from ..stats import SequentialDecision, Verdict
+from .measure import judged_data, request_kind
 
 __all__ = ["SequentialWatch"]
 
@@ -39,7 +39,7 @@ class SequentialWatch:
         self._baseline = baseline
         self._concurrent = concurrent
         self._timeout = experiment.load.timeout.seconds if experiment.load else 2.0
-        self._tests: dict[str, tuple[Any, LatencyMetric | ErrorRateMetric]] = {}
+        self._tests: dict[str, tuple[Any, Metric]] = {}
         self.unwatched: list[str] = []
         """Metrics without a sequential test (judged at the end only)."""
         self.decisions: dict[str, SequentialDecision] = {}
@@ -47,13 +47,12 @@ class SequentialWatch:
         alpha = experiment.hypothesis.alpha
         rate = experiment.load.rate.per_second if experiment.load else 1.0
         horizon = max(50, int(rate * experiment.phases.fault.nanoseconds / 1e9))
+        margins = experiment.hypothesis.margins
         for metric in experiment.steady_state:
-            if isinstance(metric, LatencyMetric) and metric.quantile == 0.5:
-                share = margin_share(metric, experiment.hypothesis.margins) or 0.0
-                test: Any = LatencyMSPRT(alpha=alpha, margin=1 + share, horizon=horizon)
+            kind = request_kind(metric)
+            test = kind.sequential(metric, margins, alpha, horizon, concurrent) if kind else None
+            if test is not None:
                 self._tests[metric.name] = (test, metric)
-            elif isinstance(metric, ErrorRateMetric) and concurrent:
-                self._tests[metric.name] = (ErrorRateMixture(alpha=alpha), metric)
             else:
                 self.unwatched.append(metric.name)
 
@@ -102,10 +101,9 @@ class SequentialWatch:
         }
 
 
-def _data(metric: LatencyMetric | ErrorRateMetric, window: Samples | None, timeout: float) -> Any:
-    """Latencies (a failed request at the timeout), or error outcomes, of ``window``."""
+def _data(metric: Metric, window: Samples | None, timeout: float) -> Any:
+    """What the metric's test takes from ``window``: latencies (a failed request at the
+    timeout), or error outcomes; nothing for the baseline after the first look."""
     if window is None:
         return np.array([])
-    if isinstance(metric, LatencyMetric):
-        return window.censored_latencies(timeout)
-    return window.errors(metric.errors)
+    return judged_data(metric, window, timeout)
