@@ -8,11 +8,12 @@ library is imported only when a fault of its kind is present.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
 
+from ..model import Fault
 from ..plugins import installed
-from .base import DriverConfig, DriverError, FaultDriver
+from .base import AppliedFault, DriverConfig, DriverError, FaultDriver, Target
 
 __all__ = ["BUILTIN_DRIVERS", "DriverFactory", "Drivers", "driver_table", "load_factory"]
 
@@ -72,7 +73,10 @@ class Drivers:
                 raise DriverError(
                     f"driver '{name}' ({reference}) cannot be loaded: {error}"
                 ) from None
-            self._made[name] = factory(self.config)
+            driver = factory(self.config)
+            if BUILTIN_DRIVERS.get(name) != reference:
+                driver = _Guarded(driver)
+            self._made[name] = driver
         return self._made[name]
 
     async def aclose(self) -> None:
@@ -81,3 +85,46 @@ class Drivers:
         made, self._made = list(self._made.values()), {}
         for driver in made:
             await driver.aclose()
+
+
+class _Guarded:
+    """A driver that is not chaoskit's own (a plugin's): whatever else it raises becomes a
+    :class:`DriverError` naming it, so that the run says which driver failed and ends as failed
+    (exit 6); exit 70 stays for chaoskit's own bugs."""
+
+    def __init__(self, driver: FaultDriver) -> None:
+        self._driver = driver
+        self.name = driver.name
+
+    def _failed(self, what: str, error: Exception) -> DriverError:
+        return DriverError(
+            f"driver '{self.name}' failed to {what}: {type(error).__name__}: {error}"
+        )
+
+    async def _guard(self, what: str, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except DriverError:
+            raise
+        except Exception as error:  # a third party's code
+            raise self._failed(what, error) from error
+
+    def plan(self, fault: Fault, target: Target) -> AppliedFault:
+        try:
+            return self._driver.plan(fault, target)
+        except DriverError:
+            raise
+        except Exception as error:  # a third party's code
+            raise self._failed("plan", error) from error
+
+    async def check(self, record: AppliedFault) -> None:
+        await self._guard("check", self._driver.check(record))
+
+    async def apply(self, record: AppliedFault) -> None:
+        await self._guard("apply", self._driver.apply(record))
+
+    async def revert(self, record: AppliedFault) -> None:
+        await self._guard("revert", self._driver.revert(record))
+
+    async def aclose(self) -> None:
+        await self._guard("close", self._driver.aclose())

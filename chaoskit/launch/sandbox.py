@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..exitcodes import ExitCode
 from ..units import Size, UnitError
 
 __all__ = ["command", "main"]
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         enter(Path(path), size.bytes)
     except OSError as exc:
         print(f"chaoskit sandbox: {exc}", file=sys.stderr)
-        raise SystemExit(70) from None
+        raise SystemExit(ExitCode.FAILED) from None  # this machine's limit, not a bug: not 70
     os.execvp(program[0], program)
 
 

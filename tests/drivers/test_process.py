@@ -173,3 +173,17 @@ def test_disk_full_never_fills_a_real_disk(ticker: subprocess.Popen[str], tmp_pa
     with pytest.raises(DriverError, match="not a tmpfs mount"):
         asyncio.run(driver.apply(record))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_sandbox_this_machine_cannot_give_fails_the_part_and_is_not_a_bug(
+    tmp_path: Path,
+) -> None:
+    """Without root, the mount namespace is refused: the sandbox says so and exits 6 (the part
+    did not come up), never 70 (a bug in chaoskit). Run as nobody with setpriv."""
+    argv = sandbox.command(["true"], str(tmp_path / "data"), Size.parse("1MiB"))
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 6, done.stderr
+    assert "chaoskit sandbox: " in done.stderr and "(needs root)" in done.stderr

@@ -129,3 +129,27 @@ def test_a_fault_is_in_the_journal_before_its_driver_applies_it(tmp_path: Path) 
 def test_an_unknown_driver_is_named_with_the_known_ones() -> None:
     with pytest.raises(DriverError, match=r"no driver called 'nope' \(known: clock, docker,"):
         Drivers().get("nope")
+
+
+class _Broken(_Witness):
+    """A plugin's driver with a bug of its own: its apply raises what no driver should."""
+
+    name = "broken"
+
+    async def apply(self, record: AppliedFault) -> None:
+        raise RuntimeError("the plugin's own bug")
+
+
+def test_a_plugin_driver_that_breaks_is_a_driver_error_naming_it_not_a_chaoskit_bug(
+    tmp_path: Path,
+) -> None:
+    """Any other exception from a driver that is not chaoskit's becomes a DriverError (the run
+    fails, exit 6); chaoskit's own drivers are not wrapped, so their bugs still show as bugs."""
+    journal = Journal.create(tmp_path / "journal.jsonl", "run")
+    table = {**BUILTIN_DRIVERS, "broken": f"{__name__}:_Broken.from_config"}
+    faults = FaultLifecycle(Drivers(str(journal.path), table=table), journal)
+    record = faults.drivers.get("broken").plan(fault(type="pause"), Target("process", "p"))
+    with pytest.raises(DriverError, match=r"driver 'broken' failed to apply: RuntimeError: the"):
+        asyncio.run(faults.inject(record))
+    assert could_not_revert(asyncio.run(faults.revert())) is None  # taken back all the same
+    assert type(faults.drivers.get("process")).__name__ == "ProcessDriver"
