@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ..exitcodes import ExitCode
-
-if TYPE_CHECKING:
-    from ..plugins import Plugin
 
 _WHAT = {
     "chaoskit.faults": "fault type",
@@ -22,42 +19,23 @@ _WHAT = {
 
 def _statuses() -> list[dict[str, str]]:
     """Every installed plugin with ``ok``, or why it is set aside."""
+    from ..drivers.registry import driver_plugins
     from ..model.faults import fault_plugins
     from ..model.metrics import probe_plugins
     from ..plugins import installed
     from ..report import reporter_plugins
 
     said: dict[tuple[str, str], str] = {}
-    for loaded in (fault_plugins(), probe_plugins(), reporter_plugins()):
+    for loaded in (fault_plugins(), driver_plugins(), probe_plugins(), reporter_plugins()):
         for plugin, _ in loaded.good:
             said[plugin.group, plugin.name] = "ok"
         for plugin, problem in loaded.broken:
             said[plugin.group, plugin.name] = problem
-    rows = []
-    for plugin in installed():
-        if plugin.group == "chaoskit.drivers":
-            status = _driver_status(plugin)
-        else:
-            status = said.get((plugin.group, plugin.name), "ok")
-        rows.append(
-            {"kind": _WHAT[plugin.group], "name": plugin.name, "package": plugin.package,
-             "value": plugin.value, "status": status}
-        )  # fmt: skip
-    return rows
-
-
-def _driver_status(plugin: Plugin) -> str:
-    """``ok`` when the driver's factory can be loaded and no built-in driver has its name."""
-    from ..drivers.base import DriverError
-    from ..drivers.registry import BUILTIN_DRIVERS, load_factory
-
-    if plugin.name in BUILTIN_DRIVERS:
-        return f"set aside: '{plugin.name}' is a built-in driver"
-    try:
-        load_factory(plugin.value)
-    except (ImportError, AttributeError, DriverError) as error:
-        return f"cannot be loaded: {type(error).__name__}: {error}"
-    return "ok"
+    return [
+        {"kind": _WHAT[plugin.group], "name": plugin.name, "package": plugin.package,
+         "value": plugin.value, "status": said.get((plugin.group, plugin.name), "ok")}
+        for plugin in installed()
+    ]  # fmt: skip
 
 
 def plugins(

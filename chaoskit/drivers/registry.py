@@ -12,10 +12,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
 
 from ..model import Fault
-from ..plugins import installed
+from ..plugins import Loaded, Plugin, installed, load_group
 from .base import AppliedFault, DriverConfig, DriverError, FaultDriver, Target
 
-__all__ = ["BUILTIN_DRIVERS", "DriverFactory", "Drivers", "driver_table", "load_factory"]
+__all__ = [
+    "BUILTIN_DRIVERS",
+    "DriverFactory",
+    "Drivers",
+    "driver_plugins",
+    "driver_table",
+    "load_factory",
+]
 
 
 DriverFactory = Callable[[DriverConfig], FaultDriver]
@@ -37,6 +44,18 @@ def driver_table() -> dict[str, str]:
     for plugin in installed("chaoskit.drivers"):
         table.setdefault(plugin.name, plugin.value)
     return table
+
+
+def driver_plugins() -> Loaded:
+    """The drivers other packages add (entry point group ``chaoskit.drivers``), loaded: each a
+    factory, under a name no built-in driver has (:func:`driver_table` keeps the built-in one)."""
+
+    def fit(plugin: Plugin, found: object) -> str | None:
+        if plugin.name in BUILTIN_DRIVERS:
+            return f"set aside: '{plugin.name}' is a built-in driver"
+        return None if callable(found) else "is not a driver factory"
+
+    return load_group("chaoskit.drivers", fit)
 
 
 def load_factory(reference: str) -> DriverFactory:

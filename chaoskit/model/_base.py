@@ -231,9 +231,7 @@ def typed_plugins(
 
     def fit(plugin: Plugin, found: object) -> str | None:
         if not (isinstance(found, type) and issubclass(found, base)):
-            return (
-                f"is not a model subclassing {base.__module__.split('.')[0]}.model.{base.__name__}"
-            )
+            return f"is not a model subclassing chaoskit.model.{base.__name__}"
         if type_of(found) != plugin.name:
             return f"its 'type' must be Literal['{plugin.name}'], the entry point's name"
         if plugin.name in taken:
