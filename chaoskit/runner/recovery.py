@@ -213,9 +213,14 @@ class _Series(ABC):
     def has_baseline(self) -> bool:
         """Whether the baseline has enough windows to draw a band from."""
 
-    @abstractmethod
     def flags(self, trial: Window, alpha: float) -> _Flags:
         """Which windows of ``trial``'s recovery (and just before its revert) are outside."""
+        return self._flags(trial.revert_at, trial.recovery_end, RELAPSE * self.step, alpha)
+
+    @abstractmethod
+    def _flags(self, start: float, end: float, lead: float, alpha: float) -> _Flags:
+        """:meth:`flags` from the revert (``start``) to the recovery's ``end``, with the
+        ``lead`` seconds before the revert."""
 
 
 class _ProbeWindows(_Series):
@@ -242,10 +247,8 @@ class _ProbeWindows(_Series):
     def has_baseline(self) -> bool:
         return self._base_readings.size >= 3
 
-    def flags(self, trial: Window, alpha: float) -> _Flags:
+    def _flags(self, start: float, end: float, lead: float, alpha: float) -> _Flags:
         metric = self.metric
-        lead = RELAPSE * self.step
-        start, end = trial.revert_at, trial.recovery_end
         after = self.readings.window(start, end)
         prior = self.readings.window(start - lead, start).value
         times = [float(t) - start + self.step for t in after.time]
@@ -253,7 +256,7 @@ class _ProbeWindows(_Series):
         if metric.min is not None or metric.max is not None:
             flags = probe_outside(metric, values).astype(float)
         else:
-            share = float(metric.margin.percent) / 100 if metric.margin is not None else 0.0
+            share = margin_share(metric, self.margins) or 0.0
             flags = _outside(values, self._base_readings, metric.direction, share, alpha)
             flags[np.isnan(values)] = 1.0  # a failed reading is outside, as in the verdict
         return times, flags[prior.size :], flags[: prior.size]
@@ -284,10 +287,8 @@ class _ErrorRateWindows(_Series):
     def has_baseline(self) -> bool:
         return sum(1 for n in self._base_counts[1] if n) >= 3
 
-    def flags(self, trial: Window, alpha: float) -> _Flags:
+    def _flags(self, start: float, end: float, lead: float, alpha: float) -> _Flags:
         metric, groups = self.metric, self.groups
-        lead = RELAPSE * self.step
-        start, end = trial.revert_at, trial.recovery_end
         be, bn = self._base_counts
         _, pe, pn = per_second_counts(metric, self.samples, start - lead, start, groups)
         times, re, rn = per_second_counts(metric, self.samples, start, end, groups)
@@ -322,9 +323,7 @@ class _RequestWindows(_Series):
     def has_baseline(self) -> bool:
         return len(self._base_values) >= 3
 
-    def flags(self, trial: Window, alpha: float) -> _Flags:
-        lead = RELAPSE * self.step
-        start, end = trial.revert_at, trial.recovery_end
+    def _flags(self, start: float, end: float, lead: float, alpha: float) -> _Flags:
         _, prior = self._values(start - lead, start)
         times, values = self._values(start, end)
         share = margin_share(self.metric, self.margins) or 0.0
