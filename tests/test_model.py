@@ -320,3 +320,14 @@ def test_every_fault_type_names_a_driver_for_each_kind_it_takes() -> None:
                 model.__name__ == "PartitionFault" and kind != "container"
             )
             assert model.DRIVERS.get("proxy" if proxied else kind), (model.__name__, kind)
+
+
+def test_the_built_in_fault_types_are_one_list_in_three_spellings() -> None:
+    """model/faults.py spells the built-in fault types three times (the union and the
+    ``FaultType`` literal for the type checker, ``BUILTIN_FAULTS`` for plugins to join):
+    they must agree, or a new type would be half added."""
+    from chaoskit.model import faults
+
+    union, _ = get_args(faults.Fault)
+    assert get_args(union) == faults.BUILTIN_FAULTS
+    assert get_args(faults.FaultType) == tuple(faults.fault_types())
