@@ -6,12 +6,15 @@ import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from enum import IntEnum
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ErrorClass", "RequestSamples", "Samples"]
+from ._columns import BATCH_ROWS, ColumnFile, Columns
+
+__all__ = ["FILE_FORMAT", "ErrorClass", "RequestSamples", "Samples"]
 
 
 class ErrorClass(IntEnum):
@@ -185,40 +188,63 @@ class Samples:
         }
 
 
-class RequestSamples:
-    """Every request one load generator scheduled, as growable column arrays.
+_DTYPES: Final[dict[str, np.dtype[Any]]] = {
+    "due": np.dtype(np.float64),
+    "wall": np.dtype(np.float64),
+    "latency": np.dtype(np.float64),
+    "send_lag": np.dtype(np.float32),
+    "status": np.dtype(np.int16),
+    "error": np.dtype(np.int8),
+    "group": np.dtype(np.int16),
+}
+"""The columns of a request row (and of ``requests.arrow``): ``error`` holds ``ErrorClass``
+values (-1: never finished), ``group`` indexes the group names (-1: untagged)."""
 
-    Row ``i`` is request ``i``, so rows are in due order and a time window is a slice. Rows of
+FILE_FORMAT: Final = "arrow-ipc"
+_SETTLE_EVERY: Final = 1024
+"""Rows reserved between two looks for finished rows to write to the file."""
+
+
+class RequestSamples:
+    """Every request one load generator scheduled, in due order: row ``i`` is request ``i``.
+
+    Rows live in :class:`~._columns.Columns`; once :meth:`stream_to` names a file, finished
+    rows are written to it in batches and only the last ``keep`` seconds stay in memory, so
+    memory is flat however long the run, while every query still sees every row. Rows of
     requests still in flight are left out of every query.
     """
 
-    def __init__(self, capacity: int = 4096, *, fallback_group: str | None = None) -> None:
+    def __init__(
+        self,
+        capacity: int = 4096,
+        *,
+        fallback_group: str | None = None,
+        keep: float = 120.0,
+        batch_rows: int = BATCH_ROWS,
+    ) -> None:
         self.fallback_group = fallback_group
         """The group of a request that carries none (no answer, or no group header): with a
         concurrent control, the runner sets ``experiment``, so a failure nobody can attribute
         never helps the claim that the system held."""
-        self._size = 0
-        self._capacity = max(16, capacity)
-        self._due = np.empty(self._capacity, np.float64)
-        self._wall = np.empty(self._capacity, np.float64)
-        self._latency = np.empty(self._capacity, np.float64)
-        self._lag = np.empty(self._capacity, np.float32)
-        self._status = np.empty(self._capacity, np.int16)
-        self._error = np.empty(self._capacity, np.int8)
-        self._group = np.empty(self._capacity, np.int16)
+        self._rows = Columns(_DTYPES, "due", capacity=capacity, keep=keep, batch_rows=batch_rows)
+        self._settle_every = min(_SETTLE_EVERY, batch_rows)
         self._group_codes: dict[str, int] = {}
         self._pending = 0
+        self._finished_below = 0
+        """Every row below this one is finished (rows from it on may be in flight)."""
+        self._first_due: float | None = None
+        self._last_due = -math.inf
         self.first_errors: dict[str, str] = {}
         """The first message seen for each error class, to show what went wrong."""
 
     def __len__(self) -> int:
         """Finished requests (in flight ones are not counted)."""
-        return self._size - self._pending
+        return len(self._rows) - self._pending
 
     @property
     def first_due(self) -> float | None:
         """When the first request was due (the load's start), None before any."""
-        return float(self._due[0]) if self._size else None
+        return self._first_due
 
     @property
     def pending(self) -> int:
@@ -230,22 +256,41 @@ class RequestSamples:
         """Group tags seen so far, in order of first appearance."""
         return tuple(self._group_codes)
 
+    @property
+    def file(self) -> Path | None:
+        """The Arrow IPC file the rows are written to, if any."""
+        return None if self._rows.file is None else self._rows.file.path
+
+    def stream_to(self, path: Path) -> None:
+        """Write finished rows to a new Arrow IPC file at ``path`` from now on, keeping only
+        the recent ones in memory (call before the first request)."""
+        self._rows.stream_to(path)
+
+    def close(self) -> None:
+        """Write every row to the file and finish it (rows still in flight are written as
+        never finished); queries go on working."""
+        self._rows.close()
+
     def reserve(self, due: float, wall: float) -> int:
         """Add a row for a request due at ``due`` (monotonic) / ``wall``; its row number."""
-        if self._size and due < self._due[self._size - 1]:
+        rows = self._rows
+        if rows.size and due < self._last_due:
             raise ValueError("rows must be reserved in due order")
-        if self._size == self._capacity:
-            self._grow()
-        row = self._size
-        self._due[row] = due
-        self._wall[row] = wall
-        self._latency[row] = math.nan
-        self._lag[row] = 0.0
-        self._status[row] = 0
-        self._error[row] = _PENDING
-        self._group[row] = -1
-        self._size += 1
+        row = rows.add()
+        at, arrays = row - rows.base, rows.arrays
+        arrays["due"][at] = due
+        arrays["wall"][at] = wall
+        arrays["latency"][at] = math.nan
+        arrays["send_lag"][at] = 0.0
+        arrays["status"][at] = 0
+        arrays["error"][at] = _PENDING
+        arrays["group"][at] = -1
+        self._last_due = due
+        if self._first_due is None:
+            self._first_due = due
         self._pending += 1
+        if row % self._settle_every == 0:
+            self._settle()
         return row
 
     def finish(
@@ -260,18 +305,28 @@ class RequestSamples:
         message: str | None = None,
     ) -> None:
         """Record how the request of ``row`` ended."""
-        if self._error[row] != _PENDING:
+        rows = self._rows
+        at, arrays = row - rows.base, rows.arrays
+        if row < self._finished_below or arrays["error"][at] != _PENDING:
             raise ValueError(f"row {row} is already finished")
-        self._latency[row] = latency
-        self._lag[row] = send_lag
-        self._status[row] = status
-        self._error[row] = error
+        arrays["latency"][at] = latency
+        arrays["send_lag"][at] = send_lag
+        arrays["status"][at] = status
+        arrays["error"][at] = error
         group = group if group is not None else self.fallback_group
         if group is not None:
-            self._group[row] = self._code(group)
+            arrays["group"][at] = self._code(group)
         if message is not None and error.label is not None:
             self.first_errors.setdefault(error.label, message)
         self._pending -= 1
+
+    def _settle(self) -> None:
+        """Move the finished mark past the rows that have finished; write full batches."""
+        rows = self._rows
+        errors = rows.column("error")[self._finished_below - rows.base :]
+        waiting = np.flatnonzero(errors == _PENDING)
+        self._finished_below += int(waiting[0]) if waiting.size else errors.size
+        rows.settle(self._finished_below)
 
     def _code(self, group: str) -> int:
         code = self._group_codes.get(group)
@@ -288,15 +343,19 @@ class RequestSamples:
     ) -> Samples:
         """Finished requests due in ``[start, end)`` (monotonic seconds; open ends allowed),
         of one group tag or several (default: every request, tagged or not)."""
-        lo, hi = self._rows(start, end)
-        view = self._view(lo, hi, self._error[lo:hi] != _PENDING, start=start, end=end)
+        lo, hi = self._span(start, end)
+        columns = self._rows.read(lo, hi)
+        view = self._view(columns, columns["error"] != _PENDING, start=start, end=end)
         return view if group is None else view.of_group(group)
 
     def waiting(self, start: float, now: float) -> NDArray[np.float64]:
         """How long each request due in ``[start, now)`` and not finished has waited so far."""
-        lo, hi = self._rows(start, now)
-        pending = self._error[lo:hi] == _PENDING
-        ages: NDArray[np.float64] = now - self._due[lo:hi][pending]
+        lo, hi = self._span(start, now)
+        rows = self._rows
+        lo = max(lo, self._finished_below)  # the rows below are finished (and maybe written)
+        due = rows.column("due")[lo - rows.base : hi - rows.base]
+        pending = rows.column("error")[lo - rows.base : hi - rows.base] == _PENDING
+        ages: NDArray[np.float64] = now - due[pending]
         return ages
 
     def as_of(
@@ -311,53 +370,86 @@ class RequestSamples:
         and those still waiting past their deadline (due + ``timeout``), shown as timeouts at
         that deadline (in the fallback group) — a hang is a failure from its deadline on, not
         missing data until the client gives up."""
-        lo, hi = self._rows(start, now)
-        pending = self._error[lo:hi] == _PENDING
-        overdue = pending & (self._due[lo:hi] + timeout <= now)
+        lo, hi = self._span(start, now)
+        columns = self._rows.read(lo, hi)
+        pending = columns["error"] == _PENDING
+        overdue = pending & (columns["due"] + timeout <= now)
         fallback = -1 if self.fallback_group is None else self._code(self.fallback_group)
-        view = self._view(lo, hi, ~pending | overdue, start=start, end=now)
+        view = self._view(columns, ~pending | overdue, start=start, end=now)
         late = overdue[~pending | overdue]  # the view's arrays are copies: safe to fill in
         view.latency[late] = timeout
         view.error[late] = int(ErrorClass.TIMEOUT)
         view.group[late] = fallback
         return view if group is None else view.of_group(group)
 
-    def _rows(self, start: float | None, end: float | None) -> tuple[int, int]:
-        due = self._due[: self._size]
-        lo = 0 if start is None else int(np.searchsorted(due, start, side="left"))
-        hi = self._size if end is None else int(np.searchsorted(due, end, side="left"))
-        return lo, hi
+    def _span(self, start: float | None, end: float | None) -> tuple[int, int]:
+        """The rows due in ``[start, end)``."""
+        rows = self._rows
+        return rows.find(start, default=0), rows.find(end, default=rows.size)
 
     def _view(
         self,
-        lo: int,
-        hi: int,
+        columns: dict[str, NDArray[Any]],
         keep: NDArray[np.bool_],
         *,
         start: float | None,
         end: float | None,
     ) -> Samples:
-        first = float(self._due[lo]) if lo < self._size else 0.0
+        due = columns["due"]
+        first = float(due[0]) if due.size else 0.0
         return Samples(
             start=first if start is None else start,
-            end=(float(self._due[hi - 1]) if hi > lo else first) if end is None else end,
-            due=self._due[lo:hi][keep],
-            wall=self._wall[lo:hi][keep],
-            latency=self._latency[lo:hi][keep],
-            send_lag=self._lag[lo:hi][keep],
-            status=self._status[lo:hi][keep],
-            error=self._error[lo:hi][keep],
-            group=self._group[lo:hi][keep],
+            end=(float(due[-1]) if due.size else first) if end is None else end,
+            due=due[keep],
+            wall=columns["wall"][keep],
+            latency=columns["latency"][keep],
+            send_lag=columns["send_lag"][keep],
+            status=columns["status"][keep],
+            error=columns["error"][keep],
+            group=columns["group"][keep],
             group_names=self.group_names,
         )
 
+    def stored(self) -> dict[str, Any]:
+        """What a result file says of these samples: the file that holds them (its name, in
+        the same folder), its format and rows, the group names its codes index, and the first
+        error message of each class."""
+        if self.file is None:
+            raise ValueError("the samples are not written to a file (stream_to was not called)")
+        return {
+            "file": self.file.name,
+            "format": FILE_FORMAT,
+            "requests": len(self),
+            "groups": list(self.group_names),
+            "first_errors": dict(self.first_errors),
+        }
+
+    @classmethod
+    def load(cls, record: dict[str, Any], folder: Path | None) -> RequestSamples:
+        """The samples a result file holds: written to a file in ``folder`` (see
+        :meth:`stored`), or inline as columns (results of chaoskit before 0.9); OSError or
+        ValueError if they cannot be read."""
+        if "file" not in record:
+            return cls.from_json(record)
+        if folder is None or record.get("format") != FILE_FORMAT:
+            raise ValueError(f"cannot read samples stored as {record.get('format')!r}")
+        file = ColumnFile.open(folder / record["file"], _DTYPES, "due")
+        samples = cls()
+        samples._rows = Columns.from_file(file)
+        samples._finished_below = file.rows
+        samples._group_codes = {name: i for i, name in enumerate(record.get("groups") or [])}
+        samples.first_errors.update(record.get("first_errors") or {})
+        samples._first_due = file.first_key[0] if file.rows else None
+        return samples
+
     def to_json(self) -> dict[str, Any]:
-        """Every finished request as plain JSON-able columns, plus the first error messages."""
+        """Every finished request as plain JSON-able columns, plus the first error messages
+        (how results held samples before they were written to a file)."""
         return {**self.window().to_json(), "first_errors": dict(self.first_errors)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RequestSamples:
-        """The samples :meth:`to_json` wrote (e.g. a result file's), to query them again."""
+        """The samples :meth:`to_json` wrote (e.g. an older result file's), to query them."""
         by_label = {c.label: c for c in ErrorClass}
         due = data["due"]
         samples = cls(capacity=len(due))
@@ -374,11 +466,3 @@ class RequestSamples:
             )
         samples.first_errors.update(data.get("first_errors") or {})
         return samples
-
-    def _grow(self) -> None:
-        self._capacity *= 2
-        for name in ("_due", "_wall", "_latency", "_lag", "_status", "_error", "_group"):
-            old: NDArray[Any] = getattr(self, name)
-            new = np.empty(self._capacity, old.dtype)
-            new[: old.size] = old
-            setattr(self, name, new)
