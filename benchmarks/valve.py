@@ -35,6 +35,8 @@ from pathlib import Path
 
 import httpx
 
+from chaoskit.load import RequestSamples
+
 EXPERIMENT = """
 version: 1
 name: valve-reaction-{mode}
@@ -129,7 +131,8 @@ def one_try(
         inject = next(e for e in result["faults"] if e["event"] == "inject")
         began = inject["at"] + (broke_wall - inject["wall"])
         return revert["at"] - began, outside
-    samples, timeout = result["samples"], 1.0
+    timeout = 1.0
+    samples = RequestSamples.load(result["samples"], result_path.parent).window().to_json()
     inject = next(e for e in result["faults"] if e["event"] == "inject")
     failed = [  # when each failure was known: its answer, or its deadline for a hang
         due + min(latency if latency is not None else 0.0, timeout)

@@ -142,7 +142,7 @@ def test_a_run_applies_the_plugin_fault_reads_its_probe_and_writes_its_report(
     result = json.loads(result_path.read_text())
     events = [(e["event"], e.get("fault"), e.get("ok")) for e in result["faults"]]
     assert events == [("inject", "cpu_hog", None), ("revert", None, True)]
-    assert len(result["probes"]["load"]["value"]) > 10
+    assert result["probes"]["load"]["readings"] > 10
     csv = (result_path.parent / "verdicts.csv").read_text().splitlines()
     assert csv[0] == "run,outcome,metric,verdict"
     assert [line.split(",")[2] for line in csv[1:]] == ["p50", "errors", "load"]

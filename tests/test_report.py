@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from web_experiment import web_experiment
 
+from chaoskit.load import ProbeSeries, RequestSamples
 from chaoskit.model.result import RunResult
 
 pytestmark = pytest.mark.slow
@@ -103,6 +104,43 @@ def test_chaoskit_report_renders_the_same_report_again(run_dir: Path) -> None:
     assert result["source"]["path"].endswith("report.yaml")  # the file as written is kept
     assert "blast_radius: {count: 1, seed: 1}" in result["source"]["text"]
     assert "blast_radius: {count: 1, seed: 1}" in first.decode()  # and shown in the report
+
+
+def svgs(html: str) -> list[str]:
+    return re.findall(r"<svg\b.*?</svg>", html, re.S)
+
+
+def test_an_older_result_with_inline_samples_draws_the_same_timelines(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    older = tmp_path / "older"
+    older.mkdir()
+    document = json.loads((run_dir / "result.json").read_text())
+    document["samples"] = RequestSamples.load(document["samples"], run_dir).to_json()
+    document["probes"] = {
+        name: ProbeSeries.load(record, run_dir).to_json()
+        for name, record in document["probes"].items()
+    }  # how results held their samples before they were streamed to files
+    (older / "result.json").write_text(json.dumps(document))
+    done = subprocess.run([*CHAOSKIT, "report", str(older)], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    now = (run_dir / "report.html").read_text()
+    assert svgs((older / "report.html").read_text()) == svgs(now) and len(svgs(now)) == 3
+
+
+def test_a_result_without_its_samples_files_says_what_is_missing(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(run_dir / "result.json", alone)
+    done = subprocess.run([*CHAOSKIT, "report", str(alone)], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = (alone / "summary.md").read_text()
+    assert "the requests file requests.arrow is not beside result.json" in summary
+    assert "| p50 | DEVIATED |" in summary  # the verdicts are in result.json itself
 
 
 @pytest.mark.parametrize(

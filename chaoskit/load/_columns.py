@@ -235,6 +235,8 @@ class Columns:
         self.size = 0
         """Rows in all."""
         self.file: ColumnFile | None = None
+        self.unwritten: str | None = None
+        """Why rows stopped being written to the file (they stay in memory), if they did."""
 
     @classmethod
     def from_file(cls, file: ColumnFile) -> Columns:
@@ -294,24 +296,27 @@ class Columns:
 
     def settle(self, upto: int, *, flush: bool = False) -> None:
         """Rows below ``upto`` are final: write them to the file once a batch is full (every
-        one of them with ``flush``)."""
-        if self.file is None:
+        one of them with ``flush``). If the file cannot be written (a full disk), writing stops
+        for good and the rows stay in memory: ``unwritten`` says why."""
+        if self.file is None or self.unwritten is not None:
             return
         while upto - self.file.rows >= (1 if flush else self.batch_rows):
             lo = self.file.rows
-            hi = min(upto, lo + self.batch_rows)
-            self.file.write(
-                {
-                    name: array[lo - self.base : hi - self.base]
-                    for name, array in self.arrays.items()
-                }
-            )
+            cut = slice(lo - self.base, min(upto, lo + self.batch_rows) - self.base)
+            try:
+                self.file.write({name: array[cut] for name, array in self.arrays.items()})
+            except OSError as error:
+                self.unwritten = f"{self.file.path}: {error.strerror or error}"
+                return
 
     def close(self) -> None:
         """Write every row and finish the file; reading goes on."""
         if self.file is not None:
             self.settle(self.size, flush=True)
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError as error:
+                self.unwritten = self.unwritten or f"{self.file.path}: {error.strerror or error}"
 
     def _make_room(self) -> None:
         """Drop written rows older than ``keep`` from memory, or grow if that frees too few."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
@@ -81,6 +82,20 @@ class Samples:
         return Samples(
             self.start, self.end, self.due[keep], self.wall[keep], self.latency[keep],
             self.send_lag[keep], self.status[keep], self.error[keep], self.group[keep],
+            self.group_names,
+        )  # fmt: skip
+
+    def split(self, edges: Sequence[float]) -> list[Samples]:
+        """The requests due between consecutive ``edges`` (ascending), one window each
+        (sharing this window's arrays)."""
+        cuts = np.searchsorted(self.due, edges, side="left").tolist()
+        return [self._slice(edges[i], edges[i + 1], slice(lo, hi))
+                for i, (lo, hi) in enumerate(itertools.pairwise(cuts))]  # fmt: skip
+
+    def _slice(self, start: float, end: float, rows: slice) -> Samples:
+        return Samples(
+            start, end, self.due[rows], self.wall[rows], self.latency[rows],
+            self.send_lag[rows], self.status[rows], self.error[rows], self.group[rows],
             self.group_names,
         )  # fmt: skip
 
@@ -416,13 +431,18 @@ class RequestSamples:
         error message of each class."""
         if self.file is None:
             raise ValueError("the samples are not written to a file (stream_to was not called)")
-        return {
+        record: dict[str, Any] = {
             "file": self.file.name,
             "format": FILE_FORMAT,
             "requests": len(self),
             "groups": list(self.group_names),
             "first_errors": dict(self.first_errors),
         }
+        if self._rows.unwritten is not None:
+            record["unwritten"] = (
+                f"only {self._rows.written} rows were written: {self._rows.unwritten}"
+            )
+        return record
 
     @classmethod
     def load(cls, record: dict[str, Any], folder: Path | None) -> RequestSamples:

@@ -75,6 +75,18 @@ class ProbeSeries:
         """The message of the last failed reading."""
         return self._last_error
 
+    @property
+    def latest(self) -> float | None:
+        """The last reading's value (NaN if it failed); None before any reading."""
+        rows = self._rows
+        return float(rows.get(rows.size - 1, "value")) if rows.size else None
+
+    @property
+    def last_at(self) -> float:
+        """When the last reading began (monotonic; -inf before any)."""
+        rows = self._rows
+        return float(rows.get(rows.size - 1, "time")) if rows.size else -math.inf
+
     def _all(self, name: str) -> NDArray[Any]:
         return self._rows.read(0, len(self._rows))[name]
 
@@ -130,7 +142,7 @@ class ProbeSeries:
         readings and failures."""
         if self.file is None:
             raise ValueError("the readings are not written to a file (stream_to was not called)")
-        return {
+        record: dict[str, Any] = {
             "name": self.name,
             "file": self.file.name,
             "format": FILE_FORMAT,
@@ -138,6 +150,11 @@ class ProbeSeries:
             "failed": self._failed,
             "last_error": self._last_error,
         }
+        if self._rows.unwritten is not None:
+            record["unwritten"] = (
+                f"only {self._rows.written} readings were written: {self._rows.unwritten}"
+            )
+        return record
 
     @classmethod
     def load(cls, record: dict[str, Any], folder: Path | None) -> ProbeSeries:

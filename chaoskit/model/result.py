@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 __all__ = [
     "RESULT_SCHEMA",
@@ -159,11 +159,26 @@ class RunResult(_Record):
     stopped: str | None = None
     verdict: Judged | None = None
     samples: dict[str, Any] | None = None
+    """Where every request is: the ``file`` beside result.json (``format`` ``arrow-ipc``),
+    with the group names its codes index; older results hold the columns inline."""
     probes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per probe metric, where its readings are (as ``samples``; older results: inline)."""
     event_loop: dict[str, Any] | None = None
     host: str | None = None
     chaoskit: str | None = None
     python: str | None = None
+
+    _folder: Path | None = PrivateAttr(default=None)
+
+    @property
+    def folder(self) -> Path | None:
+        """The run's folder, which holds the samples files (None: not known)."""
+        return self._folder
+
+    def located(self, folder: Path) -> Self:
+        """This result, known to belong to the run folder ``folder``."""
+        self._folder = folder
+        return self
 
     @property
     def name(self) -> str:
@@ -205,4 +220,4 @@ class RunResult(_Record):
             raise ResultError(
                 f"{path} is not JSON: give a run's result.json (under reports/<run id>/)"
             ) from None
-        return cls.from_json(data, str(path))
+        return cls.from_json(data, str(path)).located(path.parent)

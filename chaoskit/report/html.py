@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..load import RequestSamples
+from ..load import ProbeSeries, RequestSamples
 from ..model import Experiment, Metric
 from ..model.metrics import LatencyMetric, ProbeMetric
 from ..model.result import MetricRecovery, Phase, RunResult
@@ -47,7 +47,7 @@ def _timelines(result: RunResult, experiment: Experiment) -> list[Timeline]:
     reverts = [e.at - t0 for e in result.faults if e.event == "revert" and e.at is not None]
     verdict = result.verdict
     concurrent = verdict is not None and verdict.comparison == "concurrent"
-    samples = RequestSamples.from_json(result.samples) if result.samples else None
+    samples = _requests(result)
     recoveries = [(p.start - t0, p.end - t0) for p in phases if p.phase == "recovery"]
     timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
     found = []
@@ -55,10 +55,9 @@ def _timelines(result: RunResult, experiment: Experiment) -> list[Timeline]:
         unit, factor = _unit(metric)
         series: dict[str, tuple[list[float], list[float]]] = {}
         if isinstance(metric, ProbeMetric):
-            readings = result.probes.get(metric.name)
-            if readings:
-                values = [math.nan if v is None else v for v in readings["value"]]
-                series["reading"] = ([t - t0 for t in readings["time"]], values)
+            readings = _readings(result, metric.name)
+            if readings is not None and len(readings):
+                series["reading"] = ((readings.time - t0).tolist(), readings.value.tolist())
         elif samples is not None:
             for group in ("experiment", "control") if concurrent else ("all",):
                 groups = None if group == "all" else [group]
@@ -94,6 +93,28 @@ def _timelines(result: RunResult, experiment: Experiment) -> list[Timeline]:
             )
         )  # fmt: skip
     return found
+
+
+def _requests(result: RunResult) -> RequestSamples | None:
+    """Every request of the run (from the file beside result.json, or inline in an older
+    result); None if there are none or they cannot be read (the cautions say so)."""
+    if not result.samples:
+        return None
+    try:
+        return RequestSamples.load(result.samples, result.folder)
+    except (OSError, ValueError):
+        return None
+
+
+def _readings(result: RunResult, name: str) -> ProbeSeries | None:
+    """One probe's readings, as :func:`_requests` finds the requests."""
+    record = result.probes.get(name)
+    if not record:
+        return None
+    try:
+        return ProbeSeries.load(record, result.folder)
+    except (OSError, ValueError):
+        return None
 
 
 def _phase_seconds(

@@ -196,10 +196,29 @@ def cautions(result: RunResult) -> list[str]:
             "(a busy or swapping machine; run again on a quieter one to be sure)"
         )
     for name, series in result.probes.items():
-        errors = [e for e in series.get("error") or [] if e]
-        if errors:
+        errors = [e for e in series.get("error") or [] if e]  # results before 0.9: inline
+        failed, readings = series.get("failed", len(errors)), series.get("readings")
+        if failed:
+            last = series.get("last_error") or errors[-1]
+            of = readings if readings is not None else len(series["error"])
+            said.append(f"probe '{name}' failed {failed} of {of} readings; last: {last}")
+    said += _missing_samples(result)
+    return said
+
+
+def _missing_samples(result: RunResult) -> list[str]:
+    """What of the samples files is not there to read, one sentence each."""
+    records = [("requests", result.samples or {})]
+    records += [(f"probe '{name}' readings", r) for name, r in result.probes.items()]
+    said = []
+    for what, record in records:
+        if record.get("unwritten"):
+            said.append(f"the {what} are incomplete: {record['unwritten']}")
+        elif "file" in record and (
+            result.folder is None or not (result.folder / record["file"]).is_file()
+        ):
             said.append(
-                f"probe '{name}' failed {len(errors)} of {len(series['error'])} readings; "
-                f"last: {errors[-1]}"
+                f"the {what} file {record['file']} is not beside result.json: timelines and "
+                "a new judgement need it (copy the whole run folder)"
             )
     return said

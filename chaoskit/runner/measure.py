@@ -214,6 +214,15 @@ def judged_data(
     return kind.data(metric, window, timeout)
 
 
+def _seconds(
+    samples: RequestSamples, start: float, end: float, groups: Collection[str] | None
+) -> list[Samples]:
+    """The requests of each whole second from ``start`` up to ``end``, read at once."""
+    steps = max(0, math.floor(end - start))
+    whole = samples.window(start, start + steps, group=groups)
+    return whole.split([start + step for step in range(steps + 1)])
+
+
 def per_second(
     metric: Metric,
     samples: RequestSamples,
@@ -226,8 +235,7 @@ def per_second(
     """The metric in consecutive one-second windows from ``start``: (window ends, values)."""
     times: list[float] = []
     values: list[float] = []
-    for step in range(max(0, math.floor(end - start))):
-        window = samples.window(start + step, start + step + 1, group=groups)
+    for step, window in enumerate(_seconds(samples, start, end, groups)):
         value = window_value(metric, window, timeout)
         times.append(step + 1.0)
         values.append(math.nan if value is None else value)
@@ -246,8 +254,7 @@ def per_second_counts(
     times: list[float] = []
     errors: list[int] = []
     totals: list[int] = []
-    for step in range(max(0, math.floor(end - start))):
-        window = samples.window(start + step, start + step + 1, group=groups)
+    for step, window in enumerate(_seconds(samples, start, end, groups)):
         times.append(step + 1.0)
         errors.append(int(np.count_nonzero(window.errors(metric.errors))))
         totals.append(len(window))

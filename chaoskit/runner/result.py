@@ -57,8 +57,8 @@ def result_document(
 ) -> RunResult:
     """Everything about one run, from the run object and how it ended: the experiment as run
     and as written, draws, phases, fault events, the valve's decision and what each condition
-    saw, the steady-state check before any fault, verdicts, every sample, how late the
-    runner's event loop ran, and the environment."""
+    saw, the steady-state check before any fault, verdicts, the files that hold every request
+    and probe reading, how late the runner's event loop ran, and the environment."""
     experiment, valve, steady, sequential = run.exp, run.valve, run.steady, run.sequential
     document = {
         "schema": RESULT_SCHEMA,
@@ -87,8 +87,8 @@ def result_document(
         "error": error,
         "stopped": run.stopped,
         "verdict": verdict,
-        "samples": run.samples.to_json(),
-        "probes": {name: series.to_json() for name, series in run.probes.items()},
+        "samples": run.samples.stored(),
+        "probes": {name: series.stored() for name, series in run.probes.items()},
         "event_loop": event_loop,
         "host": os.uname().nodename,
         "chaoskit": __version__,

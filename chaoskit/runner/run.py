@@ -252,6 +252,7 @@ async def _run(
             with contextlib.suppress(BaseException):
                 await load_task
         await current.faults.aclose()
+        current.close_samples()
         renewing.cancel()
         lagging.cancel()
         unrecorded = current.faults.unrecorded
@@ -284,7 +285,7 @@ async def _run(
         error=error,
         verdict=verdict,
         event_loop=lag.to_json(),
-    )
+    ).located(run_dir)
     unwritten = write_result(run_dir, result)
     return RunOutcome(outcome, code, run_dir, result, unwritten, unrecorded)
 

@@ -25,10 +25,13 @@ from .system import RunningSystem
 from .targets import Draw
 from .watch import RunWatch
 
-__all__ = ["TICK", "Run"]
+__all__ = ["REQUESTS_FILE", "TICK", "Run"]
 
 TICK = 0.1
 """Seconds between two looks at the valve."""
+
+REQUESTS_FILE = "requests.arrow"
+"""Every request of the run, in the run's folder (each probe's readings: probe-<name>.arrow)."""
 
 
 class Run:
@@ -59,6 +62,7 @@ class Run:
         self.abort = asyncio.Event()
         self.valve: Valve | None = None
         self.samples = RequestSamples()
+        self.samples.stream_to(run_dir / REQUESTS_FILE)
         self.probes: dict[str, ProbeSeries] = {}
         self.watch = RunWatch(experiment, self.samples, self.probes)
         self.steady: SteadyCheck | None = None
@@ -126,6 +130,14 @@ class Run:
         for metric in bound.steady_state:
             if isinstance(metric, ProbeMetric):
                 sampler = ProbeSampler(metric.probe, metric.interval, name=metric.name)
+                sampler.series.stream_to(self.run_dir / f"probe-{metric.name}.arrow")
                 self.probes[metric.name] = sampler.series
                 found.append(sampler)
         return found
+
+    def close_samples(self) -> None:
+        """Write the rest of the requests and probe readings to their files and finish them
+        (what could not be written is said in the result)."""
+        self.samples.close()
+        for series in self.probes.values():
+            series.close()

@@ -77,7 +77,7 @@ class RunWatch:
         limit = limit_of(condition, metric)
         above = limit.side == "above"
         if isinstance(metric, ProbeMetric):
-            return self._probe(metric, limit.value, above)
+            return self._probe(metric, limit.value, above, now, condition.for_.nanoseconds / 1e9)
         span = window_for(condition.for_.nanoseconds / 1e9, self._rate)
         group = self._group(condition.group, metric)
         if isinstance(metric, ThroughputMetric):
@@ -90,10 +90,8 @@ class RunWatch:
         """The metric over the last ``span`` seconds of outcomes, for people."""
         if isinstance(metric, ProbeMetric):
             series = self._probes.get(metric.name)
-            if series is None or not len(series):
-                return None
-            latest = float(series.value[-1])
-            return None if math.isnan(latest) else latest
+            latest = None if series is None else series.latest
+            return None if latest is None or math.isnan(latest) else latest
         return self._value(metric, self._recent(now, span, self._group(group)), span, now)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -186,13 +184,18 @@ class RunWatch:
             return Reading(value if first is not None else None, None)  # still ramping up
         return Reading(value, value > limit if above else value < limit)
 
-    def _probe(self, metric: ProbeMetric, limit: float, above: bool) -> Reading:
+    def _probe(
+        self, metric: ProbeMetric, limit: float, above: bool, now: float, persistence: float
+    ) -> Reading:
         """The latest reading against the limit; a failed reading (the probe got no answer)
-        counts as beyond it, as in the probe's verdict: a dead service fails its probes."""
+        counts as beyond it, as in the probe's verdict: a dead service fails its probes. The
+        breach is dated back over the recent readings only (enough to see it persist)."""
         series = self._probes.get(metric.name)
         if series is None or not len(series):
             return Reading(None, None)  # never read yet: it cannot tell
-        values, times = series.value, series.time
+        horizon = max(60.0, 2 * persistence, 3 * metric.interval.seconds)
+        recent = series.window(min(now - horizon, series.last_at))
+        values, times = recent.value, recent.time
 
         def beyond(value: float) -> bool:
             return math.isnan(value) or (value > limit if above else value < limit)

@@ -62,6 +62,7 @@ def fill(samples: list[RequestSamples], n: int, lag: int, seed: int) -> None:
 )
 def test_a_streamed_store_answers_every_query_as_one_in_memory(
     tmp_path_factory: pytest.TempPathFactory,
+    *,
     n: int,
     lag: int,
     batch: int,

@@ -18,6 +18,7 @@ import pytest
 from killed_run import KilledRun
 from waiting import answers, wait_until
 
+from chaoskit.load import ProbeSeries, RequestSamples
 from chaoskit.stack.launcher import free_ports
 
 pytestmark = pytest.mark.slow
@@ -99,9 +100,14 @@ def test_a_network_fault_is_judged_and_taken_back(tmp_path: Path) -> None:
     assert len(draw["experiment"]) == 1 and len(draw["control"]) == 1
     journal = (tmp_path / "reports").glob("*/journal.jsonl")
     assert json.loads(next(journal).read_text().splitlines()[-1])["event"] == "close"
-    probes = result["probes"]
-    assert isinstance(probes, dict) and len(probes["live"]["value"]) >= 15  # every 0.5 s
-    assert set(probes["live"]["value"]) == {1.0}  # the frontend stayed up
+    [folder] = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
+    record = result["probes"]["live"]  # type: ignore[index]
+    assert record["file"] == "probe-live.arrow" and record["failed"] == 0
+    live_readings = ProbeSeries.load(record, folder)
+    assert len(live_readings) >= 15  # every 0.5 s
+    assert set(live_readings.value.tolist()) == {1.0}  # the frontend stayed up
+    requests = RequestSamples.load(result["samples"], folder)  # type: ignore[arg-type]
+    assert len(requests) == result["samples"]["requests"] > 100  # type: ignore[index]
     live = next(m for m in verdict["metrics"] if m["metric"] == "live")
     assert live["verdict"] != "deviated" and live["n"][0] >= 7  # judged on its readings
 
