@@ -256,3 +256,29 @@ def test_the_fault_went_through_the_proxy_placed_in_front_of_the_process(run_dir
     started = {e["part"]["key"] for e in events if e["event"] == "started"}
     stopped = {e["key"] for e in events if e["event"] == "stopped"}
     assert len(started) == 2 and started == stopped  # the web server and the proxy server
+
+
+def test_a_long_run_is_drawn_on_wider_windows_and_every_phase_still_shows() -> None:
+    from chaoskit.load import ErrorClass
+    from chaoskit.model.metrics import LatencyMetric
+    from chaoskit.model.result import Phase
+    from chaoskit.report.html import _phase_seconds
+
+    samples = RequestSamples()
+    for i in range(24 * 3600):  # a day at a request a second
+        row = samples.reserve(float(i), 1e9 + i)
+        samples.finish(row, latency=0.010, status=200, error=ErrorClass.NONE)
+    phases = [
+        Phase(phase="baseline", start=0.0, end=3600.0, wall=0.0),
+        Phase(phase="fault", start=3600.0, end=3630.0, wall=0.0),  # short beside the rest
+        Phase(phase="recovery", start=3630.0, end=24 * 3600.0, wall=0.0),
+    ]
+    metric = LatencyMetric.model_validate({"name": "p50", "of": "latency", "quantile": 0.5})
+    times, values = _phase_seconds(metric, samples, phases, None, 2.0)
+    assert 1000 < len(times) <= 1500 + 3  # about 1,500 points, not 86,400
+    assert sum(3600.0 <= t < 3630.0 for t in times) >= 1  # the fault phase is drawn
+    assert values == pytest.approx([0.010] * len(values))
+    short = _phase_seconds(
+        metric, samples, [Phase(phase="baseline", start=0.0, end=60.0, wall=0.0)], None, 2.0
+    )
+    assert len(short[0]) == 60  # a short run stays second by second

@@ -447,7 +447,7 @@ class RequestSamples:
     @classmethod
     def load(cls, record: dict[str, Any], folder: Path | None) -> RequestSamples:
         """The samples a result file holds: written to a file in ``folder`` (see
-        :meth:`stored`), or inline as columns (results of chaoskit before 0.9); OSError or
+        :meth:`stored`), or inline as columns (results written before samples files); OSError or
         ValueError if they cannot be read."""
         if "file" not in record:
             return cls.from_json(record)

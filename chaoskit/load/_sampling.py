@@ -159,7 +159,7 @@ class ProbeSeries:
     @classmethod
     def load(cls, record: dict[str, Any], folder: Path | None) -> ProbeSeries:
         """The series a result file holds: in a file in ``folder`` (see :meth:`stored`), or
-        inline as columns (results of chaoskit before 0.9); OSError or ValueError if it cannot
+        inline as columns (results written before samples files); OSError or ValueError if it cannot
         be read."""
         name = str(record.get("name", ""))
         if "file" not in record:

@@ -95,6 +95,10 @@ def _timelines(result: RunResult, experiment: Experiment) -> list[Timeline]:
     return found
 
 
+_POINTS = 1500
+"""Points per timeline at most, about (a day-long run is drawn on one-minute windows)."""
+
+
 def _requests(result: RunResult) -> RequestSamples | None:
     """Every request of the run (from the file beside result.json, or inline in an older
     result); None if there are none or they cannot be read (the cautions say so)."""
@@ -125,12 +129,18 @@ def _phase_seconds(
     timeout: float,
 ) -> tuple[list[float], list[float]]:
     """The metric per second, each phase cut from its own start — the windows recovery is
-    judged on — as (window starts, values)."""
+    judged on — as (window starts, values). A run too long to draw second by second is drawn
+    on wider windows (at most about ``_POINTS`` in all); the verdicts never are."""
+    length = sum(phase.end - phase.start for phase in phases)
+    width = max(1.0, math.ceil(length / _POINTS))
     times: list[float] = []
     values: list[float] = []
     for phase in phases:
-        ends, part = per_second(metric, samples, phase.start, phase.end, groups, timeout=timeout)
-        times += [phase.start + end - 1.0 for end in ends]
+        wide = min(width, max(1.0, math.floor(phase.end - phase.start)))  # a short phase shows
+        ends, part = per_second(
+            metric, samples, phase.start, phase.end, groups, timeout=timeout, width=wide
+        )
+        times += [phase.start + end - wide for end in ends]
         values += part
     return times, values
 

@@ -196,7 +196,7 @@ def cautions(result: RunResult) -> list[str]:
             "(a busy or swapping machine; run again on a quieter one to be sure)"
         )
     for name, series in result.probes.items():
-        errors = [e for e in series.get("error") or [] if e]  # results before 0.9: inline
+        errors = [e for e in series.get("error") or [] if e]  # older results: inline
         failed, readings = series.get("failed", len(errors)), series.get("readings")
         if failed:
             last = series.get("last_error") or errors[-1]

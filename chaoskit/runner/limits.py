@@ -10,7 +10,7 @@ outside).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -143,7 +143,7 @@ def request_flags(limit: Limit, window: Samples, timeout: float) -> tuple[NDArra
 def check_limit(
     limit: Limit,
     *,
-    requests: Sequence[Samples] | None = None,
+    requests: Iterable[Samples] | None = None,
     readings: NDArray[np.float64] | None = None,
     timeout: float,
     alpha: float,
@@ -161,7 +161,7 @@ def check_limit(
         return LimitFinding(limit, check)
     if requests is None:
         raise ValueError(f"metric {metric.name} is judged from requests: give them")
-    values, share, side, value = _request_values(limit, list(requests), timeout)
+    values, share, side, value = _request_values(limit, requests, timeout)
     reference = None
     if isinstance(baseline, Samples):
         reference, *_ = _request_values(limit, [baseline], timeout)
@@ -178,7 +178,7 @@ def _outside(limit: Limit, readings: NDArray[np.float64]) -> NDArray[np.bool_]:
 
 
 def _request_values(
-    limit: Limit, windows: list[Samples], timeout: float
+    limit: Limit, windows: Iterable[Samples], timeout: float
 ) -> tuple[NDArray[Any], bool, Side, float]:
     """What the limit test takes from request windows: (values, whether they are shares, the
     side that breaks, the limit on their scale)."""

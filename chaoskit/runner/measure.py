@@ -215,12 +215,17 @@ def judged_data(
 
 
 def _seconds(
-    samples: RequestSamples, start: float, end: float, groups: Collection[str] | None
+    samples: RequestSamples,
+    start: float,
+    end: float,
+    groups: Collection[str] | None,
+    width: float = 1.0,
 ) -> list[Samples]:
-    """The requests of each whole second from ``start`` up to ``end``, read at once."""
-    steps = max(0, math.floor(end - start))
-    whole = samples.window(start, start + steps, group=groups)
-    return whole.split([start + step for step in range(steps + 1)])
+    """The requests of each whole ``width`` seconds from ``start`` up to ``end``, read at
+    once."""
+    steps = max(0, math.floor((end - start) / width + 1e-9))
+    whole = samples.window(start, start + steps * width, group=groups)
+    return whole.split([start + step * width for step in range(steps + 1)])
 
 
 def per_second(
@@ -231,13 +236,15 @@ def per_second(
     groups: Collection[str] | None,
     *,
     timeout: float,
+    width: float = 1.0,
 ) -> tuple[list[float], list[float]]:
-    """The metric in consecutive one-second windows from ``start``: (window ends, values)."""
+    """The metric in consecutive one-second windows from ``start`` (``width``-second ones to
+    draw a long run): (window ends, values)."""
     times: list[float] = []
     values: list[float] = []
-    for step, window in enumerate(_seconds(samples, start, end, groups)):
+    for step, window in enumerate(_seconds(samples, start, end, groups, width)):
         value = window_value(metric, window, timeout)
-        times.append(step + 1.0)
+        times.append((step + 1) * width)
         values.append(math.nan if value is None else value)
     return times, values
 

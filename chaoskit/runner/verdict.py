@@ -11,6 +11,7 @@ trial (:mod:`.recovery`).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -154,10 +155,12 @@ class _Judge:
         self.timeout = experiment.load.timeout.seconds if experiment.load is not None else 2.0
         self.alpha = experiment.hypothesis.alpha
 
-    def fault(self, group: str | None) -> list[Samples]:
-        return [self.samples.window(t.fault_start, t.fault_end, group=group) for t in self.trials]
+    def fault(self, group: str | None) -> Iterator[Samples]:
+        """Each trial's fault phase, read when it is reached (one window in memory at once)."""
+        for t in self.trials:
+            yield self.samples.window(t.fault_start, t.fault_end, group=group)
 
-    def data(self, metric: Metric, windows: list[Samples]) -> Any:
+    def data(self, metric: Metric, windows: Iterable[Samples]) -> Any:
         parts = [judged_data(metric, window, self.timeout) for window in windows]
         return np.concatenate(parts) if parts else np.array([])
 
