@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from disks import fill as fill_disk
+from disks import tmpfs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -156,3 +158,21 @@ def test_probe_readings_stream_and_load_back(tmp_path: Path) -> None:
     old = ProbeSeries.load(series.to_json(), None)
     np.testing.assert_array_equal(old.time, series.time)
     assert old.errors == series.errors
+
+
+def test_a_full_disk_stops_the_writing_and_keeps_every_row_in_memory(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "1m") as disk:
+        streamed = RequestSamples(16, keep=0.0, batch_rows=64)
+        streamed.stream_to(disk / "requests.arrow")
+        fill([streamed], 200, 0, seed=4)
+        assert streamed._rows.written >= 128 and streamed._rows.unwritten is None
+        fill_disk(disk)  # to the last byte
+        reference = RequestSamples(16)
+        fill([reference], 20_000, 0, seed=4)
+        streamed = RequestSamples(16, keep=0.0, batch_rows=64)
+        streamed.stream_to(disk / "more.arrow")
+        fill([streamed], 20_000, 0, seed=4)
+        streamed.close()  # no error: the record says what is missing
+        assert streamed._rows.unwritten is not None
+        assert "No space left on device" in streamed.stored()["unwritten"]
+        same(streamed.window(), reference.window())  # the verdict still sees every request
