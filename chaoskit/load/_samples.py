@@ -428,9 +428,9 @@ class RequestSamples:
     def stored(self) -> dict[str, Any]:
         """What a result file says of these samples: the file that holds them (its name, in
         the same folder), its format and rows, the group names its codes index, and the first
-        error message of each class."""
+        error message of each class; samples never written to a file, inline (:meth:`to_json`)."""
         if self.file is None:
-            raise ValueError("the samples are not written to a file (stream_to was not called)")
+            return self.to_json()
         record: dict[str, Any] = {
             "file": self.file.name,
             "format": FILE_FORMAT,

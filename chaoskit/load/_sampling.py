@@ -139,9 +139,9 @@ class ProbeSeries:
 
     def stored(self) -> dict[str, Any]:
         """What a result file says of this series: its file (in the same folder), format,
-        readings and failures."""
+        readings and failures; readings never written to a file, inline (:meth:`to_json`)."""
         if self.file is None:
-            raise ValueError("the readings are not written to a file (stream_to was not called)")
+            return self.to_json()
         record: dict[str, Any] = {
             "name": self.name,
             "file": self.file.name,

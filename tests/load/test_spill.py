@@ -176,3 +176,13 @@ def test_a_full_disk_stops_the_writing_and_keeps_every_row_in_memory(tmp_path: P
         assert streamed._rows.unwritten is not None
         assert "No space left on device" in streamed.stored()["unwritten"]
         same(streamed.window(), reference.window())  # the verdict still sees every request
+
+
+def test_samples_never_written_to_a_file_are_stored_inline() -> None:
+    reference = RequestSamples(16)
+    fill([reference], 100, 2, seed=5)
+    again = RequestSamples.load(reference.stored(), None)
+    same(again.window(None, 101.0), reference.window(None, 101.0))
+    series = ProbeSeries("live")
+    series.add(1.0, 1e9, 1.0)
+    assert ProbeSeries.load(series.stored(), None).value.tolist() == [1.0]
