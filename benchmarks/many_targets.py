@@ -5,19 +5,21 @@ long the three ways back from a journal take: ``rollback`` in a fresh event loop
 
 Each row: N proxies on one ``chaoskit proxy`` server (a process of its own, as a run starts
 it; a 1 ms latency toxic each), N/2 local ``sleep`` processes and N/5 containers of the stack
-image running ``sleep`` (a pause each). Columns:
+image running ``sleep`` (a pause each). Columns, in seconds and again in ms per fault:
 
   plan, check, inject  through ``FaultLifecycle``; injection one fault after another, as a
                        trial's schedule applies them
   revert               ``FaultLifecycle.revert``: all at once, each outcome journaled
   rollback             ``rollback`` from the journal alone, with fresh drivers
-  cli                  ``chaoskit rollback JOURNAL`` (a new interpreter, its start included)
+  chaoskit rollback    the command on the journal (a new interpreter, its start included)
                        after the runner process that applied the faults was SIGKILLed
   watchdog             a runner process applies the faults with its watchdog started as
                        ``chaoskit run`` starts it, and is SIGKILLed: from the kill until no
                        proxy has a toxic, no process is stopped and no container is paused
 
-Target (issue 18): reverting 100 applied faults within 1 s.
+Target (issue 18): an experiment over 100 proxies, 50 processes and 20 containers reverts within
+1 s; judged on that row for revert, rollback and the watchdog (the command also starts an
+interpreter; the table says how long that takes).
 
 Needs a Docker engine and the stack image (built here by ``chaoskit.stack.image.ensure_image``,
 never pulled). Containers carry the label ``chaoskit.bench=<suffix>`` and are removed on every
@@ -66,8 +68,16 @@ from chaoskit.stack.image import ensure_image
 LATENCY = TypeAdapter(Fault).validate_python({"type": "latency", "target": "t", "latency": "1ms"})
 PAUSE = TypeAdapter(Fault).validate_python({"type": "pause", "target": "t"})
 TARGET_S = 1.0
+TARGET_N = 100
+"""The row the target is for: the issue's 100 proxies, 50 processes and 20 containers."""
 WAIT_S = 30.0
 """How long a way back may take before the benchmark gives up on it."""
+
+COLUMNS = {"plan": "plan", "check": "check", "inject": "inject", "revert": "revert",
+           "rollback": "rollback", "cli": "chaoskit rollback", "watchdog": "watchdog"}  # fmt: skip
+"""Each column's key and title."""
+JUDGED = ("revert", "rollback", "watchdog")
+"""The ways back the 1 s target applies to (the command adds an interpreter's start)."""
 
 Spec = dict[str, Any]
 """One size's targets: the proxy API ``url``, ``proxies`` names, ``pids``, ``containers``
@@ -138,7 +148,7 @@ async def runner(spec: Spec, path: Path, watched: bool) -> None:
     faults = FaultLifecycle(Drivers(spec["url"]), journal)
     await inject_all(faults, spec)
     print("applied", flush=True)
-    await asyncio.Event().wait()
+    await asyncio.to_thread(sys.stdin.buffer.read)  # until killed, or the benchmark is gone
     del renewing
 
 
@@ -197,13 +207,13 @@ def start_runner(spec: Spec, path: Path, watched: bool) -> subprocess.Popen[str]
     """This script as a runner process; returns once every fault is applied."""
     argv = [sys.executable, __file__, "--runner", json.dumps(spec), "--journal", str(path)]
     process = subprocess.Popen(
-        [*argv, *(["--watched"] if watched else [])], stdout=subprocess.PIPE, text=True
-    )
+        [*argv, *(["--watched"] if watched else [])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline().strip()
     if line != "applied":
-        process.kill()
-        process.wait()
+        kill(process)
         raise SystemExit(f"the runner process did not apply its faults (it said {line!r})")
     return process
 
@@ -212,8 +222,9 @@ def kill(process: subprocess.Popen[str]) -> None:
     """SIGKILL ``process`` and reap it."""
     process.kill()
     process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 def ways_back(spec: Spec, folder: Path, reality: Reality) -> dict[str, float]:
@@ -233,9 +244,11 @@ def ways_back(spec: Spec, folder: Path, reality: Reality) -> dict[str, float]:
         raise SystemExit(f"chaoskit rollback left something applied:\n{done.stdout}{done.stderr}")
     path = folder / "watchdog" / "journal.jsonl"
     process = start_runner(spec, path, watched=True)
-    wait_for(reality.all_applied, "every fault to show")
-    start = time.perf_counter()
-    kill(process)
+    try:
+        wait_for(reality.all_applied, "every fault to show")
+        start = time.perf_counter()
+    finally:
+        kill(process)
     wait_for(reality.none_applied, "the watchdog to revert every fault")
     times["watchdog"] = time.perf_counter() - start
     wait_for(lambda: not read_journal(path).pending, "the watchdog to journal every revert")
@@ -342,23 +355,32 @@ def main() -> int:
                 rows.append((n, {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}))
     finally:
         client.close()
-    print(
-        f"{'proxies':>7} {'procs':>5} {'ctrs':>4} {'faults':>6} {'plan s':>6} {'check s':>7} "
-        f"{'inject s':>8} {'revert s':>8} {'rollback s':>10} {'cli s':>6} {'watchdog s':>10} "
-        f"{'revert ms/fault':>15}  target"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "chaoskit", "--help"], capture_output=True, check=True)
+    startup = time.perf_counter() - start
+    head = f"{'proxies':>7} {'procs':>5} {'ctrs':>4} {'faults':>6} " + " ".join(
+        f"{name:>{max(len(name), 8)}}" for name in COLUMNS.values()
     )
     ok = True
-    for n, t in rows:
-        met = t["revert"] <= TARGET_S if t["faults"] >= 100 else None
-        ok &= met is not False
-        verdict = "-" if met is None else ("met" if met else "MISSED")
-        print(
-            f"{n:>7} {n // 2:>5} {n // 5:>4} {t['faults']:>6.0f} {t['plan']:>6.3f} "
-            f"{t['check']:>7.3f} {t['inject']:>8.3f} {t['revert']:>8.3f} {t['rollback']:>10.3f} "
-            f"{t['cli']:>6.3f} {t['watchdog']:>10.3f} {1000 * t['revert'] / t['faults']:>15.2f}  "
-            f"{verdict}"
-        )
-    print("target (issue 18): reverting 100 or more applied faults within 1 s, each journaled")
+    for unit, scale in (("seconds", None), ("ms per fault", 1000.0)):
+        print(f"{unit}:\n{head}" + ("  target" if scale is None else ""))
+        for n, t in rows:
+            cells = " ".join(
+                f"{t[key] * (scale / t['faults'] if scale else 1):>{max(len(name), 8)}.3f}"
+                for key, name in COLUMNS.items()
+            )
+            line = f"{n:>7} {n // 2:>5} {n // 5:>4} {t['faults']:>6.0f} {cells}"
+            if scale is None:
+                met = max(t[k] for k in JUDGED) <= TARGET_S if n == TARGET_N else None
+                ok &= met is not False
+                line += "  " + ("-" if met is None else ("met" if met else "MISSED"))
+            print(line)
+    print(
+        f"target (issue 18), for {TARGET_N} proxies, {TARGET_N // 2} processes and "
+        f"{TARGET_N // 5} containers: {', '.join(JUDGED)} each within {TARGET_S:g} s, every "
+        f"fault journaled; `chaoskit rollback` includes an interpreter's start "
+        f"(`chaoskit --help` takes {startup:.2f} s)"
+    )
     return 0 if ok else 1
 
 
