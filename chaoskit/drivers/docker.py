@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -55,6 +56,7 @@ class DockerDriver:
     def __init__(self, client: Any | None = None) -> None:
         self._given = client
         self._owned = client is None
+        self._connecting = threading.Lock()
 
     @classmethod
     def from_config(cls, config: DriverConfig) -> Self:
@@ -75,10 +77,12 @@ class DockerDriver:
 
     @property
     def client(self) -> Any:
-        """The engine client, connected on first use (so planning errors come first)."""
-        if self._given is None:
-            self._given = _client()
-        return self._given
+        """The engine client, connected on first use (so planning errors come first); one,
+        however many of the driver's calls (each in a worker thread) ask for it at once."""
+        with self._connecting:
+            if self._given is None:
+                self._given = _client()
+            return self._given
 
     def _container(self, target: Target) -> Any | None:
         try:
@@ -161,7 +165,6 @@ class DockerDriver:
             return
         undo = record.undo
         with contextlib.suppress(docker.errors.NotFound):
-            container.reload()
             if undo.get("unpause") and container.status == "paused":
                 container.unpause()
             for name, settings in undo.get("connect", {}).items():

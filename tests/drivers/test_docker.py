@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import docker
 import docker.errors
 import pytest
 from pydantic import TypeAdapter
@@ -225,3 +226,51 @@ def test_disk_full_fails_writes_then_the_revert_frees_the_tmpfs(
     revert_in_fresh_process(record)
     assert post_item(f"http://127.0.0.1:{port}") == 201
     asyncio.run(driver.revert(record))
+
+
+def test_a_fresh_driver_reverts_many_containers_at_once_over_one_client(
+    docker_client: Any, stack_image: str, driver: DockerDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog's and rollback's driver is fresh: its reverts, each in a worker thread,
+    all ask for the engine client at once, and it is made once (each thread used to make one
+    of its own, and all but the last were left open)."""
+    tag = uuid.uuid4().hex[:8]
+    boxes = []
+    try:
+        for i in range(8):
+            boxes.append(
+                docker_client.containers.run(
+                    stack_image,
+                    entrypoint=["sleep", "infinity"],
+                    name=f"many-{tag}-{i}",
+                    labels={"chaoskit.test": tag},
+                    network_mode="none",
+                    detach=True,
+                )
+            )
+        records = [driver.plan(fault("pause"), target(box)) for box in boxes]
+        for record in records:
+            asyncio.run(driver.apply(record))
+        made: list[Any] = []
+        connect = docker.from_env
+
+        def counted(**settings: Any) -> Any:
+            made.append(connect(**settings))
+            return made[-1]
+
+        monkeypatch.setattr(docker, "from_env", counted)
+
+        async def revert_all() -> None:
+            fresh = DockerDriver()
+            try:
+                await asyncio.gather(*(fresh.revert(record) for record in records))
+            finally:
+                await fresh.aclose()
+
+        asyncio.run(revert_all())
+        assert len(made) == 1
+        paused = {"label": f"chaoskit.test={tag}", "status": "paused"}
+        assert docker_client.containers.list(filters=paused) == []
+    finally:
+        for box in boxes:
+            box.remove(force=True)

@@ -607,6 +607,34 @@ def test_the_url_comes_from_the_target_else_the_driver(
     assert record.undo == {"url": "http://127.0.0.2:8474", "proxy": "real", "enable": True}
 
 
+class Searches:
+    """An import finder that finds nothing and remembers what it was asked for: every import
+    that is not already loaded (one that fails is asked again each time)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        self.names.append(name)
+
+
+def test_a_request_searches_for_no_module(run: Run[Any], api_url: str, proxied: Proxied) -> None:
+    """Once warm, a request imports nothing. httpcore looks for ``sniffio`` at every lock it
+    makes and, where it is not installed, searches sys.path each time (encode/httpcore#1103):
+    a tenth of a revert's time, paid by each of a hundred proxies reverted at once."""
+    client = ToxiproxyClient(api_url)
+    searches = Searches()
+    try:
+        run(client.proxy(proxied.name))
+        sys.meta_path.insert(0, searches)
+        for _ in range(3):
+            run(client.proxy(proxied.name))
+    finally:
+        sys.meta_path.remove(searches)
+        run(client.aclose())
+    assert searches.names == []
+
+
 # --------------------------------------------------------------------------------------------
 # An unreachable server
 

@@ -164,6 +164,22 @@ def test_watchdog_reverts_within_2s_when_the_runner_is_sigkilled(
     assert "runner gone; reverting 1 fault(s), stopping 0 part(s)" in log.read_text()
 
 
+def test_the_watchdog_loads_the_drivers_while_the_runner_lives(
+    tmp_path: Path,
+    victim: subprocess.Popen[bytes],
+    watched: list[subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a death, reverting waits for no import: the watchdog imported every built-in
+    driver (the Docker SDK's tenth of a second among them) while the runner still lived."""
+    monkeypatch.setenv("PYTHONVERBOSE", "1")  # each module in its log as it is loaded
+    run_watched(watched, tmp_path, victim.pid)
+    log = tmp_path / "watchdog.log"
+    loaded = [f"import 'chaoskit.drivers.{name}' #" for name in ("toxiproxy", "docker", "clock")]
+    wait_until(lambda: all(m in log.read_text() for m in loaded), 10, "the drivers loaded")
+    assert watched[0].poll() is None and state_of(victim.pid) == "T"  # the runner lives on
+
+
 def test_watchdog_kills_a_hung_runner_then_reverts(
     tmp_path: Path, victim: subprocess.Popen[bytes], watched: list[subprocess.Popen[str]]
 ) -> None:

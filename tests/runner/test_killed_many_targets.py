@@ -1,0 +1,155 @@
+"""A run with many faults at once (30 proxies, 10 processes, 5 containers), SIGKILLed once
+every fault is applied: its watchdog takes every one back, and the journal records each revert.
+
+The targets are made by the test, not by the run, so they outlive it and what the watchdog did
+can be read from them: the proxy's toxics, the processes' state, the containers' pause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from killed_run import KilledRun
+from processes import sleeper, state_of
+from waiting import wait_until
+
+from chaoskit.runner.journal import read_journal
+
+pytestmark = pytest.mark.slow
+PROXIES, PROCESSES, CONTAINERS = 30, 10, 5
+FAULTS = PROXIES + PROCESSES + CONTAINERS
+
+
+@pytest.fixture
+def proxy_api() -> Iterator[str]:
+    """``chaoskit proxy`` with proxies many-0 … many-29 (to a port nothing listens on)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "chaoskit", "proxy", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None
+    try:
+        found = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline())
+        assert found is not None, "chaoskit proxy did not say where it listens"
+        api = found.group(0)
+        body = [
+            {"name": f"many-{i}", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"}
+            for i in range(PROXIES)
+        ]
+        httpx.post(f"{api}/populate", json=body, trust_env=False).raise_for_status()
+        yield api
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        server.stdout.close()
+
+
+@pytest.fixture
+def pids() -> Iterator[list[int]]:
+    """Running ``sleep`` processes; resumed and killed afterwards."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(sleeper()) for _ in range(PROCESSES)]
+
+
+@pytest.fixture
+def boxes(docker_client: Any, stack_image: str) -> Iterator[str]:
+    """Containers of the stack image running ``sleep``, with a label of their own (returned);
+    removed afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    try:
+        for i in range(CONTAINERS):
+            docker_client.containers.run(
+                stack_image,
+                entrypoint=["sleep", "infinity"],
+                name=f"many-{tag}-{i}",
+                labels={"chaoskit.test": tag},
+                network_mode="none",
+                detach=True,
+            )
+        yield tag
+    finally:
+        for box in docker_client.containers.list(
+            all=True, filters={"label": f"chaoskit.test={tag}"}
+        ):
+            box.remove(force=True)
+
+
+@dataclass
+class Many:
+    """The targets, and how many of their faults are in place, as they themselves say."""
+
+    api: str
+    pids: list[int]
+    tag: str
+    docker: Any
+
+    def applied(self) -> int:
+        proxies = httpx.get(f"{self.api}/proxies", trust_env=False).json()
+        toxics = sum(bool(proxy["toxics"]) for proxy in proxies.values())
+        stopped = sum(state_of(pid) == "T" for pid in self.pids)
+        found = {"label": f"chaoskit.test={self.tag}", "status": "paused"}
+        return toxics + stopped + len(self.docker.containers.list(filters=found))
+
+
+@pytest.fixture
+def many(docker_client: Any, proxy_api: str, pids: list[int], boxes: str) -> Many:
+    return Many(proxy_api, pids, boxes, docker_client)
+
+
+def test_a_killed_run_with_many_faults_has_every_one_reverted_and_journaled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, many: Many
+) -> None:
+    policy = tmp_path / "policy.yaml"  # the repository's policy hits at most 5 targets at once
+    policy.write_text("version: 1\n")
+    monkeypatch.setenv("CHAOSKIT_POLICY", str(policy))
+    experiment = tmp_path / "many.yaml"
+    experiment.write_text(
+        f"""
+version: 1
+name: e2e-killed-many
+system: {{toxiproxy: "{many.api}"}}
+targets:
+  proxies: {{kind: proxy, select: "many-*"}}
+  sleepers: {{kind: process, pids: {many.pids}}}
+  boxes: {{kind: container, labels: {{chaoskit.test: "{many.tag}"}}}}
+load: {{url: "{many.api}/version", rate: 10/s}}
+steady_state: [{{name: errors, of: error_rate}}]
+faults:
+  - {{type: latency, target: proxies, latency: 1ms}}
+  - {{type: pause, target: sleepers}}
+  - {{type: pause, target: boxes}}
+hypothesis: {{trials: 1}}
+phases: {{warmup: 0s, baseline: 1s, fault: 5m, recovery: 1s}}
+safety: {{abort_when: [{{metric: errors, above: 50%, for: 5s}}], max_duration: 10m}}
+"""
+    )
+    reports = tmp_path / "reports"
+    runner = KilledRun(experiment, reports)
+    try:
+        wait_until(lambda: runner.applied() == FAULTS, 60, f"all {FAULTS} faults applied")
+    finally:
+        runner.kill()
+
+    wait_until(lambda: many.applied() == 0, 10, "the watchdog's reverts")
+    [journal] = reports.glob("*/journal.jsonl")
+    wait_until(lambda: not read_journal(journal).pending, 10, "every revert journaled")
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    injected = [e["fault"]["id"] for e in events if e["event"] == "inject"]
+    reverted = [e["id"] for e in events if e["event"] == "revert" and e["ok"]]
+    assert len(injected) == FAULTS and sorted(reverted) == sorted(injected)
+    log = (journal.parent / "watchdog.log").read_text()
+    assert f"runner gone; reverting {FAULTS} fault(s)" in log
