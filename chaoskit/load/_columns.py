@@ -57,7 +57,7 @@ class ColumnFile:
         """Byte offset of the first batch, past the magic bytes and the schema."""
         self._sink: pa.NativeFile | None = None
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
-        self._map: pa.MemoryMappedFile | None = None
+        self._reader: pa.OSFile | None = None
         self._cache: OrderedDict[int, dict[str, NDArray[Any]]] = OrderedDict()
 
     @classmethod
@@ -81,7 +81,7 @@ class ColumnFile:
         """The file a run wrote at ``path``, indexed batch by batch; OSError if it cannot be
         read, ValueError if it is not such a file."""
         file = cls(path, dtypes, key)
-        source = file._mapped(0)
+        source = file._source()
         if source.read(6) != b"ARROW1":
             raise ValueError(f"{path} is not an Arrow IPC file")
         source.seek(8)
@@ -126,7 +126,7 @@ class ColumnFile:
         self.rows += int(keys.size)
 
     def _first_batch_offset(self) -> int:
-        source = self._mapped(0)
+        source = self._source()
         source.seek(8)
         pa.ipc.read_message(source)
         return int(source.tell())
@@ -140,16 +140,13 @@ class ColumnFile:
             self._sink.close()
             self._sink = None
 
-    def release(self) -> None:
-        """Drop the memory map and the decoded batches (they come back on the next read)."""
-        self._map = None
-        self._cache.clear()
-
-    def _mapped(self, end: int) -> pa.MemoryMappedFile:
-        """The file mapped at least up to byte ``end`` (mapped again once it has grown)."""
-        if self._map is None or self._map.size() < end:
-            self._map = pa.memory_map(str(self.path))
-        return self._map
+    def _source(self) -> pa.OSFile:
+        """The file open for reading. Read, not memory-mapped: pages of a mapped file count in
+        the runner's resident memory once touched, so reading a long run back would grow it
+        by the whole file."""
+        if self._reader is None:
+            self._reader = pa.OSFile(str(self.path), "rb")
+        return self._reader
 
     def batch(self, k: int) -> dict[str, NDArray[Any]]:
         """The columns of batch ``k`` (read-only arrays; copy what you keep)."""
@@ -157,7 +154,7 @@ class ColumnFile:
         if found is not None:
             self._cache.move_to_end(k)
             return found
-        source = self._mapped(self._ends[k])
+        source = self._source()
         source.seek(self._start if k == 0 else self._ends[k - 1])
         batch = pa.ipc.read_record_batch(pa.ipc.read_message(source), self.schema)
         found = {
