@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import resource
 import time
 from collections.abc import Callable
 from functools import partial
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ..model.experiment import Load
 from ._errors import LoadConfigError, refuse_placeholders
-from ._http import Answer, HttpClient
+from ._http import Answer, HttpClient, allow_open_files
 from ._samples import ErrorClass, RequestSamples
 from ._timer import MonotonicTimer
 
@@ -108,7 +107,7 @@ class LoadGenerator:
         if self._stopped:  # stopped before it began (a stop signal during bring-up)
             self._finished.set_result(None)
         total = None if duration is None else max(1, round(duration * self.rate))
-        _allow_open_files(self.load.max_in_flight + _SPARE_FILES)
+        allow_open_files(self.load.max_in_flight + _SPARE_FILES)
         client = self._client
         try:
             self._start = start = time.monotonic()
@@ -203,11 +202,3 @@ class LoadGenerator:
             self._drained = loop.create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained, self.load.timeout.seconds + 1.0)
-
-
-def _allow_open_files(needed: int) -> None:
-    """Raise the soft open-file limit towards ``needed`` (never above the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import ssl
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from yarl import URL
 from ._errors import LoadConfigError
 from ._samples import ErrorClass
 
-__all__ = ["Answer", "HttpClient"]
+__all__ = ["Answer", "HttpClient", "allow_open_files"]
 
 _SWEEP = 0.02
 """Seconds between checks for requests past their timeout."""
@@ -275,3 +276,11 @@ class HttpClient:
         for connection in [*self._idle_connections, *self._busy]:
             connection._close()
         self._idle_connections.clear()
+
+
+def allow_open_files(needed: int) -> None:
+    """Raise the soft open-file limit towards ``needed`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
