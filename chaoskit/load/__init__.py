@@ -4,7 +4,7 @@ Both produce timestamped samples in memory for the runner, the safety valve and 
 statistics. Of chaoskit, only ``units`` and ``model`` are imported here.
 """
 
-from ._errors import LoadConfigError, ProbeConfigError, ProbeFailure
+from ._errors import LoadConfigError, LoadWorkerError, ProbeConfigError, ProbeFailure
 from ._generator import GroupOf, LoadGenerator
 from ._probes import ProbeReader, read_probe, reader_for
 from ._samples import ErrorClass, RequestSamples, Samples
@@ -15,6 +15,7 @@ __all__ = [
     "GroupOf",
     "LoadConfigError",
     "LoadGenerator",
+    "LoadWorkerError",
     "ProbeConfigError",
     "ProbeFailure",
     "ProbeReader",
