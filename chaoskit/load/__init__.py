@@ -5,7 +5,7 @@ statistics. Of chaoskit, only ``units`` and ``model`` are imported here.
 """
 
 from ._errors import LoadConfigError, LoadWorkerError, ProbeConfigError, ProbeFailure
-from ._generator import GroupOf, LoadGenerator
+from ._generator import GroupOf, LoadGenerator, send_figures
 from ._probes import ProbeReader, read_probe, reader_for
 from ._samples import ErrorClass, RequestSamples, Samples
 from ._sampling import ProbeSampler, ProbeSeries
@@ -25,4 +25,5 @@ __all__ = [
     "Samples",
     "read_probe",
     "reader_for",
+    "send_figures",
 ]

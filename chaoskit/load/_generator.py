@@ -18,17 +18,20 @@ import math
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from ..model.experiment import Load
 from ._errors import LoadConfigError, LoadWorkerError, refuse_placeholders
 from ._http import Answer, HttpClient, allow_open_files
-from ._samples import ErrorClass, RequestSamples
+from ._samples import ErrorClass, RequestSamples, Samples
 from ._timer import MonotonicTimer
 from ._worker import FLUSH, Outcome
 from ._workers import Workers
 
-__all__ = ["GroupOf", "LoadGenerator"]
+__all__ = ["GroupOf", "LoadGenerator", "send_figures"]
 
 GroupOf = Callable[[str | None], str | None]
 """Maps the value of ``load.group_header`` in an answer (None: no answer or no header) to the
@@ -325,3 +328,13 @@ class LoadGenerator:
             self._drained = loop.create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained, self.load.timeout.seconds + 1.0)
+
+
+def send_figures(window: Samples) -> dict[str, Any]:
+    """How the generator kept to its schedule over ``window``: requests recorded, those not
+    sent (``overload``), and the send lag of the sent ones (seconds: median, p99, worst)."""
+    sent = window.send_lag[window.error != ErrorClass.OVERLOAD].astype(np.float64)
+    figures: dict[str, Any] = {"requests": len(window), "overload": len(window) - sent.size}
+    for name, q in (("send_lag_p50", 50), ("send_lag_p99", 99), ("send_lag_max", 100)):
+        figures[name] = round(float(np.percentile(sent, q)), 6) if sent.size else None
+    return figures

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from waiting import wait_until
 
-from chaoskit.load import ErrorClass, LoadGenerator, LoadWorkerError
+from chaoskit.load import ErrorClass, LoadGenerator, LoadWorkerError, send_figures
 from chaoskit.model import Load
 
 from . import ThreadServer
@@ -68,6 +68,9 @@ def test_every_request_is_recorded_once_in_due_order_with_latency_from_its_due_t
     assert generator.start is not None and window.due[0] == pytest.approx(generator.start)
     assert np.allclose(window.wall - window.wall[0], window.due - window.due[0], atol=1e-5)
     assert float(window.send_lag.min()) >= 0.0
+    figures = send_figures(window)
+    assert figures["requests"] == 400 and figures["overload"] == 0
+    assert 0.0 <= figures["send_lag_p50"] <= figures["send_lag_p99"] <= figures["send_lag_max"]
     experiment, control = samples.window(group="experiment"), samples.window(group="control")
     assert len(experiment) + len(control) == 400 and min(len(experiment), len(control)) > 100
     # The server froze for 0.5 s: every request due meanwhile, whichever worker sent it, waited
@@ -203,6 +206,7 @@ def test_max_in_flight_is_shared_among_the_workers() -> None:
     starts, ends = window.due[sent], (window.due + window.latency)[sent]
     assert max(int(np.sum((starts <= t) & (ends > t))) for t in starts) <= 4
     assert "max_in_flight" in samples.first_errors["overload"]
+    assert send_figures(window)["overload"] == window.count(ErrorClass.OVERLOAD) > 0
 
 
 def test_a_failing_group_callable_stops_a_multi_worker_run_with_its_error() -> None:
