@@ -99,12 +99,15 @@ class Workers:
     async def open(self, given_up: asyncio.Future[None]) -> None:
         """Start the workers and wait until each is ready (or ``given_up`` is done)."""
         for k in range(self.load.workers):
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "chaoskit.load._worker", str(os.getpid()),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "chaoskit.load._worker", str(os.getpid()),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+            except OSError as exc:
+                raise LoadWorkerError(f"load worker {k} could not start: {exc}") from exc
             child = _Child(k, process)
             self.children.append(child)
             child.tasks = [
