@@ -89,6 +89,8 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.done: Done | None = None
         self.sent_at = 0.0
+        self.arrived = 0.0
+        """When the bytes being parsed arrived: an answer ends when its last bytes did."""
         self.tag: str | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -100,6 +102,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.arrived = time.monotonic()
         if self.done is None:  # bytes nobody asked for: this connection cannot be trusted
             self._close()
             return
@@ -132,7 +135,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.done is None:
             return
-        end = time.monotonic()
+        end = self.arrived
         status = self.parser.get_status_code()
         keep = self.parser.should_keep_alive()
         done, tag = self.done, self.tag
