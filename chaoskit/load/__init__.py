@@ -4,8 +4,8 @@ Both produce timestamped samples in memory for the runner, the safety valve and 
 statistics. Of chaoskit, only ``units`` and ``model`` are imported here.
 """
 
-from ._errors import LoadConfigError, ProbeConfigError, ProbeFailure
-from ._generator import GroupOf, LoadGenerator
+from ._errors import LoadConfigError, LoadWorkerError, ProbeConfigError, ProbeFailure
+from ._generator import GroupOf, LoadGenerator, send_figures
 from ._probes import ProbeReader, read_probe, reader_for
 from ._samples import ErrorClass, RequestSamples, Samples
 from ._sampling import ProbeSampler, ProbeSeries
@@ -15,6 +15,7 @@ __all__ = [
     "GroupOf",
     "LoadConfigError",
     "LoadGenerator",
+    "LoadWorkerError",
     "ProbeConfigError",
     "ProbeFailure",
     "ProbeReader",
@@ -24,4 +25,5 @@ __all__ = [
     "Samples",
     "read_probe",
     "reader_for",
+    "send_figures",
 ]

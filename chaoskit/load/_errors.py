@@ -1,14 +1,25 @@
-"""Errors of the load layer: inputs it cannot work with, and probe readings that failed."""
+"""Errors of the load layer: inputs it cannot work with, a sending process that failed, and
+probe readings that failed."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["LoadConfigError", "ProbeConfigError", "ProbeFailure", "refuse_placeholders"]
+__all__ = [
+    "LoadConfigError",
+    "LoadWorkerError",
+    "ProbeConfigError",
+    "ProbeFailure",
+    "refuse_placeholders",
+]
 
 
 class LoadConfigError(ValueError):
     """A load section the generator cannot run as given; the message says what to change."""
+
+
+class LoadWorkerError(RuntimeError):
+    """A sending process of the load generator failed, died or hung; the message says which."""
 
 
 class ProbeConfigError(ValueError):

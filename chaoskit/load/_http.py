@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,10 +24,15 @@ from yarl import URL
 from ._errors import LoadConfigError
 from ._samples import ErrorClass
 
-__all__ = ["Answer", "HttpClient"]
+__all__ = ["Answer", "HttpClient", "allow_open_files"]
 
 _SWEEP = 0.02
 """Seconds between checks for requests past their timeout."""
+
+OPENING = 8
+"""Connections opened at once, at most. Opening one costs far more than sending on one, so a
+burst that finds no free connection (the first requests, or a stall) waits for the first one
+that opens or frees up, instead of opening one per request and falling behind the schedule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,8 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.done: Done | None = None
         self.sent_at = 0.0
+        self.arrived = 0.0
+        """When the bytes being parsed arrived: an answer ends when its last bytes did."""
         self.tag: str | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -93,6 +102,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.arrived = time.monotonic()
         if self.done is None:  # bytes nobody asked for: this connection cannot be trusted
             self._close()
             return
@@ -125,7 +135,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.done is None:
             return
-        end = time.monotonic()
+        end = self.arrived
         status = self.parser.get_status_code()
         keep = self.parser.should_keep_alive()
         done, tag = self.done, self.tag
@@ -169,8 +179,10 @@ class _Connection(asyncio.Protocol):
 class HttpClient:
     """Sends the same request (one URL, method, headers, body) over a pool of connections.
 
-    :meth:`send` never blocks: it writes on an idle connection at once, or opens one. Each
-    request ends exactly once, through the callback it was sent with.
+    :meth:`send` never blocks: it writes on an idle connection at once, or the request waits
+    for the first connection that frees up or opens (at most :data:`OPENING` being opened at
+    once); its timeout counts the wait. Each request ends exactly once, through the callback it
+    was sent with, unless :meth:`close` abandons it.
     """
 
     def __init__(
@@ -196,11 +208,14 @@ class HttpClient:
         self._idle_connections: list[_Connection] = []
         self._busy: set[_Connection] = set()
         self._opening: set[asyncio.Task[None]] = set()
+        self._waiting: deque[tuple[float, Done]] = deque()
+        """Requests no connection was free for, with when they were sent, oldest first."""
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
     def send(self, done: Done) -> None:
-        """Send the request now; ``done`` hears how it ended."""
+        """Send the request now, or as soon as a connection is free; ``done`` hears how it
+        ended."""
         if self._sweeper is None:
             self._sweep()
         while self._idle_connections:
@@ -209,13 +224,26 @@ class HttpClient:
                 self._busy.add(connection)
                 connection.send(self._request, done)
                 return
-        task = asyncio.get_running_loop().create_task(self._open_and_send(done))
-        self._opening.add(task)
-        task.add_done_callback(self._opening.discard)
+        self._waiting.append((time.monotonic(), done))
+        self._grow()
 
-    async def _open_and_send(self, done: Done) -> None:
+    def _grow(self) -> None:
+        """Open connections for the requests waiting, at most :data:`OPENING` at once."""
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
+        while len(self._opening) < min(OPENING, len(self._waiting)) and not self._closed:
+            task = loop.create_task(self._open())
+            self._opening.add(task)
+            task.add_done_callback(self._opened)
+
+    def _opened(self, task: asyncio.Task[None]) -> None:
+        self._opening.discard(task)
+        if self._waiting and not self._closed:
+            self._grow()
+
+    async def _open(self) -> None:
+        """Open one connection; it takes the request that has waited longest, and a connection
+        that cannot be opened ends that request."""
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
                 _, connection = await loop.create_connection(
@@ -226,29 +254,34 @@ class HttpClient:
                     server_hostname=self.host if self.ssl else None,
                 )
         except TimeoutError:
-            done(Answer(time.monotonic(), 0, ErrorClass.TIMEOUT,
-                        f"could not connect within {self.timeout:g}s"))  # fmt: skip
+            self._fail_oldest(ErrorClass.TIMEOUT, f"could not connect within {self.timeout:g}s")
             return
         except ssl.SSLError as error:
-            done(Answer(time.monotonic(), 0, ErrorClass.PROTOCOL, f"TLS: {error}"))
+            self._fail_oldest(ErrorClass.PROTOCOL, f"TLS: {error}")
             return
         except OSError as error:
             why = os.strerror(error.errno) if error.errno else str(error)
-            done(Answer(time.monotonic(), 0, ErrorClass.CONNECT,
-                        f"cannot connect to {self.host}:{self.port}: {why}"))  # fmt: skip
+            self._fail_oldest(
+                ErrorClass.CONNECT, f"cannot connect to {self.host}:{self.port}: {why}"
+            )
             return
-        if self._closed:
-            connection._close()
-            done(Answer(time.monotonic(), 0, ErrorClass.OTHER, "the load generator stopped"))
-            return
-        self._busy.add(connection)
-        connection.send(self._request, done)
-        connection.sent_at = started  # the timeout counts the connect too
+        self._idle(connection)
+
+    def _fail_oldest(self, error: ErrorClass, message: str) -> None:
+        if self._waiting:
+            _, done = self._waiting.popleft()
+            done(Answer(time.monotonic(), 0, error, message))
 
     def _idle(self, connection: _Connection) -> None:
+        """A connection is free: it takes the request that has waited longest, if any."""
         self._busy.discard(connection)
-        if self._closed:
+        if self._closed or connection.transport is None or connection.transport.is_closing():
             connection._close()
+        elif self._waiting:
+            since, done = self._waiting.popleft()
+            self._busy.add(connection)
+            connection.send(self._request, done)
+            connection.sent_at = since  # the timeout counts the wait for a connection too
         else:
             self._idle_connections.append(connection)
 
@@ -262,6 +295,10 @@ class HttpClient:
         limit = time.monotonic() - self.timeout
         for connection in [c for c in self._busy if c.done is not None and c.sent_at <= limit]:
             connection.expire(self.timeout)
+        while self._waiting and self._waiting[0][0] <= limit:
+            _, done = self._waiting.popleft()
+            done(Answer(time.monotonic(), 0, ErrorClass.TIMEOUT,
+                        f"no connection free or opened within {self.timeout:g}s"))  # fmt: skip
         if not self._closed:
             self._sweeper = asyncio.get_running_loop().call_later(_SWEEP, self._sweep)
 
@@ -275,3 +312,11 @@ class HttpClient:
         for connection in [*self._idle_connections, *self._busy]:
             connection._close()
         self._idle_connections.clear()
+
+
+def allow_open_files(needed: int) -> None:
+    """Raise the soft open-file limit towards ``needed`` (never above the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
@@ -362,6 +362,14 @@ class RequestSamples:
         columns = self._rows.read(lo, hi)
         view = self._view(columns, columns["error"] != _PENDING, start=start, end=end)
         return view if group is None else view.of_group(group)
+
+    def chunks(self) -> Iterator[Samples]:
+        """Every finished request, a batch of rows at a time (to sum a whole run up in the
+        same memory however long it was)."""
+        rows = self._rows
+        for lo in range(0, rows.size, rows.batch_rows):
+            columns = rows.read(lo, min(lo + rows.batch_rows, rows.size))
+            yield self._view(columns, columns["error"] != _PENDING, start=None, end=None)
 
     def waiting(self, start: float, now: float) -> NDArray[np.float64]:
         """How long each request due in ``[start, now)`` and not finished has waited so far."""

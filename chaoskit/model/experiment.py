@@ -69,6 +69,9 @@ class Load(Model):
     group_header: str | None = None
     """A response header naming the target that served the request (e.g. ``X-Backend``), used
     to tag each request as control or experiment."""
+    workers: int = Field(default=1, ge=1, le=32)
+    """Sending processes: above 1, worker ``k`` sends requests ``i ≡ k (mod workers)`` on the
+    same schedule, each with its share of ``max_in_flight`` (for rates one core cannot hold)."""
 
     @field_validator("rate")
     @classmethod
@@ -76,6 +79,15 @@ class Load(Model):
         if not 0 < value.per_second <= 50_000:
             raise beyond_schema(f"load 'rate' must be above 0 and at most 50000/s, got '{value}'")
         return value
+
+    @model_validator(mode="after")
+    def _shares(self) -> Self:
+        if self.max_in_flight < self.workers:
+            raise beyond_schema(
+                f"load 'max_in_flight' ({self.max_in_flight}) must be at least 'workers' "
+                f"({self.workers}): each worker needs a share of it"
+            )
+        return self
 
 
 class BlastRadius(Model):

@@ -163,6 +163,10 @@ class RunResult(_Record):
     with the group names its codes index; older results hold the columns inline."""
     probes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per probe metric, where its readings are (as ``samples``; older results: inline)."""
+    load: dict[str, Any] | None = None
+    """How the load generator kept to its schedule: ``workers``, ``requests``, ``overload``
+    (not sent) and the send lag of the sent ones in seconds (``send_lag_p50``, ``_p99``,
+    ``_max``); a lag is already part of its request's latency."""
     event_loop: dict[str, Any] | None = None
     host: str | None = None
     chaoskit: str | None = None

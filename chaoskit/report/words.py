@@ -7,6 +7,7 @@ from typing import Any
 from ..model.result import MetricRecovery, RunResult
 
 __all__ = [
+    "LAGGING",
     "cautions",
     "faults_in_words",
     "headline",
@@ -16,6 +17,9 @@ __all__ = [
     "valve_in_words",
     "valve_state",
 ]
+
+LAGGING = 0.01
+"""A send lag p99 (seconds) worth a caution beside latency figures."""
 
 _OUTCOME = {
     "held": "HELD",
@@ -182,8 +186,9 @@ def headline(result: RunResult) -> tuple[str, str]:
 
 
 def cautions(result: RunResult) -> list[str]:
-    """What a reader should know before trusting the figures (a stalled runner, a failing
-    probe), one sentence each; none for a clean run."""
+    """What a reader should know before trusting the figures (a stalled runner, a load
+    generator behind its schedule, a failing probe), one sentence each; none for a clean
+    run."""
     said = []
     loop = result.event_loop or {}
     worst = loop.get("worst_lag") or 0.0
@@ -194,6 +199,13 @@ def cautions(result: RunResult) -> list[str]:
             f"{seconds(loop.get('stalled'))} in all): latencies measured around then include "
             "up to that much of chaoskit's own delay, which the system under test never caused "
             "(a busy or swapping machine; run again on a quieter one to be sure)"
+        )
+    lag = (result.load or {}).get("send_lag_p99") or 0.0
+    if lag >= LAGGING:
+        said.append(
+            f"the load generator sent 1 % of its requests {seconds(lag)} or more after they were "
+            "due (send lag p99): their latencies include that delay, which the system under "
+            "test never caused (raise load.workers, lower the rate, or use a quieter machine)"
         )
     for name, series in result.probes.items():
         errors = [e for e in series.get("error") or [] if e]  # older results: inline

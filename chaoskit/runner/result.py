@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import __version__
 from ..exitcodes import ExitCode
+from ..load import send_figures
 from ..model.result import RESULT_SCHEMA, Judged, RunResult
 from ..safety.valve import Trip
 from ..stats import Verdict
@@ -58,7 +59,8 @@ def result_document(
     """Everything about one run, from the run object and how it ended: the experiment as run
     and as written, draws, phases, fault events, the valve's decision and what each condition
     saw, the steady-state check before any fault, verdicts, the files that hold every request
-    and probe reading, how late the runner's event loop ran, and the environment."""
+    and probe reading, how well the load generator kept to its schedule, how late the runner's
+    event loop ran, and the environment."""
     experiment, valve, steady, sequential = run.exp, run.valve, run.steady, run.sequential
     document = {
         "schema": RESULT_SCHEMA,
@@ -89,6 +91,9 @@ def result_document(
         "verdict": verdict,
         "samples": run.samples.stored(),
         "probes": {name: series.stored() for name, series in run.probes.items()},
+        "load": None
+        if experiment.load is None
+        else {"workers": experiment.load.workers, **send_figures(run.samples.chunks())},
         "event_loop": event_loop,
         "host": os.uname().nodename,
         "chaoskit": __version__,

@@ -4,6 +4,7 @@ counts from the due time through a stall, errors are classified, max_in_flight i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -14,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from chaoskit.load import ErrorClass, LoadConfigError, LoadGenerator, RequestSamples
+from chaoskit.load._http import OPENING, Answer, HttpClient
 from chaoskit.model import Load
 
 from . import ThreadServer
@@ -305,3 +307,52 @@ def test_methods_headers_bodies_and_answers_of_every_shape_are_handled() -> None
 def test_a_header_that_would_split_the_request_is_refused() -> None:
     with pytest.raises(LoadConfigError, match="load 'headers'"):
         LoadGenerator(load("http://127.0.0.1:9/", "10/s", headers={"X-A": "1\r\nX-B: 2"}))
+
+
+def test_a_burst_with_no_free_connection_opens_a_few_at_a_time_and_every_request_ends() -> None:
+    """Opening a connection costs far more than sending on one: a burst that found no free
+    connection, opening one per request, fell behind its schedule at 10,000/s."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        writer.close()
+
+    async def burst(url: str) -> tuple[int, list[Answer]]:
+        client = HttpClient(url, timeout=5)
+        ended: list[Answer] = []
+        for _ in range(100):
+            client.send(ended.append)
+        opening = len(client._opening)
+        while len(ended) < 100:
+            await asyncio.sleep(0.01)
+        client.close()
+        return opening, ended
+
+    with ThreadServer(handler=answer) as server:
+        opening, ended = asyncio.run(burst(server.url("/")))
+    assert opening == OPENING
+    assert [a.status for a in ended] == [200] * 100  # the rest waited for one, then went
+
+
+def test_requests_waiting_for_a_connection_end_at_their_timeout() -> None:
+    """A server that never accepts: its backlog takes a connection or two, then connecting
+    hangs; each request, sent on one of those or still waiting for one, ends as a timeout."""
+
+    async def burst(port: int) -> list[Answer]:
+        client = HttpClient(f"http://127.0.0.1:{port}/", timeout=0.3)
+        ended: list[Answer] = []
+        for _ in range(20):
+            client.send(ended.append)
+        while len(ended) < 20:
+            await asyncio.sleep(0.01)
+        client.close()
+        return ended
+
+    with socket.socket() as deaf:
+        deaf.bind(("127.0.0.1", 0))
+        deaf.listen(0)
+        ended = asyncio.run(asyncio.wait_for(burst(deaf.getsockname()[1]), 10))
+    assert {a.error for a in ended} == {ErrorClass.TIMEOUT}
+    assert any("no connection free or opened within 0.3s" in (a.message or "") for a in ended)

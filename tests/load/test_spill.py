@@ -15,7 +15,7 @@ from disks import tmpfs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chaoskit.load import ErrorClass, ProbeSeries, RequestSamples, Samples
+from chaoskit.load import ErrorClass, ProbeSeries, RequestSamples, Samples, send_figures
 
 OUTCOMES = [
     (200, ErrorClass.NONE, "control"),
@@ -186,3 +186,26 @@ def test_samples_never_written_to_a_file_are_stored_inline() -> None:
     series = ProbeSeries("live")
     series.add(1.0, 1e9, 1.0)
     assert ProbeSeries.load(series.stored(), None).value.tolist() == [1.0]
+
+
+def test_send_figures_of_a_whole_streamed_run_agree_with_the_exact_ones(tmp_path: Path) -> None:
+    streamed = RequestSamples(16, keep=0.0, batch_rows=500)
+    streamed.stream_to(tmp_path / "requests.arrow")
+    lags = np.random.default_rng(6).lognormal(-9, 1.5, 20_000).astype(np.float32)
+    for i, lag in enumerate(lags):
+        row = streamed.reserve(100.0 + i * 0.01, 1e9 + i)
+        overload = i % 97 == 0
+        if overload:
+            streamed.finish(row, latency=math.nan, error=ErrorClass.OVERLOAD)
+        else:
+            streamed.finish(row, latency=0.001, status=200, send_lag=float(lag))
+    assert streamed._rows.base > 0  # most rows are only in the file
+    figures = send_figures(streamed.chunks())
+    exact = send_figures(streamed.window())  # the whole run at once: the same histogram
+    assert figures == exact
+    sent = lags[[i % 97 != 0 for i in range(lags.size)]].astype(np.float64)
+    assert figures["requests"] == 20_000 and figures["overload"] == len(range(0, 20_000, 97))
+    assert figures["send_lag_max"] == round(float(sent.max()), 6)
+    for name, q in (("send_lag_p50", 50), ("send_lag_p99", 99)):
+        truth = float(np.percentile(sent, q))
+        assert truth * 0.999 <= figures[name] <= truth * 1.008 + 1e-6, name

@@ -78,11 +78,13 @@ safety:
 
 
 def test_a_network_fault_is_judged_and_taken_back(tmp_path: Path) -> None:
+    """Its load is sent by two worker processes: their answers are tagged and judged as one's."""
     experiment = tmp_path / "latency.yaml"
+    text = STACK_RUN.format(
+        name="e2e-latency", latency="200ms", count=1, control="concurrent", extra=""
+    )
     experiment.write_text(
-        STACK_RUN.format(
-            name="e2e-latency", latency="200ms", count=1, control="concurrent", extra=""
-        )
+        text.replace("group_header: X-Backend}", "group_header: X-Backend, workers: 2}")
     )
     done = chaoskit_run(experiment, tmp_path / "reports")
     result = result_of(tmp_path / "reports")
@@ -110,6 +112,9 @@ def test_a_network_fault_is_judged_and_taken_back(tmp_path: Path) -> None:
     assert len(requests) == result["samples"]["requests"] > 100  # type: ignore[index]
     live = next(m for m in verdict["metrics"] if m["metric"] == "live")
     assert live["verdict"] != "deviated" and live["n"][0] >= 7  # judged on its readings
+    load = result["load"]
+    assert isinstance(load, dict) and load["workers"] == 2 and load["requests"] >= 100
+    assert 0 <= load["send_lag_p50"] <= load["send_lag_p99"] <= load["send_lag_max"]
 
 
 def test_the_valve_aborts_and_everything_is_reverted(tmp_path: Path) -> None:

@@ -369,3 +369,18 @@ def test_cautions_name_each_failing_probe_and_a_stalled_runner() -> None:
     assert said[1] == "probe 'lag' failed 2 of 4 readings; last: timed out"
     assert len(said) == 2
     assert cautions(result(event_loop={"worst_lag": 0.05, "distorting": 0.1})) == []
+
+
+def test_a_caution_says_when_the_load_generator_fell_behind_its_schedule() -> None:
+    from chaoskit.model.result import RESULT_SCHEMA, RunResult
+    from chaoskit.report.words import cautions
+
+    def result(**load: Any) -> RunResult:
+        return RunResult.from_json({"schema": RESULT_SCHEMA, "run": "r", "experiment": {},
+                                    "outcome": "held", "exit_code": 0, "load": load})  # fmt: skip
+
+    [said] = cautions(result(workers=1, send_lag_p99=0.025, send_lag_p50=0.0001))
+    assert said.startswith("the load generator sent 1 % of its requests 25 ms or more after")
+    assert "load.workers" in said
+    assert cautions(result(workers=1, send_lag_p99=0.002)) == []
+    assert cautions(result(workers=1, send_lag_p99=None)) == []
