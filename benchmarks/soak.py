@@ -3,7 +3,7 @@ the time to draw report.html, for runs of several lengths, and how each grows pe
 requests.
 
 Each run is a real ``chaoskit run`` at 2,000 requests/s against a trivial HTTP server that
-sustains it on this machine: two worker processes of ``benchmarks/trivial_server.py`` on one
+sustains it on this machine: two worker processes of ``benchmarks/_trivial_server.py`` on one
 port (SO_REUSEPORT), a fixed keep-alive answer. The run has a 60 s baseline, then trials of a
 30 s fault phase (one worker paused for 2 s, as a GC pause would) and a 30 s recovery, as many
 as fit the length asked.
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = Path(__file__).resolve().parent / "trivial_server.py"
+SERVER = Path(__file__).resolve().parent / "_trivial_server.py"
 
 EXPERIMENT = """
 version: 1
@@ -41,10 +41,10 @@ system:
   ports: [web]
   processes:
     - name: web-1
-      command: ["{python}", "{server}", "${{ports.web}}"]
+      command: ["{python}", "{server}", "--port", "${{ports.web}}"]
       ready: {{tcp: "127.0.0.1:${{ports.web}}"}}
     - name: web-2
-      command: ["{python}", "{server}", "${{ports.web}}"]
+      command: ["{python}", "{server}", "--port", "${{ports.web}}"]
       ready: {{tcp: "127.0.0.1:${{ports.web}}"}}
 targets:
   web: {{kind: process, select: "web-*"}}
@@ -158,7 +158,7 @@ def main() -> None:
         for minutes in [float(m) for m in args.minutes.split(",")]:
             rows.append(soak(minutes, args.rate, Path(tmp)))
             print(f"done: {minutes:g} min", file=sys.stderr, flush=True)
-    print(f"rate {args.rate}/s; server: 2 workers of benchmarks/trivial_server.py (SO_REUSEPORT)")
+    print(f"rate {args.rate}/s; server: 2 workers of benchmarks/_trivial_server.py (SO_REUSEPORT)")
     print(
         f"{'minutes':>7} {'requests':>10} {'peak RSS MB':>11} {'samples MB':>10} "
         f"{'result.json MB':>14} {'report s':>8} {'report MB':>9}  outcome"
