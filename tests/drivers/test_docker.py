@@ -16,6 +16,7 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
+from containers import sleeping
 from pydantic import TypeAdapter
 from waiting import answers, post_item, wait_until
 
@@ -234,20 +235,7 @@ def test_a_fresh_driver_reverts_many_containers_at_once_over_one_client(
     """The watchdog's and rollback's driver is fresh: its reverts, each in a worker thread,
     all ask for the engine client at once, and it is made once (each thread used to make one
     of its own, and all but the last were left open)."""
-    tag = uuid.uuid4().hex[:8]
-    boxes = []
-    try:
-        for i in range(8):
-            boxes.append(
-                docker_client.containers.run(
-                    stack_image,
-                    entrypoint=["sleep", "infinity"],
-                    name=f"many-{tag}-{i}",
-                    labels={"chaoskit.test": tag},
-                    network_mode="none",
-                    detach=True,
-                )
-            )
+    with sleeping(docker_client, stack_image, 8) as (tag, boxes):
         records = [driver.plan(fault("pause"), target(box)) for box in boxes]
         for record in records:
             asyncio.run(driver.apply(record))
@@ -271,6 +259,3 @@ def test_a_fresh_driver_reverts_many_containers_at_once_over_one_client(
         assert len(made) == 1
         paused = {"label": f"chaoskit.test={tag}", "status": "paused"}
         assert docker_client.containers.list(filters=paused) == []
-    finally:
-        for box in boxes:
-            box.remove(force=True)

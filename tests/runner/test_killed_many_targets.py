@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from containers import sleeping
 from killed_run import KilledRun
 from processes import sleeper, state_of
 from waiting import wait_until
@@ -69,23 +69,8 @@ def pids() -> Iterator[list[int]]:
 def boxes(docker_client: Any, stack_image: str) -> Iterator[str]:
     """Containers of the stack image running ``sleep``, with a label of their own (returned);
     removed afterwards."""
-    tag = uuid.uuid4().hex[:8]
-    try:
-        for i in range(CONTAINERS):
-            docker_client.containers.run(
-                stack_image,
-                entrypoint=["sleep", "infinity"],
-                name=f"many-{tag}-{i}",
-                labels={"chaoskit.test": tag},
-                network_mode="none",
-                detach=True,
-            )
+    with sleeping(docker_client, stack_image, CONTAINERS) as (tag, _):
         yield tag
-    finally:
-        for box in docker_client.containers.list(
-            all=True, filters={"label": f"chaoskit.test={tag}"}
-        ):
-            box.remove(force=True)
 
 
 @dataclass
