@@ -217,7 +217,7 @@ class Columns:
         key: str,
         *,
         capacity: int = 4096,
-        keep: float = 120.0,
+        keep: float = 60.0,
         batch_rows: int = BATCH_ROWS,
     ) -> None:
         self.dtypes = dict(dtypes)

@@ -234,7 +234,7 @@ class RequestSamples:
         capacity: int = 4096,
         *,
         fallback_group: str | None = None,
-        keep: float = 120.0,
+        keep: float = 60.0,
         batch_rows: int = BATCH_ROWS,
     ) -> None:
         self.fallback_group = fallback_group

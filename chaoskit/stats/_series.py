@@ -24,6 +24,8 @@ def as_floats(values: Sequence[Any] | NDArray[Any], name: str) -> tuple[Floats, 
     if array.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
     keep = ~np.isnan(array)
+    if keep.all():  # no copy: a long run's windows are judged in as little memory as they take
+        return array, 0
     return array[keep], int(array.size - keep.sum())
 
 
@@ -36,18 +38,47 @@ def mean_variance(x: Floats) -> tuple[float, float]:
     """
     n = x.size
     centred = x - x.mean()
-    spectrum = np.fft.rfft(centred, n=2 * n)
-    acov = np.fft.irfft(spectrum * np.conj(spectrum))[:n] / n
+    lags = min(n, _FIRST_LAGS)
+    while True:  # Geyer's sequence ends at its first pair <= 0: look no further than that
+        acov = _autocovariances(centred, lags) / n
+        pairs = acov[0 : lags - 1 : 2] + acov[1:lags:2]
+        positive = np.flatnonzero(pairs <= 0)
+        if positive.size or lags == n:
+            break
+        lags = min(n, lags * 8)
     gamma0 = float(acov[0])
     if gamma0 <= 0.0:
         return 0.0, float(n)
-    pairs = acov[0 : n - 1 : 2] + acov[1:n:2]
-    positive = np.flatnonzero(pairs <= 0)
     pairs = pairs[: positive[0]] if positive.size else pairs
     monotone = np.minimum.accumulate(pairs) if pairs.size else pairs
     long_run = max(-gamma0 + 2.0 * float(monotone.sum()), gamma0 / n)
     n_eff = min(float(n), n * gamma0 / long_run)
     return long_run / n * small_sample_correction(n_eff), n_eff
+
+
+_FIRST_LAGS = 4096
+"""Autocovariances worked out first; more only if the sequence has not ended within them."""
+_CHUNK = 1 << 16
+"""Requests correlated at once: the memory of :func:`_autocovariances` does not grow with the
+series (a day-long run is judged in the same memory as a minute)."""
+
+
+def _autocovariances(centred: Floats, lags: int) -> Floats:
+    """``sum(centred[i] * centred[i + k])`` for each lag ``k < lags``, by FFT over chunks of
+    the series (each against itself and the ``lags`` values after it), so the memory is that
+    of one chunk; the whole series at once when it is short or every lag is wanted."""
+    n = centred.size
+    if n <= _CHUNK or lags > _CHUNK:
+        spectrum = np.fft.rfft(centred, n=2 * n)
+        whole: Floats = np.fft.irfft(spectrum * np.conj(spectrum))[:lags]
+        return whole
+    size = 1 << (2 * _CHUNK + lags).bit_length()
+    total = np.zeros(lags)
+    for start in range(0, n, _CHUNK):
+        head = np.fft.rfft(centred[start : start + _CHUNK], size)
+        tail = np.fft.rfft(centred[start : start + _CHUNK + lags - 1], size)
+        total += np.fft.irfft(np.conj(head) * tail, size)[:lags]
+    return total
 
 
 def small_sample_correction(n_eff: float) -> float:
