@@ -413,7 +413,7 @@ system: {stack: {replicas: 2}}
 targets: {backends: {kind: process, select: "backend-*"}}
 load: {url: "http://127.0.0.1:${ports.frontend}/items", rate: 50/s}
 steady_state:
-  - {name: p50, of: latency}
+  - {name: p50, of: latency, margin: 50%}  # a 4 s baseline's p50 drifts >10% on a busy machine
   - {name: errors, of: error_rate, max: 5%}
 faults: [{type: crash, target: backends, signal: SIGKILL, duration: 1s}]
 blast_radius: {count: 1, seed: 2}
