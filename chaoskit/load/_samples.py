@@ -79,20 +79,18 @@ class Samples:
 
     def where(self, keep: NDArray[np.bool_]) -> Samples:
         """The requests ``keep`` marks, in the same window."""
-        return Samples(
-            self.start, self.end, self.due[keep], self.wall[keep], self.latency[keep],
-            self.send_lag[keep], self.status[keep], self.error[keep], self.group[keep],
-            self.group_names,
-        )  # fmt: skip
+        return self._rows(self.start, self.end, keep)
 
     def split(self, edges: Sequence[float]) -> list[Samples]:
         """The requests due between consecutive ``edges`` (ascending), one window each
         (sharing this window's arrays)."""
         cuts = np.searchsorted(self.due, edges, side="left").tolist()
-        return [self._slice(edges[i], edges[i + 1], slice(lo, hi))
+        return [self._rows(edges[i], edges[i + 1], slice(lo, hi))
                 for i, (lo, hi) in enumerate(itertools.pairwise(cuts))]  # fmt: skip
 
-    def _slice(self, start: float, end: float, rows: slice) -> Samples:
+    def _rows(self, start: float, end: float, rows: slice | NDArray[np.bool_]) -> Samples:
+        """The requests ``rows`` picks (a mask copies them, a slice shares them), over
+        ``[start, end)``."""
         return Samples(
             start, end, self.due[rows], self.wall[rows], self.latency[rows],
             self.send_lag[rows], self.status[rows], self.error[rows], self.group[rows],
