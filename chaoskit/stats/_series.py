@@ -37,10 +37,10 @@ def mean_variance(x: Floats) -> tuple[float, float]:
     correction: short series underestimate it by about two autocorrelation times in ``n``.
     """
     n = x.size
-    centred = x - x.mean()
+    mean = float(x.mean())
     lags = min(n, _FIRST_LAGS)
     while True:  # Geyer's sequence ends at its first pair <= 0: look no further than that
-        acov = _autocovariances(centred, lags) / n
+        acov = _autocovariances(x, mean, lags) / n
         pairs = acov[0 : lags - 1 : 2] + acov[1:lags:2]
         positive = np.flatnonzero(pairs <= 0)
         if positive.size or lags == n:
@@ -59,25 +59,32 @@ def mean_variance(x: Floats) -> tuple[float, float]:
 _FIRST_LAGS = 4096
 """Autocovariances worked out first; more only if the sequence has not ended within them."""
 _CHUNK = 1 << 16
-"""Requests correlated at once: the memory of :func:`_autocovariances` does not grow with the
-series (a day-long run is judged in the same memory as a minute)."""
+"""Values correlated at once, and lags worked out at once: the memory of
+:func:`_autocovariances` is that of a few chunks, whatever the series' length and however far
+Geyer's sequence reaches (a day-long run is judged in the same memory as a minute)."""
 
 
-def _autocovariances(centred: Floats, lags: int) -> Floats:
-    """``sum(centred[i] * centred[i + k])`` for each lag ``k < lags``, by FFT over chunks of
-    the series (each against itself and the ``lags`` values after it), so the memory is that
-    of one chunk; the whole series at once when it is short or every lag is wanted."""
-    n = centred.size
-    if n <= _CHUNK or lags > _CHUNK:
+def _autocovariances(x: Floats, mean: float, lags: int) -> Floats:
+    """``sum((x[i] - mean) * (x[i + k] - mean))`` for each lag ``k < lags``.
+
+    A short series is correlated with itself at once by FFT. A long one is cut into chunks of
+    :data:`_CHUNK` values, each correlated with the values after it one block of :data:`_CHUNK`
+    lags at a time, so no FFT is longer than two chunks; each slice is centred as it is read.
+    """
+    n = x.size
+    if n <= _CHUNK:
+        centred = x - mean
         spectrum = np.fft.rfft(centred, n=2 * n)
         whole: Floats = np.fft.irfft(spectrum * np.conj(spectrum))[:lags]
         return whole
-    size = 1 << (2 * _CHUNK + lags).bit_length()
+    size = 2 * _CHUNK  # a chunk against the chunk + block - 1 values after its start: no wrap
     total = np.zeros(lags)
     for start in range(0, n, _CHUNK):
-        head = np.fft.rfft(centred[start : start + _CHUNK], size)
-        tail = np.fft.rfft(centred[start : start + _CHUNK + lags - 1], size)
-        total += np.fft.irfft(np.conj(head) * tail, size)[:lags]
+        head = np.conj(np.fft.rfft(x[start : start + _CHUNK] - mean, size))
+        for first in range(0, min(lags, n - start), _CHUNK):
+            last = min(first + _CHUNK, lags)
+            span = x[start + first : start + first + size - 1] - mean
+            total[first:last] += np.fft.irfft(head * np.fft.rfft(span, size), size)[: last - first]
     return total
 
 

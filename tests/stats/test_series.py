@@ -23,11 +23,13 @@ def whole(centred: np.ndarray, lags: int) -> np.ndarray:
 @pytest.mark.parametrize("phi", [0.0, 0.6, 0.95])
 def test_chunked_autocovariances_are_those_of_the_whole_series(phi: float) -> None:
     noise = np.random.default_rng(7).normal(size=3 * _CHUNK + 12_345)
-    series = lfilter([1.0], [1.0, -phi], noise)
-    centred = series - series.mean()
-    for lags in (1, 17, 4096):
+    series = lfilter([1.0], [1.0, -phi], noise) + 5.0
+    mean = float(series.mean())
+    centred = series - mean
+    # within a chunk, a block and a half of lags, beyond two blocks, and every lag there is
+    for lags in (1, 17, 4096, _CHUNK + _CHUNK // 2, 2 * _CHUNK + 3, series.size):
         np.testing.assert_allclose(
-            _autocovariances(centred, lags), whole(centred, lags), rtol=1e-9, atol=1e-6
+            _autocovariances(series, mean, lags), whole(centred, lags), rtol=1e-9, atol=1e-6
         )
 
 
