@@ -148,3 +148,27 @@ def test_an_internal_error_exits_70(
         cli.main()
     assert info.value.code == ExitCode.INTERNAL
     assert "internal error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_command_reads_samples_with_the_c_librarys_memory_pool(
+    given: str | None, expected: str
+) -> None:
+    # The pool is chosen once, when pyarrow loads: a fresh interpreter runs the command, then
+    # asks pyarrow which pool it got. A pool the user chose is kept.
+    script = (
+        "import sys\n"
+        "from chaoskit.cli import main\n"
+        "sys.argv = ['chaoskit', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "import pyarrow\n"
+        "print(pyarrow.default_memory_pool().backend_name)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if given is not None:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60,
+        check=True,
+    )  # fmt: skip
+    assert done.stdout.split()[-1] == expected
