@@ -13,7 +13,9 @@ Targets (issue 18): the runner's peak RSS <= 250 MB at 20 minutes and the same w
 
 Peak RSS is the kernel's high-water mark of the ``chaoskit run`` process: VmHWM from
 /proc/<pid>/status while it runs, and ru_maxrss from wait4() when it exits (which also covers
-the processes it started; the servers stay far below it).
+the processes it started; the servers stay far below it). "phases RSS" is its highest VmRSS
+until the last recovery phase ends, before the verdict and the reports: the difference is what
+the end of the run adds.
 
 Run:  python benchmarks/soak.py [--minutes 2,5,20] [--rate 2000]
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = Path(__file__).resolve().parent / "_trivial_server.py"
@@ -68,6 +72,8 @@ class Figures:
     requests: int
     peak_rss: float
     """MB."""
+    phases_rss: float
+    """MB: the highest VmRSS until the last recovery phase ended."""
     samples_file: float
     """MB."""
     result_file: float
@@ -76,18 +82,38 @@ class Figures:
     report_size: float
     """MB."""
     outcome: str
+    reason: str
+    """The verdict's reason (the run's outcome is the system's, not the benchmark's)."""
 
 
-def peak_rss(pid: int, stop: threading.Event, found: list[float]) -> None:
-    """The process's high-water mark of resident memory (MB), read until it exits."""
-    while not stop.is_set():
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    found.append(int(line.split()[1]) / 1024)
-        except OSError:
-            return
-        stop.wait(0.2)
+LAST_PHASE = re.compile(r"\[\s*[\d.]+s\] recovery \(trial (\d+)\): ([\d.]+)s")
+"""The console's line for a trial's recovery phase: its number and its length."""
+
+
+class Memory:
+    """A process's resident memory (MB), read from /proc every 0.2 s until it exits: its
+    high-water mark, and its highest VmRSS until :attr:`phases_end` (monotonic seconds)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0.0
+        self.phases = 0.0
+        self.phases_end = float("inf")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text().splitlines()
+            except OSError:
+                return
+            fields = {line.split(":")[0]: line.split()[1:2] for line in status}
+            if fields.get("VmHWM"):
+                self.peak = max(self.peak, int(fields["VmHWM"][0]) / 1024)
+            if fields.get("VmRSS") and time.monotonic() < self.phases_end:
+                self.phases = max(self.phases, int(fields["VmRSS"][0]) / 1024)
+            self.stop.wait(0.2)
 
 
 def soak(minutes: float, rate: int, folder: Path) -> Figures:
@@ -104,21 +130,26 @@ def soak(minutes: float, rate: int, folder: Path) -> Figures:
         [sys.executable, "-m", "chaoskit", "run", str(path), "--reports", str(reports)],
         cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    marks: list[float] = []
-    stop = threading.Event()
-    watcher = threading.Thread(target=peak_rss, args=(runner.pid, stop, marks), daemon=True)
-    watcher.start()
+    memory = Memory(runner.pid)
+    memory.thread.start()
     assert runner.stdout is not None
     lines: list[str] = []
-    reading = threading.Thread(target=lambda: lines.extend(runner.stdout), daemon=True)
+
+    def read(stdout: Any) -> None:
+        for line in stdout:
+            lines.append(line)
+            last = LAST_PHASE.search(line)
+            if last is not None and int(last.group(1)) == trials:
+                memory.phases_end = time.monotonic() + float(last.group(2))
+
+    reading = threading.Thread(target=read, args=(runner.stdout,), daemon=True)
     reading.start()
     _, status, usage = os.wait4(runner.pid, 0)  # its own peak, to the end (and its children's)
     runner.returncode = os.waitstatus_to_exitcode(status)
-    stop.set()
-    watcher.join()
+    memory.stop.set()
+    memory.thread.join()
     reading.join()
     output = "".join(lines)
-    marks.append(usage.ru_maxrss / 1024)
     found = list(reports.glob("*/result.json"))
     if len(found) != 1:
         code = runner.returncode
@@ -139,12 +170,14 @@ def soak(minutes: float, rate: int, folder: Path) -> Figures:
     return Figures(
         minutes=minutes,
         requests=int(result["samples"]["requests"]),
-        peak_rss=max(marks),
+        peak_rss=max(memory.peak, usage.ru_maxrss / 1024),
+        phases_rss=memory.phases,
         samples_file=(run_dir / result["samples"]["file"]).stat().st_size / mb,
         result_file=result_path.stat().st_size / mb,
         report_seconds=report_seconds,
         report_size=(run_dir / "report.html").stat().st_size / mb,
         outcome=str(result["outcome"]),
+        reason=str((result.get("verdict") or {}).get("reason") or result.get("error")),
     )
 
 
@@ -160,14 +193,18 @@ def main() -> None:
             print(f"done: {minutes:g} min", file=sys.stderr, flush=True)
     print(f"rate {args.rate}/s; server: 2 workers of benchmarks/_trivial_server.py (SO_REUSEPORT)")
     print(
-        f"{'minutes':>7} {'requests':>10} {'peak RSS MB':>11} {'samples MB':>10} "
+        f"{'minutes':>7} {'requests':>10} {'phases RSS MB':>13} {'peak RSS MB':>11} "
+        f"{'samples MB':>10} "
         f"{'result.json MB':>14} {'report s':>8} {'report MB':>9}  outcome"
     )
     for r in rows:
         print(
-            f"{r.minutes:>7g} {r.requests:>10,} {r.peak_rss:>11.1f} {r.samples_file:>10.2f} "
+            f"{r.minutes:>7g} {r.requests:>10,} {r.phases_rss:>13.1f} {r.peak_rss:>11.1f} "
+            f"{r.samples_file:>10.2f} "
             f"{r.result_file:>14.3f} {r.report_seconds:>8.2f} {r.report_size:>9.3f}  {r.outcome}"
         )
+    for r in rows:
+        print(f"{r.minutes:g} min: {r.outcome}: {r.reason}")
     if len(rows) >= 2:
         first, last = rows[0], rows[-1]
         millions = (last.requests - first.requests) / 1e6
