@@ -3,10 +3,14 @@ is the one the whole series at once gives (so a long run is judged in bounded me
 
 from __future__ import annotations
 
+import tracemalloc
+from typing import Any
+
 import numpy as np
 import pytest
 from scipy.signal import lfilter
 
+from chaoskit.stats import _series
 from chaoskit.stats._series import (
     _CHUNK,
     _autocovariances,
@@ -54,3 +58,28 @@ def test_the_variance_of_the_mean_is_the_whole_series_one(phi: float, n: int) ->
     noise = np.random.default_rng(8).normal(size=n)
     series = lfilter([1.0], [1.0, -phi], noise) + 3.0
     assert mean_variance(series) == pytest.approx(reference(series), rel=1e-9)
+
+
+def test_far_lags_are_worked_out_in_the_memory_of_a_few_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A series whose Geyer sequence runs past two blocks of lags (as a long soak's pooled
+    # fault phases do, each with its pause): one FFT of the whole series would take four
+    # times the series' own memory; blocks take a fraction of it.
+    series = lfilter([1.0], [1.0, -0.9999], np.random.default_rng(3).normal(size=40 * _CHUNK))
+    asked: list[int] = []
+    worked_out = _series._autocovariances
+
+    def watched(*args: Any) -> np.ndarray:
+        asked.append(args[-1])  # the lags asked for
+        return worked_out(*args)
+
+    monkeypatch.setattr(_series, "_autocovariances", watched)
+    tracemalloc.start()
+    try:
+        mean_variance(series)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert max(asked) > 2 * _CHUNK
+    assert peak < series.nbytes / 2
