@@ -59,9 +59,9 @@ def mean_variance(x: Floats) -> tuple[float, float]:
 _FIRST_LAGS = 4096
 """Autocovariances worked out first; more only if the sequence has not ended within them."""
 _CHUNK = 1 << 16
-"""Values correlated at once, and lags worked out at once: the memory of
-:func:`_autocovariances` is that of a few chunks, whatever the series' length and however far
-Geyer's sequence reaches (a day-long run is judged in the same memory as a minute)."""
+"""Values correlated at once, and lags worked out at once: besides its result, the memory
+:func:`_autocovariances` takes is that of a few chunks, whatever the series' length and however
+far Geyer's sequence reaches."""
 
 
 def _autocovariances(x: Floats, mean: float, lags: int) -> Floats:
