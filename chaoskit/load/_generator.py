@@ -37,9 +37,6 @@ GroupOf = Callable[[str | None], str | None]
 """Maps the value of ``load.group_header`` in an answer (None: no answer or no header) to the
 request's group tag, e.g. ``"control"`` or ``"experiment"``; None leaves it untagged."""
 
-_SPARE_FILES = 64
-"""File descriptors kept free beyond one per request in flight (logs, probes, the journal)."""
-
 _GO_AHEAD = 0.01
 """Seconds between telling the workers the start and request 0's due time."""
 
@@ -141,7 +138,7 @@ class LoadGenerator:
         if self.load.workers > 1:
             self._client.close()
             return await self._run_workers(loop, total)
-        allow_open_files(self.load.max_in_flight + _SPARE_FILES)
+        allow_open_files(self.load.max_in_flight)
         client = self._client
         try:
             self._start = start = time.monotonic()

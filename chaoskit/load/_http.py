@@ -29,6 +29,9 @@ __all__ = ["Answer", "HttpClient", "allow_open_files"]
 _SWEEP = 0.02
 """Seconds between checks for requests past their timeout."""
 
+_SPARE_FILES = 64
+"""File descriptors kept free beyond one per request in flight (logs, probes, the journal)."""
+
 OPENING = 8
 """Connections opened at once, at most. Opening one costs far more than sending on one, so a
 burst that finds no free connection (the first requests, or a stall) waits for the first one
@@ -314,8 +317,10 @@ class HttpClient:
         self._idle_connections.clear()
 
 
-def allow_open_files(needed: int) -> None:
-    """Raise the soft open-file limit towards ``needed`` (never above the hard limit)."""
+def allow_open_files(in_flight: int) -> None:
+    """Raise the soft open-file limit towards one per request ``in_flight`` and
+    :data:`_SPARE_FILES` more (never above the hard limit)."""
+    needed = in_flight + _SPARE_FILES
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)

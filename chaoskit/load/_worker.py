@@ -45,7 +45,6 @@ Outcome = tuple[int, float, float, int, int, str | None, str | None]
 """(request index, latency, send lag, status, error class, group tag, message or None)."""
 
 _PR_SET_PDEATHSIG = 1
-_SPARE_FILES = 64
 
 
 def frame(message: tuple[Any, ...]) -> bytes:
@@ -220,7 +219,7 @@ async def _main(parent: int) -> int:
     code = 0
     try:
         settings = await command()
-        allow_open_files(settings["cap"] + _SPARE_FILES)
+        allow_open_files(settings["cap"])
         worker = _Worker(settings, out)
         out.write(frame(("ready",)))
         worker.go((await command())["start"])
