@@ -197,7 +197,7 @@ class _Worker:
             self.outcomes = []
 
 
-async def _main(parent: int) -> int:
+async def _main() -> int:
     loop = asyncio.get_running_loop()
     commands = asyncio.StreamReader()
     stdin = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 (the transport closes it)
@@ -256,7 +256,7 @@ def _die_with(parent: int) -> None:
 def main() -> None:
     parent = int(sys.argv[1])
     _die_with(parent)
-    sys.exit(asyncio.run(_main(parent)))
+    sys.exit(asyncio.run(_main()))
 
 
 if __name__ == "__main__":

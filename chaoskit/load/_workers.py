@@ -43,6 +43,7 @@ class _Child:
         """Done once it said which request is next, or ended."""
         self.ended: asyncio.Future[LoadWorkerError | None] = loop.create_future()
         self.tasks: list[asyncio.Task[None]] = []
+        """Its listener, then its stderr reader."""
 
     def tell(self, message: dict[str, Any]) -> None:
         """Write one command line; a worker that is gone is found out by its listener."""
@@ -225,7 +226,7 @@ class Workers:
                     if code < 0
                     else f"exited with status {code}"
                 )
-                await asyncio.sleep(0.05)  # the rest of its stderr
+                await asyncio.wait(child.tasks[1:], timeout=1.0)  # the rest of its stderr
                 failure = LoadWorkerError(
                     f"load worker {child.k} (pid {child.process.pid}) {how} before its "
                     f"requests were done{child.said()}"
