@@ -38,7 +38,7 @@ def mean_variance(x: Floats) -> tuple[float, float]:
     """
     n = x.size
     mean = float(x.mean())
-    lags = min(n, _FIRST_LAGS)
+    lags = n if n <= _CHUNK else _FIRST_LAGS  # a short series' one FFT gives every lag at once
     while True:  # Geyer's sequence ends at its first pair <= 0: look no further than that
         acov = _autocovariances(x, mean, lags) / n
         pairs = acov[0 : lags - 1 : 2] + acov[1:lags:2]
