@@ -1,9 +1,10 @@
 """Open-loop HTTP load: request ``i`` is due at ``start + i / rate`` whatever the system does.
 
 Latency runs from the due time, not from when the request finally left, so a system that
-stalls cannot hide the stall by slowing the generator down (no coordinated omission). Each
-request is written from the timer's callback itself by a lean keep-alive client
-(:mod:`._http`), so what the generator adds to a latency is tens of microseconds.
+stalls cannot hide the stall by slowing the generator down (no coordinated omission), to when
+the answer's last bytes arrived (the kernel's receive time where there is one). Each request is
+written from the timer's callback itself by a lean keep-alive client (:mod:`._http`), so what
+the generator adds to a latency is its send lag, a few µs at the median.
 
 With ``load.workers`` above 1, sending processes (:mod:`._workers`) share the schedule and this
 process keeps the samples: it reserves each request's row when it is due and finishes it when

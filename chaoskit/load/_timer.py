@@ -6,9 +6,10 @@ Linux a timerfd watched by the event loop wakes it; elsewhere ``loop.call_at`` i
 
 Waking a sleeping process takes time too (about 50 µs on a small virtual machine), so the
 timerfd is armed that much early, as learnt from the last wake-ups (their median, at most
-:data:`MAX_LEAD` and a quarter of the time since the last instant asked), and the rest is spent
-spinning on the clock: the callback runs at the instant asked, at the cost of a few µs of CPU
-per wake-up.
+:data:`MAX_LEAD` and a quarter of the time since the last instant asked), and the rest
+is spent spinning on the clock: the callback runs at the instant asked, at the cost of a few µs
+of CPU per wake-up. A timerfd the system refuses to arm (libfaketime's wrapper does) is given
+up for asyncio's timers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from errno import EINVAL
 
 __all__ = ["MonotonicTimer"]
 
@@ -109,7 +111,13 @@ class MonotonicTimer:
         spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(nanoseconds, 1_000_000_000)
         if self._libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None):
             errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno))
+            if errno != EINVAL:
+                raise OSError(errno, os.strerror(errno))
+            # refused as a whole (libfaketime's wrapper does so): asyncio's timers from now on
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            self.at(when)
 
     def cancel(self) -> None:
         """Disarm; the callback is not called until :meth:`at` arms the timer again."""

@@ -4,6 +4,7 @@ handler, each served from its own thread and event loop."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -14,15 +15,21 @@ RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[No
 
 
 class ThreadServer:
-    """Serves ``app`` (or the raw TCP ``handler``) on 127.0.0.1, on a free port, in a thread."""
+    """Serves ``app`` (or the raw TCP ``handler``) on 127.0.0.1, on a free port, in a thread;
+    over TLS with the ``tls`` context if one is given."""
 
     def __init__(
-        self, app: web.Application | None = None, *, handler: RawHandler | None = None
+        self,
+        app: web.Application | None = None,
+        *,
+        handler: RawHandler | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if (app is None) == (handler is None):
             raise ValueError("give an app or a raw handler")
         self.app = app
         self.handler = handler
+        self.tls = tls
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -30,8 +37,8 @@ class ThreadServer:
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="test-server", daemon=True)
 
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
     def __enter__(self) -> ThreadServer:
         self._thread.start()
@@ -65,7 +72,7 @@ class ThreadServer:
         if self.app is not None:
             runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+            site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024, ssl_context=self.tls)
             await site.start()
             self.port = runner.addresses[0][1]
             self._ready.set()
@@ -75,7 +82,9 @@ class ThreadServer:
                 await runner.cleanup()
         else:
             assert self.handler is not None
-            server = await asyncio.start_server(self.handler, "127.0.0.1", 0, backlog=1024)
+            server = await asyncio.start_server(
+                self.handler, "127.0.0.1", 0, backlog=1024, ssl=self.tls
+            )
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             try:
