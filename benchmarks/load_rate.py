@@ -16,11 +16,20 @@ answer; it answers wrk at ~47,000/s here). It shares the two cores with the gene
 workers (or with wrk), and with whatever else the machine runs: the load average is printed.
 Generator CPU is the parent's and its workers' CPU time over the run's wall time, in cores.
 
-Run: python benchmarks/load_rate.py [SECONDS]   (wrk: apt-get install -y wrk; about 100 s)
+The two measure latency differently, so their p50s need not agree even where both are right:
+wrk times from just before its write to just after its read, its own wake-up and read
+included; chaoskit from the request's due time to the kernel's receive stamp on the answer
+(its send lag and send path included, its read path not). ``--wire`` captures every round with
+tcpdump on ``lo`` (benchmarks/_wire.py) and prints each tool's p50 beside the wire's p50 of its
+own traffic: what each reports above the wire is its own share of the latency.
+
+Run: python benchmarks/load_rate.py [SECONDS] [--wire]   (wrk: apt-get install -y wrk; about
+100 s; --wire: tcpdump, as root)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -28,9 +37,12 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from statistics import median
+from typing import TypeVar
 
 import numpy as np
 
@@ -38,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _trivial_server import TrivialServer  # noqa: E402
+from _wire import WireCapture, available  # noqa: E402
 from load import wrk  # noqa: E402
 
 from chaoskit.load import ErrorClass, LoadGenerator, send_figures  # noqa: E402
@@ -54,6 +67,7 @@ ROUNDS = 5
 ROUND = 2
 """Seconds of each round of the comparison (wrk takes whole seconds)."""
 TARGET = 10_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -113,8 +127,26 @@ def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def wire_p50(port: int | None, measure: Callable[[], T]) -> tuple[T, float]:
+    """``measure()``'s result and, with a port, the p50 of its round trips on the wire."""
+    if port is None:
+        return measure(), math.nan
+    capture = WireCapture(port)
+    with capture:
+        result = measure()
+    return result, float(np.percentile(capture.round_trips(), 50))
+
+
 def main() -> int:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0  # of each row of the rate table
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("seconds", nargs="?", type=float, default=5.0,
+                        help="of each row of the rate table")  # fmt: skip
+    parser.add_argument("--wire", action="store_true",
+                        help="capture the comparison with tcpdump: the wire's p50s")  # fmt: skip
+    arguments = parser.parse_args()
+    seconds = arguments.seconds
+    if arguments.wire and (why := available()):
+        parser.error(f"--wire: {why}")
     ok = True
     print(f"machine: {os.cpu_count()} cores, load average {load_average()} at the start")
     print("server: 1 process of benchmarks/_trivial_server.py on 127.0.0.1, sharing the cores")
@@ -148,19 +180,30 @@ def main() -> int:
             "for the rate asked, or unpaced, then chaoskit at the rate wrk held, with a second "
             "worker above 10,000/s)"
         )
+        wire = f" {'ck wire':>8} {'ck +us':>7} {'wrk wire':>8} {'wrk +us':>7}"
+        wire = wire if arguments.wire else ""
         print(
             f"{'asked/s':>8} {'conns':>5} {'held/s':>7} {'chaoskit p50':>12} {'wrk p50':>8} "
             f"{'diff':>7} "
-            f"{'diff us':>8} {'chaoskit p99':>12} {'wrk p99':>8} {'verdict':>8}"
+            f"{'diff us':>8} {'chaoskit p99':>12} {'wrk p99':>8} {'verdict':>8}{wire}"
         )
+        port = server.port if arguments.wire else None
         within = False
         for rate, connections in COMPARED:
-            ours, theirs = [], []
+            ours, theirs, our_wire, their_wire = [], [], [], []
             for _ in range(ROUNDS):
                 # each connection pauses connections/rate, less the ~0.1 ms of an answer
-                theirs.append(wrk(server.url("/"), rate, ROUND, connections, 0.0001))
+                figures, on_wire = wire_p50(
+                    port, partial(wrk, server.url("/"), rate, ROUND, connections, 0.0001)
+                )
+                theirs.append(figures)
+                their_wire.append(on_wire)
                 held = round(theirs[-1].rate)
-                ours.append(chaoskit(server, held, 1 if held <= TARGET else 2, ROUND))
+                run, on_wire = wire_p50(
+                    port, partial(chaoskit, server, held, 1 if held <= TARGET else 2, ROUND)
+                )
+                ours.append(run)
+                our_wire.append(on_wire)
             p50, wrk50 = median(r.p50 for r in ours), median(f.p50 for f in theirs)
             diff = p50 / wrk50 - 1
             both = all(r.kept_up for r in ours)
@@ -171,6 +214,12 @@ def main() -> int:
                 f"{median(f.rate for f in theirs):>7.0f} {ms(p50):>12} {ms(wrk50):>8} "
                 f"{diff:>+7.1%} {(p50 - wrk50) * 1e6:>+8.0f} {ms(median(r.p99 for r in ours)):>12} "
                 f"{ms(median(f.p99 for f in theirs)):>8} {verdict:>8}"
+                + (
+                    f" {ms(median(our_wire)):>8} {(p50 - median(our_wire)) * 1e6:>+7.0f}"
+                    f" {ms(median(their_wire)):>8} {(wrk50 - median(their_wire)) * 1e6:>+7.0f}"
+                    if arguments.wire
+                    else ""
+                )
             )
         ok &= within
         print(f"p50 within 10 % of wrk's at a rate both sustain: {'yes' if within else 'NO'}")
