@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import socket
 import ssl
 import time
 from collections import deque
@@ -269,11 +270,15 @@ class HttpClient:
         except ssl.SSLError as error:
             self._fail_oldest(ErrorClass.PROTOCOL, f"TLS: {error}")
             return
-        except OSError as error:
-            why = os.strerror(error.errno) if error.errno else str(error)
+        except socket.gaierror as error:
             self._fail_oldest(
-                ErrorClass.CONNECT, f"cannot connect to {self.host}:{self.port}: {why}"
+                ErrorClass.CONNECT, f"cannot resolve {self.host}: {error.strerror or error}"
             )
+            return
+        except OSError as error:
+            where = f"[{self.host}]" if ":" in self.host else self.host
+            why = os.strerror(error.errno) if error.errno else str(error)
+            self._fail_oldest(ErrorClass.CONNECT, f"cannot connect to {where}:{self.port}: {why}")
             return
         self._idle(connection)
 

@@ -163,6 +163,18 @@ def test_errors_are_classified() -> None:
     assert failed.window().errors(["timeout"]).sum() == 0
 
 
+def test_a_host_that_cannot_be_reached_is_named_as_the_user_wrote_it() -> None:
+    """A name that does not resolve says so (not "Unknown error -2"); an IPv6 literal keeps
+    its brackets."""
+    unnamed = _outcomes("http://no-such-host.invalid/", timeout="5s")  # never resolves
+    assert unnamed.window().count(ErrorClass.CONNECT) == 10
+    assert unnamed.first_errors["connect"].startswith("cannot resolve no-such-host.invalid: ")
+    assert "Unknown error" not in unnamed.first_errors["connect"]
+    if socket.has_ipv6:
+        six = _outcomes("http://[::1]:9/")
+        assert six.first_errors["connect"].startswith("cannot connect to [::1]:9: ")
+
+
 def test_max_in_flight_is_honoured_and_overflow_is_recorded_at_its_due_time() -> None:
     backend = Backend()
     with ThreadServer(backend.app) as server:
