@@ -65,12 +65,29 @@ def stack_image(docker_client):  # type: ignore[no-untyped-def]
         pytest.skip(f"the stack image cannot be built here: {exc}")
 
 
+@pytest.fixture(scope="session")
+def second_engine(docker_client, stack_image):  # type: ignore[no-untyped-def]
+    """A second real Docker engine (tests/engines.py) holding the stack image; it needs root
+    (its own dockerd and bridge): elsewhere it skips, unless CI=true."""
+    import os
+
+    from engines import SecondEngine
+
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and a second Docker engine needs root")
+        pytest.skip("a second Docker engine needs root")
+    with SecondEngine() as engine:
+        engine.load(docker_client, stack_image)
+        yield engine
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the group into a node id
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist, every test on the Docker engine runs on one worker, one at a time:
     they share the stack image (built once) and container names."""
     for item in items:
-        if "docker_client" in getattr(item, "fixturenames", ()):
+        if {"docker_client", "second_engine"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("docker"))
 
 

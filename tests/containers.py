@@ -10,10 +10,12 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def sleeping(client: Any, image: str, count: int) -> Iterator[tuple[str, list[Any]]]:
+def sleeping(
+    client: Any, image: str, count: int, tag: str | None = None
+) -> Iterator[tuple[str, list[Any]]]:
     """``count`` containers of ``image`` running ``sleep``, with no network; (their label's
-    value for ``chaoskit.test``, the containers) for the block."""
-    tag = uuid.uuid4().hex[:8]
+    value for ``chaoskit.test``, ``tag`` or a fresh one, the containers) for the block."""
+    tag = tag or uuid.uuid4().hex[:8]
     boxes: list[Any] = []
     try:
         for i in range(count):

@@ -8,6 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+HELD_OPEN = """
+steady_state: [{name: errors, of: error_rate}]
+hypothesis: {trials: 1}
+phases: {warmup: 0s, baseline: 1s, fault: 5m, recovery: 1s}
+safety: {abort_when: [{metric: errors, above: 50%, for: 5s}], max_duration: 10m}
+"""
+"""The end of an experiment whose faults stay applied for minutes: for a test that kills the
+runner once they are."""
+
+
+def kill_once_applied(experiment: Path, reports: Path, count: int, timeout: float = 60) -> None:
+    """Run ``experiment``; SIGKILL the runner once its journal says ``count`` faults are
+    applied (failing after ``timeout`` seconds, or if the run ends first)."""
+    from waiting import wait_until
+
+    runner = KilledRun(experiment, reports)
+    try:
+        wait_until(lambda: runner.applied() == count, timeout, f"{count} fault(s) applied")
+    finally:
+        runner.kill()
+
 
 class KilledRun:
     """A background run whose stderr is kept, to say why if it ends before it is killed."""

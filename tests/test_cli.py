@@ -172,3 +172,14 @@ def test_the_command_reads_samples_with_the_c_librarys_memory_pool(
         check=True,
     )  # fmt: skip
     assert done.stdout.split()[-1] == expected
+
+
+def test_rollback_patience_defaults_to_the_runners() -> None:
+    """The command line does not import the runner to start faster, so it states the default
+    again: the two must agree."""
+    import inspect
+
+    from chaoskit.cli import runs
+    from chaoskit.runner.rollback import REVERT_PATIENCE
+
+    assert inspect.signature(runs.rollback).parameters["patience"].default == REVERT_PATIENCE

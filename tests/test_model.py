@@ -331,3 +331,61 @@ def test_the_built_in_fault_types_are_one_list_in_three_spellings() -> None:
     union, _ = get_args(faults.Fault)
     assert get_args(union) == faults.BUILTIN_FAULTS
     assert get_args(faults.FaultType) == tuple(faults.fault_types())
+
+
+@pytest.mark.parametrize(
+    ("system", "match"),
+    [
+        ({"engines": [{"name": "a", "host": "10.0.0.2:2376"}]}, "should match pattern"),
+        (
+            {"engines": [{"name": "a", "host": "unix:///d.sock", "tls": {"ca": "/ca.pem"}}]},
+            "'tls' is for a tcp:// engine",
+        ),
+        (
+            {"engines": [{"name": "a", "host": "tcp://h:2376", "tls": {"cert": "/c.pem"}}]},
+            "needs both 'cert' and 'key'",
+        ),
+        (
+            {"engines": [{"name": "a", "host": "tcp://h:1"}, {"name": "a", "host": "tcp://h:2"}]},
+            "names in system.engines must be unique: a",
+        ),
+        (
+            {"toxiproxies": [{"name": "e", "url": "http://h:1"}, {"name": "e", "url": "http://h:2"}]},
+            "names in system.toxiproxies must be unique: e",
+        ),
+        (
+            {"engines": [{"name": "a", "host": "tcp://h:1"}],
+             "containers": [{"name": "c", "image": "i", "engine": "b"}]},
+            r"system.containers\[0\] \('c'\) is for engine 'b', which system.engines does not "
+            r"name \(named: a\)",
+        ),
+    ],
+)  # fmt: skip
+def test_engines_and_toxiproxy_servers_say_what_is_wrong(
+    system: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValidationError, match=match):
+        exp(system=system)
+
+
+def test_named_engines_and_servers_are_accepted_with_their_selectors() -> None:
+    experiment = exp(
+        system={
+            "engines": [
+                {"name": "east", "host": "tcp://10.0.0.2:2376", "labels": {"zone": "a"},
+                 "tls": {"ca": "ca.pem", "cert": "c.pem", "key": "k.pem"}},
+                {"name": "west", "host": "ssh://ops@10.0.0.3"},
+            ],
+            "toxiproxies": [{"name": "edge", "url": "http://10.0.0.2:8474"}],
+            "ports": ["frontend"],
+        },
+        targets={
+            "boxes": {"kind": "container", "select": "api-*", "engine": ["east"]},
+            "proxies": {"kind": "proxy", "select": "backend-*", "server": "edge",
+                        "labels": {"zone": "a"}},
+        },
+    )  # fmt: skip
+    boxes, proxies = experiment.targets["boxes"], experiment.targets["proxies"]
+    assert boxes.selects("east/api-1", {}) and not boxes.selects("west/api-1", {})
+    assert proxies.selects("edge/backend-1", {"zone": "a"})
+    assert not proxies.selects("backend-1", {"zone": "a"})  # the unnamed server is not 'edge'

@@ -208,7 +208,7 @@ RULES = [
     ("quickstart.yaml", ("safety", "abort_when", 0, "above"), DROP, False),
     ("quickstart.yaml", ("targets", "backends", "select"), DROP, False),
     ("quickstart.yaml", ("targets", "backends", "select"), [], False),
-    ("quickstart.yaml", ("targets", "backends", "labels"), {"a": "b"}, False),
+    ("quickstart.yaml", ("targets", "backends", "labels"), {"a": "b"}, True),
     ("backend-crash.yaml", ("targets", "backends", "select"), DROP, False),
     ("backend-crash.yaml", ("targets", "backends", "labels"), {"a": "b"}, True),
     ("container-crash.yaml", ("targets", "backends", "select"), DROP, False),

@@ -231,6 +231,15 @@ def rollback(
             "that cannot be reverted) after checking by hand: they stop blocking new runs.",
         ),
     ] = False,
+    patience: Annotated[
+        float,
+        typer.Option(
+            "--patience",
+            min=0,
+            help="Seconds to keep trying an engine or Toxiproxy server that does not answer "
+            "before leaving its faults in the journal.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Revert every fault a run's journal says is still applied, and say what was done.
 
@@ -253,7 +262,7 @@ def rollback(
     failed = 0
     for path in paths:
         try:
-            failed += not (_dismiss(path) if dismiss else _roll_back(path))
+            failed += not (_dismiss(path) if dismiss else _roll_back(path, patience))
         except JournalError as exc:
             typer.echo(f"chaoskit rollback: {exc}", err=True)
             raise typer.Exit(ExitCode.INVALID) from None
@@ -261,7 +270,7 @@ def rollback(
         raise typer.Exit(1)
 
 
-def _roll_back(path: Path) -> bool:
+def _roll_back(path: Path, patience: float) -> bool:
     """Roll one journal back and say what was done; False if something is left to a person."""
     import asyncio
 
@@ -276,7 +285,7 @@ def _roll_back(path: Path) -> bool:
             err=True,
         )
         return False
-    done = asyncio.run(replay(path))
+    done = asyncio.run(replay(path, patience=patience))
     if not done.outcomes and not done.stopped:
         typer.echo(f"{path}: run {state.run}: nothing left applied")
     else:

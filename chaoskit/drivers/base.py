@@ -23,6 +23,7 @@ __all__ = [
     "Target",
     "TargetGone",
     "TargetKind",
+    "Unreachable",
     "disk_params",
 ]
 
@@ -31,6 +32,12 @@ JSON = dict[str, Any]
 
 class DriverError(Exception):
     """A driver could not reach its backend or do what was asked; the message says which."""
+
+
+class Unreachable(DriverError):
+    """The backend (a Docker engine, a Toxiproxy server) did not answer. A revert that meets
+    it is tried again with backoff, and stays in the journal if it never answers, for a later
+    ``chaoskit rollback``."""
 
 
 class TargetGone(DriverError):

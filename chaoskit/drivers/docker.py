@@ -1,6 +1,7 @@
-"""Faults on containers through the Docker engine (``DOCKER_HOST`` honoured): crash (kill, stop,
-restart), pause, network partitions that put aliases and addresses back on reconnect, and a
-full disk (a balloon in the container's tmpfs; needs the engine on this machine)."""
+"""Faults on containers through Docker engines (each record names its engine; by default the
+one ``DOCKER_HOST`` names): crash (kill, stop, restart), pause, network partitions that put
+aliases and addresses back on reconnect, and a full disk (a balloon in the container's tmpfs;
+needs the engine on this machine)."""
 
 from __future__ import annotations
 
@@ -17,57 +18,62 @@ from typing import Any, Self
 
 import docker
 import docker.errors
+import requests
 
 from ..model import Fault
 from ..model.faults import CrashFault, DiskFullFault, PartitionFault, PauseFault
 from .balloon import deflate, inflate
-from .base import AppliedFault, DriverConfig, DriverError, Target, TargetGone, disk_params
+from .base import (
+    AppliedFault,
+    DriverConfig,
+    DriverError,
+    Target,
+    TargetGone,
+    Unreachable,
+    disk_params,
+)
+from .engines import ENVIRONMENT, Engine, engine_of
 
-__all__ = ["DockerDriver", "container_targets"]
-
-
-def _client() -> Any:
-    where = os.environ.get("DOCKER_HOST", "the local socket")
-    try:
-        client = docker.from_env()
-    except docker.errors.DockerException as exc:
-        raise DriverError(f"no Docker engine reachable at {where}: {exc}") from None
-    try:
-        client.ping()
-    except docker.errors.DockerException as exc:
-        client.close()
-        raise DriverError(f"no Docker engine reachable at {where}: {exc}") from None
-    return client
+__all__ = ["DockerDriver", "container_target"]
 
 
-def container_targets(client: Any) -> list[Target]:
-    """Every container, as targets named by container name, with its labels."""
-    return [
-        Target("container", c.name, dict(c.labels), {"id": c.id})
-        for c in client.containers.list(all=True)
-    ]
+def container_target(engine: Engine, container: Any, *, named: bool) -> Target:
+    """``container`` on ``engine`` as a target. On a ``named`` engine (the experiment names
+    its engines) it is called ``ENGINE/CONTAINER``, carries the engine's labels under its own,
+    and its ref says how to reach the engine."""
+    if not named:
+        return Target("container", container.name, dict(container.labels), {"id": container.id})
+    return Target(
+        "container",
+        f"{engine.name}/{container.name}",
+        {**engine.labels, **container.labels},
+        {"id": container.id, "engine": engine.to_json()},
+    )
 
 
 class DockerDriver:
-    """Crash, pause and partition for containers."""
+    """Crash, pause and partition for containers, on whichever engine each target's record
+    names (by default the environment's)."""
 
     name = "docker"
 
     def __init__(self, client: Any | None = None) -> None:
+        """``client``: a connected client to use for the environment's engine (the caller
+        closes it); other engines are connected on first use."""
         self._given = client
-        self._owned = client is None
+        self._clients: dict[tuple[str | None, str], Any] = {}
         self._connecting = threading.Lock()
 
     @classmethod
     def from_config(cls, config: DriverConfig) -> Self:
-        """The driver for the engine the environment names (``DOCKER_HOST``)."""
+        """The driver (engines are reached as each record says)."""
         return cls()
 
     def close(self) -> None:
-        """Close the engine connection if this driver opened it."""
-        if self._owned and self._given is not None:
-            self._given.close()
-            self._given = None
+        """Close the engine connections this driver opened."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
 
     def __enter__(self) -> DockerDriver:
         return self
@@ -75,20 +81,27 @@ class DockerDriver:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def client(self) -> Any:
-        """The engine client, connected on first use (so planning errors come first); one,
-        however many of the driver's calls (each in a worker thread) ask for it at once."""
-        with self._connecting:
-            if self._given is None:
-                self._given = _client()
+    def client(self, engine: Engine = ENVIRONMENT) -> Any:
+        """The client for ``engine``, connected on first use (so planning errors come first);
+        one per engine, however many of the driver's calls (each in a worker thread) ask for
+        it at once. :class:`Unreachable` if the engine does not answer."""
+        if engine.host is None and self._given is not None:
             return self._given
+        with self._connecting:
+            if engine.key not in self._clients:
+                self._clients[engine.key] = engine.client()
+            return self._clients[engine.key]
 
     def _container(self, target: Target) -> Any | None:
         try:
-            return self.client.containers.get(target.ref["id"])
+            return self.client(engine_of(target.ref)).containers.get(target.ref["id"])
         except docker.errors.NotFound:
             return None
+        except docker.errors.APIError as error:
+            raise DriverError(f"container {target.name}: {error.explanation}") from None
+        except (docker.errors.DockerException, requests.ConnectionError) as error:
+            engine = engine_of(target.ref)
+            raise Unreachable(f"Docker {engine.described()} does not answer: {error}") from None
 
     def plan(self, fault: Fault, target: Target) -> AppliedFault:
         """The record of ``fault`` on ``target``, with what revert will need; touches nothing."""
@@ -146,7 +159,7 @@ class DockerDriver:
                 container.pause()
             elif record.fault == "partition":
                 for name in record.params["networks"]:
-                    self.client.networks.get(name).disconnect(container)
+                    container.client.networks.get(name).disconnect(container)
             elif record.fault == "disk_full":
                 pid = _local_pid(container)
                 if pid is None:
@@ -160,6 +173,13 @@ class DockerDriver:
             raise DriverError(f"{record.fault} on {record.target.name}: {exc.explanation}") from exc
 
     def _revert(self, record: AppliedFault) -> None:
+        try:
+            self._take_back(record)
+        except requests.ConnectionError as error:  # the engine went away in the middle
+            engine = engine_of(record.target.ref)
+            raise Unreachable(f"Docker {engine.described()} does not answer: {error}") from None
+
+    def _take_back(self, record: AppliedFault) -> None:
         container = self._container(record.target)
         if container is None:
             return
@@ -170,7 +190,7 @@ class DockerDriver:
             for name, settings in undo.get("connect", {}).items():
                 container.reload()
                 if name not in container.attrs["NetworkSettings"]["Networks"]:
-                    _connect(self.client.networks.get(name), container, settings)
+                    _connect(container.client.networks.get(name), container, settings)
             if undo.get("ensure_running"):
                 _await_exit(container, record)
                 if container.status in ("exited", "created"):

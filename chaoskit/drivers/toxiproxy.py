@@ -39,7 +39,7 @@ from ..model.faults import (
     TimeoutFault,
 )
 from ..units import Duration
-from .base import AppliedFault, DriverConfig, DriverError, Target
+from .base import AppliedFault, DriverConfig, DriverError, Target, Unreachable
 
 __all__ = [
     "DEFAULT_URL",
@@ -359,7 +359,7 @@ class ToxiproxyClient:
                         raise
                     return response, maybe_done
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            raise DriverError(
+            raise Unreachable(
                 f"no Toxiproxy API reachable at {self.url} ({error or type(error).__name__}): "
                 "start one with `chaoskit proxy` (or a toxiproxy-server), or set TOXIPROXY_URL "
                 "to the API of the one you run"

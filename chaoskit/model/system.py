@@ -23,6 +23,8 @@ from ._base import (
 __all__ = [
     "ContainerSpec",
     "ContainerTarget",
+    "EngineSpec",
+    "EngineTls",
     "ProcessSpec",
     "ProcessTarget",
     "ProxyTarget",
@@ -31,6 +33,7 @@ __all__ = [
     "System",
     "TargetSpec",
     "TmpfsSpec",
+    "ToxiproxyServer",
 ]
 
 
@@ -116,6 +119,9 @@ class ContainerSpec(Model):
     tmpfs: TmpfsSpec | None = None
     faketime: bool = False
     restart: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
+    engine: Name | None = None
+    """The ``system.engines`` entry to run it on (default: the first, else ``DOCKER_HOST``'s).
+    Its ``ports`` are published on that engine's host's loopback."""
 
     _command = field_validator("command", mode="before")(_argv)
 
@@ -145,6 +151,62 @@ class StackSpec(Model):
         return ["frontend", "supervisor", "toxiproxy", *self.backend_names()]
 
 
+class EngineTls(Model):
+    """TLS for a ``tcp://`` engine: the CA that signed its certificate, and this client's."""
+
+    ca: str | None = None
+    """The CA certificate (PEM file) the engine's certificate must chain to."""
+    cert: str | None = None
+    """This client's certificate (PEM file), for an engine started with ``--tlsverify``."""
+    key: str | None = None
+    """The key of ``cert`` (PEM file)."""
+    verify: bool = True
+    """Check the engine's certificate (against ``ca``, else the system's CAs)."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both 'cert' and 'key'")
+        return self
+
+
+class EngineSpec(Model):
+    """A Docker engine the experiment reaches, by name: its containers are targets."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {"properties": {"host": {"pattern": "^(unix|tcp|ssh)://"}}},
+            {"if": is_set("tls"), "then": {"properties": {"host": {"pattern": "^tcp://"}}}},
+        )
+    )
+
+    name: Name
+    host: Template = Field(pattern=r"^(unix|tcp|ssh)://")
+    """Where it listens, as ``DOCKER_HOST`` says it: ``unix:///var/run/docker.sock``,
+    ``tcp://10.0.0.2:2376`` or ``ssh://user@host``."""
+    tls: EngineTls | None = None
+    """For ``tcp://``: the engine's CA and this client's certificate."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels every container on it carries as a target, e.g. ``host: h1``, ``zone: a`` (a
+    container's own label of the same name wins)."""
+
+    @model_validator(mode="after")
+    def _tls_over_tcp(self) -> Self:
+        if self.tls is not None and not self.host.startswith("tcp://"):
+            raise ValueError(f"'tls' is for a tcp:// engine; '{self.host}' is not one")
+        return self
+
+
+class ToxiproxyServer(Model):
+    """A Toxiproxy API server the experiment reaches, by name: its proxies are targets."""
+
+    name: Name
+    url: Template
+    """Its API, e.g. ``http://10.0.0.2:8474``."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels every proxy on it carries as a target, e.g. ``host: h1``, ``zone: a``."""
+
+
 class System(Model):
     """What chaoskit brings up before the run and takes down after it."""
 
@@ -156,6 +218,12 @@ class System(Model):
     """Free loopback ports to pick at run time, used as ``${ports.NAME}``."""
     toxiproxy: Template | None = None
     """A Toxiproxy API URL to use instead of the embedded one (default ``$TOXIPROXY_URL``)."""
+    engines: list[EngineSpec] = Field(default_factory=list)
+    """Docker engines by name (default: the one ``DOCKER_HOST`` names, or the local socket).
+    With any named, a container target is called ``ENGINE/CONTAINER``."""
+    toxiproxies: list[ToxiproxyServer] = Field(default_factory=list)
+    """Toxiproxy servers by name, besides ``toxiproxy``; their proxies are called
+    ``SERVER/PROXY``."""
 
     @field_validator(
         "stack", mode="before", json_schema_input_type=Literal["demo"] | StackSpec | None
@@ -176,6 +244,19 @@ class System(Model):
         dupes = sorted({n for n in ports if ports.count(n) > 1})
         if dupes:
             raise beyond_schema(f"port names must be unique: {', '.join(dupes)}")
+        for field, named in (("engines", self.engines), ("toxiproxies", self.toxiproxies)):
+            names = [e.name for e in named]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise beyond_schema(f"names in system.{field} must be unique: {', '.join(dupes)}")
+        engines = {e.name for e in self.engines}
+        for index, container in enumerate(self.containers):
+            if container.engine is not None and container.engine not in engines:
+                known = ", ".join(sorted(engines)) or "none: add it to system.engines"
+                raise beyond_schema(
+                    f"system.containers[{index}] ('{container.name}') is for engine "
+                    f"'{container.engine}', which system.engines does not name (named: {known})"
+                )
         return self
 
     def port_names(self) -> list[str]:
@@ -188,6 +269,10 @@ class System(Model):
         return names
 
 
+def _listed(value: str | list[str] | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
 class _TargetBase(Model):
     select: Glob | list[Glob] | None = None
     """Name pattern(s), e.g. ``backend-*``."""
@@ -196,37 +281,56 @@ class _TargetBase(Model):
 
     def patterns(self) -> list[str]:
         """The name patterns as a list."""
-        if self.select is None:
-            return []
-        return [self.select] if isinstance(self.select, str) else list(self.select)
+        return _listed(self.select)
 
     def selects(self, name: str, labels: Mapping[str, str]) -> bool:
         """True if a thing called ``name`` with ``labels`` is selected: any name pattern (or
-        none given) and every label."""
+        none given) and every label. A name on a named engine or server (``east/web-1``)
+        matches a pattern as it is and without its prefix (``web-*``), and the engine or
+        server must be one :meth:`places` selects."""
+        place, _, bare = name.rpartition("/")
         patterns = self.patterns()
-        return (not patterns or any(fnmatchcase(name, p) for p in patterns)) and all(
-            labels.get(k) == v for k, v in self.labels.items()
+        named = not patterns or any(
+            fnmatchcase(name, p) or (place and fnmatchcase(bare, p)) for p in patterns
         )
+        return (
+            named
+            and self.in_place(place)
+            and all(labels.get(k) == v for k, v in self.labels.items())
+        )
+
+    def places(self) -> list[str]:
+        """The engine or server name patterns (none: any)."""
+        return []
+
+    def in_place(self, place: str) -> bool:
+        """Whether a thing on the engine or server ``place`` ('' : the unnamed one) may be
+        selected."""
+        wanted = self.places()
+        return not wanted or any(fnmatchcase(place, p) for p in wanted)
 
 
 class ProxyTarget(_TargetBase):
-    """Toxiproxy proxies, selected by name."""
+    """Toxiproxy proxies, selected by name (and by their server's name and labels)."""
 
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
-            is_set("select"),
-            {"properties": {"select": {"minItems": 1}, "labels": {"maxProperties": 0}}},
+            is_set("select"), {"properties": {"select": {"minItems": 1}}}
         )
     )
 
     kind: Literal["proxy"]
+    server: Glob | list[Glob] | None = None
+    """Only proxies on these ``system.toxiproxies`` servers (name patterns)."""
+
+    def places(self) -> list[str]:
+        """The server name patterns (none: any)."""
+        return _listed(self.server)
 
     @model_validator(mode="after")
     def _something(self) -> Self:
         if not self.patterns():
             raise ValueError("a proxy target needs 'select', e.g. select: 'backend-*'")
-        if self.labels:
-            raise ValueError("proxies have no labels: select them by name")
         return self
 
 
@@ -288,6 +392,13 @@ class ContainerTarget(_TargetBase):
     )
 
     kind: Literal["container"]
+    engine: Glob | list[Glob] | None = None
+    """Only containers on these ``system.engines`` engines (name patterns)."""
+
+    def places(self) -> list[str]:
+        """The engine name patterns (none: any)."""
+        return _listed(self.engine)
+
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """For network faults: the container port chaoskit puts a proxy in front of."""
     listen: Name | dict[Name, Name] | None = None

@@ -6,6 +6,8 @@ helps the claim that the system held (docs/experiment-file.md, load)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..load import RequestSamples
 from .errors import PreflightError
 
@@ -21,13 +23,29 @@ class GroupTagger:
         self.hit = hit
         self.control = control
         self.seen: set[str] = set()
+        bare = Counter(name.rpartition("/")[2] for name in hit | control)
+        self._aliases = {
+            name.rpartition("/")[2]: "experiment" if name in hit else "control"
+            for name in hit | control
+            if "/" in name and bare[name.rpartition("/")[2]] == 1
+        }
+        """A target on a named engine or server (``east/web-1``) by its bare name, which a
+        header is more likely to carry, where no other target has it."""
+        self._ambiguous = {name for name, count in bare.items() if count > 1}
+        """Bare names several targets share: the header cannot say which served."""
 
     def __call__(self, value: str | None) -> str | None:
         if value is None:
             return None
         if len(self.seen) < 20:
             self.seen.add(value)
-        return "experiment" if value in self.hit else "control"
+        if value in self.hit:
+            return "experiment"
+        if value in self.control:
+            return "control"
+        if value in self._ambiguous:
+            return None  # the fallback group, as for an answer without the header
+        return self._aliases.get(value, "control")
 
     def check(self, samples: RequestSamples, baseline: tuple[float, float], header: str) -> None:
         """Refuse (before any fault) a concurrent run whose groups got no answer in the

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..drivers.base import AppliedFault, DriverError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from ..drivers.base import AppliedFault, DriverError, Unreachable
 from ..drivers.registry import Drivers
 from .journal import Journal, JournalError, JournalState, read_journal
 from .system import stop_part
 
-__all__ = ["Outcome", "Rollback", "Stopped", "revert_all", "rollback"]
+__all__ = ["REVERT_PATIENCE", "Outcome", "Rollback", "Stopped", "revert_all", "rollback"]
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,31 @@ class Rollback:
         return said
 
 
-async def _revert(drivers: Drivers, record: AppliedFault) -> Outcome:
+REVERT_PATIENCE = 30.0
+"""Seconds a revert keeps trying a backend that does not answer (an engine restarting, a
+network that blinked), with backoff, before the fault is left in the journal for a later
+``chaoskit rollback``."""
+
+
+async def _revert(drivers: Drivers, record: AppliedFault, patience: float) -> Outcome:
+    tries = 0
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(Unreachable),
+        wait=wait_exponential(multiplier=0.25, max=5.0),
+        stop=stop_after_delay(patience),
+        reraise=True,
+    )
     try:
-        await drivers.get(record.driver).revert(record)
+        async for attempt in retrying:
+            with attempt:
+                tries += 1
+                await drivers.get(record.driver).revert(record)
+    except Unreachable as error:
+        return Outcome(
+            record,
+            f"{error} (tried {tries} time{'s' * (tries != 1)} in {patience:g}s; left in the "
+            "journal: `chaoskit rollback` reverts it once it answers)",
+        )
     except Exception as error:  # any failure is reported; the other reverts still run
         return Outcome(
             record,
@@ -85,16 +109,23 @@ async def _revert(drivers: Drivers, record: AppliedFault) -> Outcome:
 
 
 async def revert_all(
-    records: list[AppliedFault], drivers: Drivers, journal: Journal | None = None
+    records: list[AppliedFault],
+    drivers: Drivers,
+    journal: Journal | None = None,
+    *,
+    patience: float = REVERT_PATIENCE,
 ) -> list[Outcome]:
-    """Revert every record at once (newest first in the result), journaling each outcome.
+    """Revert every record at once (newest first in the result), journaling each outcome; a
+    backend that does not answer is tried again for ``patience`` seconds.
 
     A revert that is done stays done when the journal cannot record it (a full disk): the
     journal then names a fault that is no longer applied, which a later rollback reverts again,
     harmlessly; the outcome's ``unrecorded`` says so.
     """
     ordered = list(reversed(records))
-    outcomes = list(await asyncio.gather(*(_revert(drivers, record) for record in ordered)))
+    outcomes = list(
+        await asyncio.gather(*(_revert(drivers, record, patience) for record in ordered))
+    )
     if journal is not None:
         for i, outcome in enumerate(outcomes):
             try:
@@ -104,7 +135,9 @@ async def revert_all(
     return outcomes
 
 
-async def rollback(path: Path, drivers: Drivers | None = None) -> Rollback:
+async def rollback(
+    path: Path, drivers: Drivers | None = None, *, patience: float = REVERT_PATIENCE
+) -> Rollback:
     """Revert every fault the journal at ``path`` says may still be applied, then stop what
     the run started and left running; record each in the journal.
 
@@ -125,7 +158,11 @@ async def rollback(path: Path, drivers: Drivers | None = None) -> Rollback:
     except JournalError as cannot:
         unrecorded = str(cannot)
     try:
-        outcomes = await revert_all(state.pending, drivers, journal) if state.pending else []
+        outcomes = (
+            await revert_all(state.pending, drivers, journal, patience=patience)
+            if state.pending
+            else []
+        )
         unrecorded = unrecorded or next((o.unrecorded for o in outcomes if o.unrecorded), None)
         for part in reversed(state.running):
             failure = await asyncio.to_thread(stop_part, part)

@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,8 @@ async def _run(
             live_ports = dict(live.ports)
             current.live = live
             if any(spec.kind == "container" for spec in experiment.targets.values()):
-                live.add_source(engine_containers)  # containers the run did not start, too
+                # containers the run did not start, too
+                live.add_source(partial(engine_containers, live.engines))
             current.faults = FaultLifecycle(
                 Drivers(live.toxiproxy_url or default_url(), table=drivers), journal, log=log
             )

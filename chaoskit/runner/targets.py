@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..drivers.base import DriverError, Target
+from ..drivers.engines import ENVIRONMENT, Engine
 from ..drivers.process import describe, process_target
 from ..model import BlastRadius, TargetSpec
 from ..model.system import ProcessTarget
@@ -29,24 +30,29 @@ class TargetError(Exception):
     """A selector that matches nothing, or a draw that cannot be made; nothing was touched."""
 
 
-def engine_containers() -> list[Target]:
-    """The containers running on the Docker engine (``DOCKER_HOST`` honoured), as targets."""
-    import docker  # noqa: PLC0415 - only for container targets
-    import docker.errors  # noqa: PLC0415
+def engine_containers(engines: Sequence[Engine] = ()) -> list[Target]:
+    """The containers running on each of ``engines`` (none: the environment's engine), as
+    targets; on named engines they are called ``ENGINE/CONTAINER``."""
+    import docker.errors  # noqa: PLC0415 - only for container targets
 
-    try:
-        client = docker.from_env()
-    except docker.errors.DockerException as error:
-        raise TargetError(f"container targets need a Docker engine: {error}") from None
-    try:
-        return [
-            Target("container", c.name, dict(c.labels), {"id": c.id})
-            for c in client.containers.list()
-        ]
-    except docker.errors.DockerException as error:
-        raise TargetError(f"cannot list the Docker engine's containers: {error}") from None
-    finally:
-        client.close()
+    from ..drivers.docker import container_target  # noqa: PLC0415
+
+    found = []
+    for engine in engines or [ENVIRONMENT]:
+        try:
+            client = engine.client()
+        except DriverError as error:
+            raise TargetError(f"container targets need {error}") from None
+        try:
+            listed = client.containers.list()
+        except docker.errors.DockerException as error:
+            raise TargetError(
+                f"cannot list the containers of {engine.described()}: {error}"
+            ) from None
+        finally:
+            client.close()
+        found += [container_target(engine, c, named=bool(engines)) for c in listed]
+    return found
 
 
 def _by_pid(key: str, pids: list[int], available: Iterable[Target]) -> list[Target]:
@@ -124,8 +130,11 @@ def known_as(target: Target) -> tuple[list[str], str]:
     against, and the target in words for a refusal. A process: chaoskit's name for it, its own
     name, its executable (basename and path), ``argv[0]``'s basename and its whole command line,
     read from ``/proc`` now. A container: its name with and without Docker's leading ``/`` and
-    its compose service. A proxy: its name."""
+    its compose service; on a named engine, without the engine's prefix too. A proxy: its
+    name, and without a named server's prefix."""
     names, said = [target.name], f"'{target.name}'"
+    if target.kind == "proxy":
+        names.append(target.name.rpartition("/")[2])
     if target.kind == "process" and "pid" in target.ref:
         pid = int(target.ref["pid"])
         start = target.ref.get("start")
@@ -138,7 +147,7 @@ def known_as(target: Target) -> tuple[list[str], str]:
                 said += f", command line '{' '.join(found.cmdline)}'"
         said += ")"
     elif target.kind == "container":
-        bare = target.name.lstrip("/")
+        bare = target.name.rpartition("/")[2]  # a named engine's prefix, or Docker's leading /
         names += [bare, f"/{bare}"]
         service = target.labels.get(COMPOSE_SERVICE)
         if service:

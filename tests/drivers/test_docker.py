@@ -20,9 +20,10 @@ from containers import sleeping
 from pydantic import TypeAdapter
 from waiting import answers, post_item, wait_until
 
-from chaoskit.drivers.base import AppliedFault, DriverError, Target
-from chaoskit.drivers.docker import DockerDriver, container_targets
+from chaoskit.drivers.base import AppliedFault, DriverError, Target, Unreachable
+from chaoskit.drivers.docker import DockerDriver
 from chaoskit.model import Fault
+from chaoskit.runner.targets import engine_containers
 from chaoskit.stack.launcher import free_ports
 
 pytestmark = [
@@ -87,11 +88,7 @@ def driver() -> Iterator[DockerDriver]:
 
 
 def target(container: Any) -> Target:
-    client = docker.from_env()
-    try:
-        return next(t for t in container_targets(client) if t.ref["id"] == container.id)
-    finally:
-        client.close()
+    return next(t for t in engine_containers() if t.ref["id"] == container.id)
 
 
 def revert_in_fresh_process(record: AppliedFault) -> None:
@@ -204,7 +201,10 @@ def test_bad_targets_and_a_missing_engine_are_clear_errors(monkeypatch: pytest.M
     with DockerDriver() as driver, pytest.raises(DriverError, match=r"container ghost .* does not"):
         driver.plan(fault("pause"), gone)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with DockerDriver() as driver, pytest.raises(DriverError, match="no Docker engine reachable"):
+    with (
+        DockerDriver() as driver,
+        pytest.raises(Unreachable, match=r"Docker engine default .* does not answer"),
+    ):
         driver.plan(fault("pause"), gone)
 
 

@@ -29,6 +29,19 @@ def test_answers_are_tagged_by_the_target_their_header_names() -> None:
     tagger.check(samples, (0.0, 10.0), "X-Backend")  # both groups answered: fine
 
 
+def test_a_target_on_a_named_engine_is_known_by_its_bare_name_unless_two_share_it() -> None:
+    """``east/backend-1`` is what chaoskit calls it; its header says ``backend-1``. Where both
+    engines run a ``backend-2``, that header cannot say which served, and counts against the
+    experiment group, as an answer without the header does."""
+    tagger = GroupTagger({"east/backend-1", "east/backend-2"}, {"west/backend-2", "west/web"})
+    assert tagger("backend-1") == "experiment"
+    assert tagger("east/backend-1") == "experiment"
+    assert tagger("web") == "control"
+    assert tagger("west/backend-2") == "control"
+    assert tagger("backend-2") is None
+    assert tagger("elsewhere") == "control"
+
+
 @pytest.mark.parametrize(
     ("headers", "group", "named"),
     [

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from containers import sleeping
-from killed_run import KilledRun
+from killed_run import HELD_OPEN, kill_once_applied
 from processes import sleeper, state_of
+from proxy_servers import proxy_server
 from waiting import wait_until
 
 from chaoskit.runner.journal import read_journal
@@ -35,27 +32,8 @@ FAULTS = PROXIES + PROCESSES + CONTAINERS
 @pytest.fixture
 def proxy_api() -> Iterator[str]:
     """``chaoskit proxy`` with proxies many-0 … many-29 (to a port nothing listens on)."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "chaoskit", "proxy", "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert server.stdout is not None
-    try:
-        found = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline())
-        assert found is not None, "chaoskit proxy did not say where it listens"
-        api = found.group(0)
-        body = [
-            {"name": f"many-{i}", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"}
-            for i in range(PROXIES)
-        ]
-        httpx.post(f"{api}/populate", json=body, trust_env=False).raise_for_status()
+    with proxy_server([f"many-{i}" for i in range(PROXIES)]) as api:
         yield api
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
-        server.stdout.close()
 
 
 @pytest.fixture
@@ -112,22 +90,15 @@ targets:
   sleepers: {{kind: process, pids: {many.pids}}}
   boxes: {{kind: container, labels: {{chaoskit.test: "{many.tag}"}}}}
 load: {{url: "{many.api}/version", rate: 10/s}}
-steady_state: [{{name: errors, of: error_rate}}]
 faults:
   - {{type: latency, target: proxies, latency: 1ms}}
   - {{type: pause, target: sleepers}}
   - {{type: pause, target: boxes}}
-hypothesis: {{trials: 1}}
-phases: {{warmup: 0s, baseline: 1s, fault: 5m, recovery: 1s}}
-safety: {{abort_when: [{{metric: errors, above: 50%, for: 5s}}], max_duration: 10m}}
 """
+        + HELD_OPEN
     )
     reports = tmp_path / "reports"
-    runner = KilledRun(experiment, reports)
-    try:
-        wait_until(lambda: runner.applied() == FAULTS, 60, f"all {FAULTS} faults applied")
-    finally:
-        runner.kill()
+    kill_once_applied(experiment, reports, FAULTS)
 
     wait_until(lambda: many.applied() == 0, 10, "the watchdog's reverts")
     [journal] = reports.glob("*/journal.jsonl")

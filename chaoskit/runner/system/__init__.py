@@ -24,10 +24,10 @@ from typing import Any
 
 from ...model import System
 from ..errors import BringUpError
-from .containers import start_containers
+from .containers import start_containers, use_engines
 from .parts import Parts, RunningSystem, free_ports, stop_part
 from .processes import start_process
-from .proxies import start_front_proxy, use_toxiproxy
+from .proxies import start_front_proxy, use_toxiproxy, use_toxiproxy_servers
 from .stack import start_stack
 
 __all__ = ["BringUpError", "RunningSystem", "bring_up", "free_ports", "stop_part"]
@@ -59,6 +59,8 @@ async def bring_up(
         url = system.toxiproxy or (None if system.stack else os.environ.get("TOXIPROXY_URL"))
         if url:
             use_toxiproxy(parts, parts.render(url))
+        use_toxiproxy_servers(parts, system.toxiproxies)
+        use_engines(parts, system.engines)
         if system.containers:
             await start_containers(parts, system.containers)
         for index, spec in enumerate(system.processes):

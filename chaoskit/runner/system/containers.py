@@ -3,47 +3,69 @@ on their networks, with a tmpfs or libfaketime when their faults need it; each a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...drivers.base import Target
+from ...drivers.base import DriverError, Target
+from ...drivers.engines import Engine
 from ...launch.faketime import container_faketime
-from ...model.system import ContainerSpec
+from ...model.system import ContainerSpec, EngineSpec
 from ..errors import BringUpError
 from .parts import Parts, cannot_start, free_ports, ready
 
-__all__ = ["start_containers"]
+__all__ = ["start_containers", "use_engines"]
+
+
+def use_engines(parts: Parts, specs: list[EngineSpec]) -> None:
+    """Name the experiment's Docker engines (their hosts and TLS files rendered); containers
+    are then started on them and found on them as ``ENGINE/CONTAINER``."""
+    for spec in specs:
+        tls = None if spec.tls is None else {
+            "ca": spec.tls.ca and parts.render(spec.tls.ca),
+            "cert": spec.tls.cert and parts.render(spec.tls.cert),
+            "key": spec.tls.key and parts.render(spec.tls.key),
+            "verify": spec.tls.verify,
+        }  # fmt: skip
+        parts.up.engines.append(Engine(spec.name, parts.render(spec.host), tls, dict(spec.labels)))
 
 
 async def start_containers(parts: Parts, specs: list[ContainerSpec]) -> None:
-    """Start each of ``specs`` on the Docker engine (ports published on 127.0.0.1 only), in
-    order, each ready before the next."""
-    import docker  # noqa: PLC0415 - the Docker SDK loads only when containers are asked for
-    import docker.errors  # noqa: PLC0415
+    """Start each of ``specs`` on its Docker engine (ports published on that engine's host's
+    127.0.0.1 only), in order, each ready before the next."""
+    import docker.errors  # noqa: PLC0415 - the Docker SDK loads only when containers are asked for
 
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as error:
-        raise BringUpError(f"system.containers needs a Docker engine: {error}") from None
-    parts.stops.append(client.close)
+    clients: dict[str, Any] = {}
+    for spec in specs:
+        engine = parts.up.engine(spec.engine)
+        if engine.name not in clients:
+            try:
+                clients[engine.name] = await asyncio.to_thread(engine.client)
+            except DriverError as error:
+                raise BringUpError(f"system.containers needs {error}") from None
+            parts.stops.append(clients[engine.name].close)
     wanted = {cport for spec in specs for cport in spec.ports}
     for name, port in zip(sorted(wanted), free_ports(len(wanted)), strict=True):
         parts.up.ports[name] = port
     for spec in specs:
+        engine = parts.up.engine(spec.engine)
         with contextlib.suppress(docker.errors.NotFound):
-            client.containers.get(spec.name)
+            clients[engine.name].containers.get(spec.name)
+            on = f" on {engine.described()}" if parts.up.engines else ""
             raise BringUpError(
-                f"a container named '{spec.name}' already exists: remove it "
+                f"a container named '{spec.name}' already exists{on}: remove it "
                 f"(docker rm -f {spec.name}) or rename it in system.containers"
             )
     for index, spec in enumerate(specs):
-        await _container(parts, client, spec, index)
+        engine = parts.up.engine(spec.engine)
+        await _container(parts, clients[engine.name], engine, spec, index)
 
 
-async def _container(parts: Parts, client: Any, spec: ContainerSpec, index: int) -> None:
+async def _container(
+    parts: Parts, client: Any, engine: Engine, spec: ContainerSpec, index: int
+) -> None:
     import docker.errors  # noqa: PLC0415
 
     part, field = f"container '{spec.name}'", f"system.containers[{index}]"
@@ -93,8 +115,10 @@ async def _container(parts: Parts, client: Any, spec: ContainerSpec, index: int)
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
 
+    named = bool(parts.up.engines)
+    where = {"engine": engine.to_json()} if named else {}
     parts.track({"key": f"container:{container.id}", "kind": "container", "name": spec.name,
-                "id": container.id}, remove)  # fmt: skip
+                "id": container.id, **where}, remove)  # fmt: skip
     try:
         for network_name in spec.networks:
             try:
@@ -103,7 +127,8 @@ async def _container(parts: Parts, client: Any, spec: ContainerSpec, index: int)
                 network = client.networks.create(
                     network_name, labels={"chaoskit.run": parts.run_id}
                 )
-                entry = {"key": f"network:{network.id}", "kind": "network", "id": network.id}
+                entry = {"key": f"network:{network.id}", "kind": "network", "id": network.id,
+                         **where}  # fmt: skip
                 parts.track(entry, _network_remover(network))
             network.connect(container, aliases=list(spec.aliases) or None)
     except docker.errors.APIError as error:
@@ -123,12 +148,14 @@ async def _container(parts: Parts, client: Any, spec: ContainerSpec, index: int)
 
     if spec.ready is not None:
         await ready(spec.ready, parts.render, alive, f"container {spec.name}")
-    ref: dict[str, Any] = {"id": container.id}
+    ref: dict[str, Any] = {"id": container.id, **where}
     if skew is not None:
         ref["faketime"] = str(skew)
     if spec.tmpfs is not None:
         ref["tmpfs"] = spec.tmpfs.path
-    target = Target("container", spec.name, dict(spec.labels), ref)
+    name = f"{engine.name}/{spec.name}" if named else spec.name
+    labels = {**engine.labels, **spec.labels} if named else dict(spec.labels)
+    target = Target("container", name, labels, ref)
     parts.up.add_source(lambda: [target])
 
 

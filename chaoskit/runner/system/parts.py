@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from ...drivers.base import Target
+from ...drivers.base import DriverError, Target
+from ...drivers.engines import ENVIRONMENT, Engine, engine_of
 from ...drivers.process import start_ticks
 from ...model.system import ReadyCheck
 from ...model.variables import render
@@ -62,6 +63,8 @@ class RunningSystem:
     """The Toxiproxy API the stack's proxies live on (process-mode stack)."""
     front_url: str | None = None
     """The API of the proxy server chaoskit started for proxies in front of targets, if any."""
+    engines: list[Engine] = field(default_factory=list)
+    """The Docker engines the experiment names (none: the environment's, unnamed)."""
     _sources: list[Callable[[], list[Target]]] = field(default_factory=list)
 
     def targets(self) -> list[Target]:
@@ -72,6 +75,12 @@ class RunningSystem:
             for target in source():
                 found.setdefault((target.kind, target.name), target)
         return list(found.values())
+
+    def engine(self, name: str | None) -> Engine:
+        """The named engine called ``name`` (None: the first named, else the environment's)."""
+        if name is None:
+            return self.engines[0] if self.engines else ENVIRONMENT
+        return next(e for e in self.engines if e.name == name)
 
     def add_source(self, source: Callable[[], list[Target]]) -> None:
         """Also offer the targets ``source`` lists (called afresh each time)."""
@@ -181,13 +190,12 @@ def stop_part(part: dict[str, Any]) -> str | None:
             if start_ticks(pid) == part.get("start"):
                 os.killpg(pid, signal.SIGKILL)
         return None
-    import docker  # noqa: PLC0415 - only for containers and networks
-    import docker.errors  # noqa: PLC0415
+    import docker.errors  # noqa: PLC0415 - only for containers and networks
 
     try:
-        client = docker.from_env()
-    except docker.errors.DockerException as error:
-        return f"no Docker engine to remove {kind} {part.get('name') or part['id']}: {error}"
+        client = engine_of(part).client()
+    except DriverError as error:
+        return f"cannot remove {kind} {part.get('name') or part['id']}: {error}"
     try:
         if kind == "container":
             client.containers.get(part["id"]).remove(force=True)

@@ -1,19 +1,20 @@
-"""Proxies as parts: chaoskit's own proxy server for proxies in front of targets, and a
-Toxiproxy server of the user's whose proxies are targets."""
+"""Proxies as parts: chaoskit's own proxy server for proxies in front of targets, and the
+user's Toxiproxy servers (one unnamed, and any number named) whose proxies are targets."""
 
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import httpx
 
 from ...drivers.base import Target
-from ...model.system import ReadyCheck
+from ...model.system import ReadyCheck, ToxiproxyServer
 from ..errors import BringUpError
 from .parts import Parts, free_ports, ready
 from .spawn import spawn
 
-__all__ = ["start_front_proxy", "use_toxiproxy"]
+__all__ = ["start_front_proxy", "use_toxiproxy", "use_toxiproxy_servers"]
 
 
 async def start_front_proxy(parts: Parts) -> None:
@@ -33,12 +34,27 @@ def use_toxiproxy(parts: Parts, url: str) -> None:
     """Offer the proxies of the Toxiproxy API at ``url`` as targets."""
     api = url.rstrip("/")
     parts.up.toxiproxy_url = api
+    parts.up.add_source(lambda: _proxies(api))
 
-    def proxies() -> list[Target]:
-        try:
-            listed = httpx.get(f"{api}/proxies", timeout=2, trust_env=False).json()
-        except httpx.HTTPError as error:
-            raise BringUpError(f"no Toxiproxy API answers at {api}: {error}") from None
-        return [Target("proxy", name, {}, {"url": api, "proxy": name}) for name in listed]
 
-    parts.up.add_source(proxies)
+def use_toxiproxy_servers(parts: Parts, servers: list[ToxiproxyServer]) -> None:
+    """Offer the proxies of each named server as targets called ``SERVER/PROXY``, with the
+    server's labels."""
+    for server in servers:
+        api = parts.render(server.url).rstrip("/")
+        parts.up.add_source(partial(_proxies, api, server.name, dict(server.labels)))
+
+
+def _proxies(
+    api: str, server: str | None = None, labels: dict[str, str] | None = None
+) -> list[Target]:
+    named = f"Toxiproxy server {server} ({api})" if server else f"Toxiproxy API at {api}"
+    try:
+        listed = httpx.get(f"{api}/proxies", timeout=2, trust_env=False).json()
+    except httpx.HTTPError as error:
+        raise BringUpError(f"no {named} answers: {error}") from None
+    return [
+        Target("proxy", f"{server}/{name}" if server else name, dict(labels or {}),
+               {"url": api, "proxy": name})
+        for name in listed
+    ]  # fmt: skip
