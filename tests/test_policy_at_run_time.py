@@ -15,7 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from waiting import wait_until
+from proxy_servers import proxy_server
+from waiting import get_json, wait_until
 
 from chaoskit.gameday.plan import PlanError, run_plan
 from chaoskit.model.gameday import GameDayPlan
@@ -151,3 +152,34 @@ def test_a_game_day_is_refused_by_the_site_policy_windows_even_when_forced(
     with pytest.raises(PlanError, match="2026-12-24 is a blackout date in UTC"):
         asyncio.run(run_plan(plan, tmp_path / "plan.yaml", reports=tmp_path / "reports",
                              policy=christmas, now=morning))  # fmt: skip
+
+
+def test_a_run_over_more_hosts_than_the_policy_allows_exits_2_with_nothing_touched(
+    tmp_path: Path,
+) -> None:
+    """Two Toxiproxy servers on hosts h1 and h2 (by their labels); the policy allows one."""
+    with proxy_server(["edge-0"]) as east, proxy_server(["edge-0"]) as west:
+        (tmp_path / "policy.yaml").write_text("max_blast_radius: {hosts: 1}\n")
+        (tmp_path / "hosts.yaml").write_text(
+            f"""
+version: 1
+name: two-hosts
+system:
+  toxiproxies:
+    - {{name: east, url: "{east}", labels: {{host: h1}}}}
+    - {{name: west, url: "{west}", labels: {{host: h2}}}}
+targets:
+  edges: {{kind: proxy, select: "edge-*"}}
+load: {{url: "{east}/version", rate: 10/s}}
+steady_state: [{{name: errors, of: error_rate}}]
+faults: [{{type: latency, target: edges, latency: 1ms}}]
+"""
+        )
+        done = chaoskit(
+            "run", "hosts.yaml", "--policy", "policy.yaml", "--reports", "reports", cwd=tmp_path
+        )
+        listed = [get_json(f"{api}/proxies") for api in (east, west)]
+        toxics = [proxy["toxics"] for found in listed for proxy in found.values()]
+    assert done.returncode == 2, done.stderr
+    assert "would hit targets on 2 hosts (h1, h2), more than the 1 allowed" in done.stderr
+    assert toxics == [[], []]

@@ -3,6 +3,7 @@ against the site policy before anything is touched."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from chaoskit.drivers.base import Target
 from chaoskit.drivers.process import process_target
 from chaoskit.model import BlastRadius
 from chaoskit.model.system import ContainerTarget, ProcessTarget, ProxyTarget
-from chaoskit.runner.targets import TargetError, check_draw, draw, select
+from chaoskit.runner.targets import TargetError, check_draw, check_places, draw, select
 from chaoskit.safety.policy import Policy
 
 PROXIES = [Target("proxy", f"backend-{i}") for i in range(1, 6)] + [Target("proxy", "db")]
@@ -85,6 +86,63 @@ def test_the_concrete_draw_is_checked_against_the_policy() -> None:
     assert rules == ["max_blast_radius.count", "max_blast_radius.fraction", "protected"]
     single = draw([Target("process", "api")], BlastRadius(count=1, seed=1))
     assert check_draw(policy, "one", single, 1) == []  # a group of one can be hit in full
+
+
+SPREAD = [
+    Target("container", f"{host}/api-{i}", {"host": host, "zone": zone})
+    for host, zone in (("h1", "a"), ("h2", "a"), ("h3", "b"))
+    for i in (1, 2)
+] + [Target("process", "local-api")]  # no host label: this machine
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_spread_draw_hits_one_target_per_host_or_zone_and_stays_seeded(seed: int) -> None:
+    by_host = draw(SPREAD, BlastRadius(count=4, spread="host", seed=seed))
+    hosts = [t.labels.get("host", "this machine") for t in by_host.experiment]
+    assert sorted(hosts) == ["h1", "h2", "h3", "this machine"]
+    assert draw(list(reversed(SPREAD)), BlastRadius(count=4, spread="host", seed=seed)) == by_host
+    by_zone = draw(SPREAD, BlastRadius(count=3, spread="zone", seed=seed))
+    assert sorted(t.labels.get("zone", "-") for t in by_zone.experiment) == ["-", "a", "b"]
+    capped = draw(SPREAD, BlastRadius(count=5, max_per_host=2, seed=seed, control="concurrent"))
+    on = [t.labels.get("host", "this machine") for t in capped.experiment]
+    assert len(on) == 5 and max(on.count(h) for h in set(on)) <= 2
+
+
+def test_a_spread_draw_still_reaches_every_target_over_seeds() -> None:
+    radii = [BlastRadius(count=2, spread="host", seed=seed) for seed in range(200)]
+    seen = {t.name for radius in radii for t in draw(SPREAD, radius).experiment}
+    assert seen == {t.name for t in SPREAD}
+
+
+def test_a_draw_without_spread_is_the_one_it_always_was() -> None:
+    """Adding spread must not change the draws of experiments that do not ask for it."""
+    radius = BlastRadius(count=3, seed=11)
+    ordered = sorted(SPREAD, key=lambda t: t.name)
+    expected = sorted(random.Random(11).sample(ordered, 3), key=lambda t: t.name)
+    assert draw(SPREAD, radius).experiment == expected
+
+
+def test_a_spread_that_the_targets_cannot_give_says_where_they_are() -> None:
+    with pytest.raises(
+        TargetError,
+        match=r"asks for 5 targets with spread: host \(one per host\), but the 7 targets allow "
+        r"only 4: by host, they are on h1 \(2\), h2 \(2\), h3 \(2\), this machine \(1\)",
+    ):
+        draw(SPREAD, BlastRadius(count=5, spread="host", seed=1))
+    with pytest.raises(TargetError, match="max_per_host: 1"):
+        draw(SPREAD[:2], BlastRadius(count=2, max_per_host=1, seed=1))
+
+
+def test_the_policy_caps_the_hosts_and_zones_a_run_touches_across_its_groups() -> None:
+    policy = Policy.model_validate({"max_blast_radius": {"hosts": 2, "zones": 1}})
+    one = draw(SPREAD[:2], BlastRadius(count=1, seed=3))  # on h1
+    two = draw(SPREAD[2:4], BlastRadius(count=1, seed=3))  # on h2: still zone a
+    assert check_places(policy, {"a": one, "b": two}) == []
+    three = draw(SPREAD[4:6], BlastRadius(count=1, seed=3))  # on h3, zone b
+    found = check_places(policy, {"a": one, "b": two, "c": three})
+    assert [v.rule for v in found] == ["max_blast_radius.hosts", "max_blast_radius.zones"]
+    assert "on 3 hosts (h1, h2, h3), more than the 2 allowed" in str(found[0])
+    assert "on 2 zones (a, b), more than the 1 allowed" in str(found[1])
 
 
 def test_a_process_target_with_pids_selects_exactly_those_processes() -> None:

@@ -101,6 +101,11 @@ class BlastRadius(Model):
     """Seed of the draw; chosen at random and recorded when absent."""
     control: Literal["concurrent", "none"] = "none"
     """``concurrent``: targets not hit are measured at the same time as the control group."""
+    spread: Literal["host", "zone"] | None = None
+    """Hit at most one target per host (or zone), as the targets' ``host`` (``zone``) label
+    says: their engine's or Toxiproxy server's, or their own; without one, this machine."""
+    max_per_host: Annotated[int, Field(ge=1)] | None = None
+    """Hit at most this many targets on any one host."""
 
     def size(self, total: int) -> int:
         """How many of ``total`` targets are hit: ``count``, or the ``fraction`` of them rounded

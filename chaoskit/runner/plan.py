@@ -14,7 +14,7 @@ from .errors import PreflightError
 from .fronts import Fronts
 from .lifecycle import FaultLifecycle
 from .system import RunningSystem
-from .targets import Draw, TargetError, check_draw, draw, select
+from .targets import Draw, TargetError, check_draw, check_places, draw, select
 
 __all__ = ["PlannedFault", "PreflightError", "check_planned", "plan_faults"]
 
@@ -76,6 +76,9 @@ def plan_faults(
         start = fault.at.nanoseconds / 1e9
         end = start + fault.duration.nanoseconds / 1e9 if fault.duration else fault_phase
         planned.append(PlannedFault(fault, index, records, start, min(end, fault_phase)))
+    problems = check_places(policy, draws)
+    if problems:
+        raise PreflightError("; ".join(str(p) for p in problems))
     return planned, draws
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..drivers.base import DriverError, Target
@@ -19,9 +20,11 @@ __all__ = [
     "Draw",
     "TargetError",
     "check_draw",
+    "check_places",
     "draw",
     "engine_containers",
     "known_as",
+    "place",
     "select",
 ]
 
@@ -114,11 +117,72 @@ def draw(candidates: list[Target], radius: BlastRadius) -> Draw:
         )
     seed = radius.seed if radius.seed is not None else secrets.randbits(32)
     ordered = sorted(candidates, key=lambda t: t.name)
-    hit = random.Random(seed).sample(ordered, size)
+    if radius.spread is None and radius.max_per_host is None:
+        hit = random.Random(seed).sample(ordered, size)
+    else:
+        hit = _spread(random.Random(seed).sample(ordered, total), size, radius)
     chosen = {t.name for t in hit}
     rest = [t for t in ordered if t.name not in chosen]
     control = rest if radius.control == "concurrent" else []
     return Draw(sorted(hit, key=lambda t: t.name), control, seed)
+
+
+def place(target: Target, label: str) -> str:
+    """The host (or zone) a target is on, by its ``label``: ``this machine`` without one."""
+    return target.labels.get(label) or "this machine"
+
+
+def _spread(shuffled: list[Target], size: int, radius: BlastRadius) -> list[Target]:
+    """The first ``size`` of ``shuffled`` that keep to ``spread`` and ``max_per_host``."""
+    hit: list[Target] = []
+    on_host: Counter[str] = Counter()
+    taken: set[str] = set()
+    for target in shuffled:
+        if len(hit) == size:
+            break
+        host = place(target, "host")
+        if radius.max_per_host is not None and on_host[host] >= radius.max_per_host:
+            continue
+        if radius.spread is not None and place(target, radius.spread) in taken:
+            continue
+        hit.append(target)
+        on_host[host] += 1
+        if radius.spread is not None:
+            taken.add(place(target, radius.spread))
+    if len(hit) < size:
+        rules = []
+        if radius.spread is not None:
+            rules.append(f"spread: {radius.spread} (one per {radius.spread})")
+        if radius.max_per_host is not None:
+            rules.append(f"max_per_host: {radius.max_per_host}")
+        label = radius.spread or "host"
+        places = Counter(place(t, label) for t in shuffled)
+        found = ", ".join(f"{name} ({n})" for name, n in sorted(places.items()))
+        raise TargetError(
+            f"blast_radius asks for {size} targets with {' and '.join(rules)}, but the "
+            f"{len(shuffled)} targets allow only {len(hit)}: by {label}, they are on {found}; "
+            "lower blast_radius.count or fraction, or select targets on more of them"
+        )
+    return hit
+
+
+def check_places(policy: Policy, draws: Mapping[str, Draw]) -> list[Violation]:
+    """The policy's caps on how many hosts and zones a run's experiment groups (all together)
+    may be on."""
+    found = []
+    cap = policy.max_blast_radius
+    for label, most in (("host", cap.hosts), ("zone", cap.zones)):
+        hit = sorted({place(t, label) for d in draws.values() for t in d.experiment})
+        if most is not None and len(hit) > most:
+            found.append(
+                Violation(
+                    ("blast_radius",),
+                    f"max_blast_radius.{label}s",
+                    f"the run would hit targets on {len(hit)} {label}s ({', '.join(hit)}), "
+                    f"more than the {most} allowed",
+                )
+            )
+    return found
 
 
 COMPOSE_SERVICE = "com.docker.compose.service"

@@ -70,6 +70,11 @@ class BlastRadiusCap(Model):
     """Largest share of the selected targets, 0 to 1 or as ``50%``."""
     count: Annotated[int, Field(ge=1)] | None = None
     """Largest number of targets."""
+    hosts: Annotated[int, Field(ge=1)] | None = None
+    """Most hosts a run may hit targets on, all its target groups together (by the targets'
+    ``host`` label; without one, this machine)."""
+    zones: Annotated[int, Field(ge=1)] | None = None
+    """Most zones a run may hit targets in (by their ``zone`` label)."""
 
     def breaches(self, hit: int, total: int) -> list[str]:
         """The caps (``count``, ``fraction``) that hitting ``hit`` of ``total`` targets
