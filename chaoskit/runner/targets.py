@@ -45,7 +45,7 @@ def engine_containers(engines: Sequence[Engine] = ()) -> list[Target]:
         try:
             client = engine.client()
         except DriverError as error:
-            raise TargetError(f"container targets need {error}") from None
+            raise TargetError(f"container targets: {error}") from None
         try:
             listed = client.containers.list()
         except docker.errors.DockerException as error:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from chaoskit.runner.journal import Journal, read_journal
 from chaoskit.runner.lifecycle import FaultLifecycle
 from chaoskit.runner.rollback import revert_all, rollback
 from chaoskit.runner.targets import engine_containers, select
+from chaoskit.stack.launcher import free_ports
 
 pytestmark = pytest.mark.slow
 LOCAL_SOCKET = Path("/var/run/docker.sock")
@@ -248,3 +251,31 @@ faults: [{{type: pause, target: box}}]
     [fault] = [json.loads(line)["fault"] for line in journal.read_text().splitlines()
                if json.loads(line)["event"] == "inject"]  # fmt: skip
     assert fault["target"]["name"] == f"two/{name}"
+
+
+@pytest.mark.usefixtures("open_policy")
+def test_a_run_whose_engine_does_not_answer_is_refused_before_anything(tmp_path: Path) -> None:
+    (port,) = free_ports(1)  # nothing listens there
+    experiment = tmp_path / "down.yaml"
+    experiment.write_text(
+        f"""
+version: 1
+name: engine-down
+system:
+  engines: [{{name: gone, host: "tcp://127.0.0.1:{port}"}}]
+targets:
+  boxes: {{kind: container, select: "web-*"}}
+load: {{url: "http://127.0.0.1:{port}/", rate: 10/s}}
+steady_state: [{{name: errors, of: error_rate}}]
+faults: [{{type: pause, target: boxes}}]
+"""
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "chaoskit", "run", str(experiment), "--reports", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    engine = f"Docker engine gone (tcp://127.0.0.1:{port})"
+    assert f"refused, nothing was touched: container targets: {engine} does not answer" in (
+        done.stderr
+    )

@@ -44,7 +44,7 @@ async def start_containers(parts: Parts, specs: list[ContainerSpec]) -> None:
             try:
                 clients[engine.name] = await asyncio.to_thread(engine.client)
             except DriverError as error:
-                raise BringUpError(f"system.containers needs {error}") from None
+                raise BringUpError(f"system.containers: {error}") from None
             parts.stops.append(clients[engine.name].close)
     wanted = {cport for spec in specs for cport in spec.ports}
     for name, port in zip(sorted(wanted), free_ports(len(wanted)), strict=True):
