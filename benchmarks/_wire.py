@@ -19,6 +19,7 @@ library needed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import struct
@@ -40,6 +41,8 @@ def available() -> str | None:
     """None if a capture can run here, else why not."""
     if shutil.which("tcpdump") is None:
         return "tcpdump not found (apt-get install -y tcpdump)"
+    if os.geteuid() != 0:
+        return "capturing on lo needs root (or tcpdump with CAP_NET_RAW): run as root"
     return None
 
 
@@ -61,10 +64,10 @@ class WireCapture:
         for line in self._process.stderr:  # tcpdump says so once it captures
             said += line
             if line.startswith(b"tcpdump: listening on"):
-                break
-        else:
-            raise RuntimeError(f"tcpdump did not start: {said.decode(errors='replace')}")
-        return self
+                return self
+        self._process.wait()
+        self._folder.cleanup()
+        raise RuntimeError(f"tcpdump did not start: {said.decode(errors='replace')}")
 
     def __exit__(
         self,
@@ -77,7 +80,8 @@ class WireCapture:
             self._process.communicate(timeout=30)
 
     def round_trips(self) -> np.ndarray:
-        """Each request's round trip on the wire (seconds), in the order answers passed."""
+        """Each request's round trip on the wire (seconds), in the order answers passed; a
+        RuntimeError if none passed (nothing to take a median of)."""
         data = self.path.read_bytes()
         self._folder.cleanup()
         magic, link = struct.unpack_from("<I", data)[0], struct.unpack_from("<I", data, 20)[0]
@@ -106,4 +110,6 @@ class WireCapture:
                 asked[source].append(at)
             elif source == self.port and asked[destination]:
                 trips.append(at - asked[destination].popleft())
+        if not trips:
+            raise RuntimeError(f"tcpdump saw no answered request on port {self.port}")
         return np.asarray(trips)

@@ -42,7 +42,9 @@ class SecondEngine:
     """``dockerd`` number two, for the block: :attr:`unix` and :attr:`tcp` (with :attr:`tls`)
     reach it; :meth:`client` is a Docker SDK client on its unix socket."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, live_restore: bool = True) -> None:
+        """``live_restore``: containers outlive a stopped daemon (swarm mode refuses it)."""
+        self.live_restore = live_restore
         self.folder = Path(tempfile.mkdtemp(prefix="ck-engine-", dir="/tmp"))
         self.unix = f"unix://{self.folder}/docker.sock"
         (port,) = free_ports(1)
@@ -101,11 +103,13 @@ class SecondEngine:
             "--pidfile", str(self.folder / "docker.pid"), "-H", self.unix, "-H", self.tcp,
             "--tlsverify", "--tlscacert", str(self.folder / "ca.pem"),
             "--tlscert", str(self.folder / "server.pem"),
-            "--tlskey", str(self.folder / "server.key"), "--live-restore",
+            "--tlskey", str(self.folder / "server.key"),
             "--bridge", self.bridge, "--iptables=false", "--ip6tables=false",
             "--storage-driver", "vfs", "--containerd-namespace", f"ck{self.bridge}",
             "--containerd-plugins-namespace", f"ck{self.bridge}p",
         ]  # fmt: skip
+        if self.live_restore:
+            argv.append("--live-restore")
         log = (self.folder / "dockerd.log").open("ab")
         self._process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
         log.close()

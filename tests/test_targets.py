@@ -114,6 +114,21 @@ def test_a_spread_draw_still_reaches_every_target_over_seeds() -> None:
     assert seen == {t.name for t in SPREAD}
 
 
+@pytest.mark.parametrize("seed", range(60))
+def test_a_spread_draw_finds_the_draw_that_exists_where_taking_the_first_fit_would_not(
+    seed: int,
+) -> None:
+    """Two zones, a cap of one per host: taking t1 (h1, a) first leaves nothing (t2 is on h1,
+    t3 in zone a); {t2, t3} keeps to both rules, whatever the seed's order."""
+    targets = [
+        Target("container", "t1", {"host": "h1", "zone": "a"}),
+        Target("container", "t2", {"host": "h1", "zone": "b"}),
+        Target("container", "t3", {"host": "h2", "zone": "a"}),
+    ]
+    drawn = draw(targets, BlastRadius(count=2, spread="zone", max_per_host=1, seed=seed))
+    assert sorted(t.name for t in drawn.experiment) == ["t2", "t3"]
+
+
 def test_a_draw_without_spread_is_the_one_it_always_was() -> None:
     """Adding spread must not change the draws of experiments that do not ask for it."""
     radius = BlastRadius(count=3, seed=11)
@@ -125,8 +140,9 @@ def test_a_draw_without_spread_is_the_one_it_always_was() -> None:
 def test_a_spread_that_the_targets_cannot_give_says_where_they_are() -> None:
     with pytest.raises(
         TargetError,
-        match=r"asks for 5 targets with spread: host \(one per host\), but the 7 targets allow "
-        r"only 4: by host, they are on h1 \(2\), h2 \(2\), h3 \(2\), this machine \(1\)",
+        match=r"asks for 5 of 7 targets with spread: host \(one per host\), but no draw that "
+        r"large keeps to them: by host, they are on h1 \(2\), h2 \(2\), h3 \(2\), this "
+        r"machine \(1\)",
     ):
         draw(SPREAD, BlastRadius(count=5, spread="host", seed=1))
     with pytest.raises(TargetError, match="max_per_host: 1"):

@@ -39,14 +39,14 @@ __all__ = ["DockerDriver", "container_target"]
 
 def container_target(engine: Engine, container: Any, *, named: bool) -> Target:
     """``container`` on ``engine`` as a target. On a ``named`` engine (the experiment names
-    its engines) it is called ``ENGINE/CONTAINER``, carries the engine's labels under its own,
-    and its ref says how to reach the engine."""
+    its engines) it is called ``ENGINE/CONTAINER``, carries the engine's labels over its own
+    (where it runs is the engine's to say), and its ref says how to reach the engine."""
     if not named:
         return Target("container", container.name, dict(container.labels), {"id": container.id})
     return Target(
         "container",
         f"{engine.name}/{container.name}",
-        {**engine.labels, **container.labels},
+        {**container.labels, **engine.labels},
         {"id": container.id, "engine": engine.to_json()},
     )
 
@@ -62,7 +62,9 @@ class DockerDriver:
         closes it); other engines are connected on first use."""
         self._given = client
         self._clients: dict[tuple[str | None, str], Any] = {}
-        self._connecting = threading.Lock()
+        self._connecting: dict[tuple[str | None, str], threading.Lock] = {}
+        """One lock per engine: an engine slow to refuse holds up only its own calls."""
+        self._locks = threading.Lock()
 
     @classmethod
     def from_config(cls, config: DriverConfig) -> Self:
@@ -87,7 +89,11 @@ class DockerDriver:
         it at once. :class:`Unreachable` if the engine does not answer."""
         if engine.host is None and self._given is not None:
             return self._given
-        with self._connecting:
+        if (found := self._clients.get(engine.key)) is not None:
+            return found
+        with self._locks:
+            lock = self._connecting.setdefault(engine.key, threading.Lock())
+        with lock:
             if engine.key not in self._clients:
                 self._clients[engine.key] = engine.client()
             return self._clients[engine.key]
@@ -99,7 +105,7 @@ class DockerDriver:
             return None
         except docker.errors.APIError as error:
             raise DriverError(f"container {target.name}: {error.explanation}") from None
-        except (docker.errors.DockerException, requests.ConnectionError) as error:
+        except (docker.errors.DockerException, requests.ConnectionError, requests.Timeout) as error:
             engine = engine_of(target.ref)
             raise Unreachable(f"Docker {engine.described()} does not answer: {error}") from None
 
@@ -175,7 +181,7 @@ class DockerDriver:
     def _revert(self, record: AppliedFault) -> None:
         try:
             self._take_back(record)
-        except requests.ConnectionError as error:  # the engine went away in the middle
+        except (requests.ConnectionError, requests.Timeout) as error:  # gone, or hung, midway
             engine = engine_of(record.target.ref)
             raise Unreachable(f"Docker {engine.described()} does not answer: {error}") from None
 

@@ -44,7 +44,9 @@ class Engine:
         return os.environ.get("DOCKER_HOST") or "the local socket"
 
     def described(self) -> str:
-        """``engine NAME (WHERE)``."""
+        """``engine NAME (WHERE)``, or for the environment's ``engine at WHERE``."""
+        if self is ENVIRONMENT or (self.host is None and self.name == ENVIRONMENT.name):
+            return f"engine at {self.where}"
         return f"engine {self.name} ({self.where})"
 
     def to_json(self) -> dict[str, Any]:
@@ -77,10 +79,12 @@ class Engine:
                 if self.tls is not None:
                     cert = self.tls.get("cert")
                     key = self.tls.get("key")
+                    ca = self.tls.get("ca")
+                    checked = bool(self.tls.get("verify", True))
                     tls = docker.tls.TLSConfig(
                         client_cert=(cert, key) if cert and key else None,
-                        ca_cert=self.tls.get("ca"),
-                        verify=self.tls.get("ca") or bool(self.tls.get("verify", True)),
+                        ca_cert=ca if checked else None,
+                        verify=(ca or True) if checked else False,
                     )
                 client = self._remote(tls)
         except docker.errors.TLSParameterError as error:

@@ -325,7 +325,8 @@ class HttpClient:
         for task in self._opening:
             task.cancel()
         for connection in [*self._idle_connections, *self._busy]:
-            connection._close()
+            if connection.transport is not None:  # abort: a peer that stopped reading (paused)
+                connection.transport.abort()  # would keep a closing socket open for ever
         self._idle_connections.clear()
 
 

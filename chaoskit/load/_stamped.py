@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import platform
 import socket
 import struct
@@ -67,6 +68,7 @@ class _StampedTransport(asyncio.Transport):
         self._sock = sock
         self._fd = sock.fileno()
         self._protocol = protocol
+        self._peer = sock.getpeername()
         self._unsent: collections.deque[memoryview] = collections.deque()
         self._closing = False
         self._closed = False
@@ -79,7 +81,7 @@ class _StampedTransport(asyncio.Transport):
         if name == "socket":
             return self._sock
         if name == "peername":
-            return self._sock.getpeername()
+            return self._peer
         return default
 
     def is_closing(self) -> bool:
@@ -128,8 +130,8 @@ class _StampedTransport(asyncio.Transport):
         except OSError as error:
             self._lose(error)
             return
-        now = time.monotonic()
-        if not data:
+        now, wall = time.monotonic(), time.time_ns()  # together: one maps onto the other
+        if not data:  # the peer closed: so does this side (no half-closed connections)
             self._protocol.eof_received()
             self._closing = True
             self._lose(None)
@@ -138,10 +140,14 @@ class _StampedTransport(asyncio.Transport):
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(value)
-                age = time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)
+                age = wall - (seconds * 1_000_000_000 + nanoseconds)
                 if age >= 0:  # else the wall clock was stepped back: keep the read's time
                     arrived = now - age / 1e9
-        self._protocol.data_arrived(data, arrived)
+        try:
+            self._protocol.data_arrived(data, arrived)
+        except Exception as error:  # as asyncio's transports do: close, and let the loop log it
+            self._lose(error)
+            raise
 
     def _writable(self) -> None:
         while self._unsent:
@@ -184,7 +190,8 @@ async def connect(host: str, port: int, protocol: _P) -> tuple[asyncio.Transport
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            with contextlib.suppress(OSError):  # refused (a sandboxed kernel): stamped at read
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             await loop.sock_connect(sock, address)
         except OSError as error:
             sock.close()
@@ -193,5 +200,9 @@ async def connect(host: str, port: int, protocol: _P) -> tuple[asyncio.Transport
         except BaseException:
             sock.close()
             raise
-        return _StampedTransport(loop, sock, protocol), protocol
+        try:
+            return _StampedTransport(loop, sock, protocol), protocol
+        except BaseException:
+            sock.close()
+            raise
     raise failure

@@ -187,8 +187,8 @@ class EngineSpec(Model):
     tls: EngineTls | None = None
     """For ``tcp://``: the engine's CA and this client's certificate."""
     labels: dict[str, str] = Field(default_factory=dict)
-    """Labels every container on it carries as a target, e.g. ``host: h1``, ``zone: a`` (a
-    container's own label of the same name wins)."""
+    """Labels every container on it carries as a target, e.g. ``host: h1``, ``zone: a``, over
+    the container's own of the same name."""
 
     @model_validator(mode="after")
     def _tls_over_tcp(self) -> Self:
@@ -249,13 +249,21 @@ class System(Model):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise beyond_schema(f"names in system.{field} must be unique: {', '.join(dupes)}")
-        engines = {e.name for e in self.engines}
+        engines = {e.name: e for e in self.engines}
         for index, container in enumerate(self.containers):
             if container.engine is not None and container.engine not in engines:
                 known = ", ".join(sorted(engines)) or "none: add it to system.engines"
                 raise beyond_schema(
                     f"system.containers[{index}] ('{container.name}') is for engine "
                     f"'{container.engine}', which system.engines does not name (named: {known})"
+                )
+            on = engines.get(container.engine) if container.engine else None
+            on = on or (self.engines[0] if self.engines else None)
+            if container.faketime and on is not None and not on.host.startswith("unix://"):
+                raise beyond_schema(
+                    f"system.containers[{index}] ('{container.name}'): faketime needs an engine "
+                    f"on this machine (its clock file is here), and engine '{on.name}' is at "
+                    f"{on.host}: run it on a unix:// engine, or drop clock_skew"
                 )
         return self
 

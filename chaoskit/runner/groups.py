@@ -6,8 +6,6 @@ helps the claim that the system held (docs/experiment-file.md, load)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from ..load import RequestSamples
 from .errors import PreflightError
 
@@ -23,16 +21,16 @@ class GroupTagger:
         self.hit = hit
         self.control = control
         self.seen: set[str] = set()
-        bare = Counter(name.rpartition("/")[2] for name in hit | control)
-        self._aliases = {
-            name.rpartition("/")[2]: "experiment" if name in hit else "control"
-            for name in hit | control
-            if "/" in name and bare[name.rpartition("/")[2]] == 1
-        }
+        groups: dict[str, set[str]] = {}
+        for name in hit | control:
+            if "/" in name:
+                bare = name.rpartition("/")[2]
+                groups.setdefault(bare, set()).add("experiment" if name in hit else "control")
+        self._aliases = {bare: next(iter(g)) for bare, g in groups.items() if len(g) == 1}
         """A target on a named engine or server (``east/web-1``) by its bare name, which a
-        header is more likely to carry, where no other target has it."""
-        self._ambiguous = {name for name, count in bare.items() if count > 1}
-        """Bare names several targets share: the header cannot say which served."""
+        header is more likely to carry, where every target with that name is in one group."""
+        self._ambiguous = set(groups) - set(self._aliases)
+        """Bare names targets of both groups share: the header cannot say which served."""
 
     def __call__(self, value: str | None) -> str | None:
         if value is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from ..drivers.base import AppliedFault, DriverError, Unreachable
 from ..drivers.registry import Drivers
@@ -76,7 +76,8 @@ class Rollback:
 REVERT_PATIENCE = 30.0
 """Seconds a revert keeps trying a backend that does not answer (an engine restarting, a
 network that blinked), with backoff, before the fault is left in the journal for a later
-``chaoskit rollback``."""
+``chaoskit rollback``: no attempt starts after it, though one under way may take its own
+timeout (an engine's API calls: 30 s)."""
 
 
 async def _revert(drivers: Drivers, record: AppliedFault, patience: float) -> Outcome:
@@ -84,7 +85,7 @@ async def _revert(drivers: Drivers, record: AppliedFault, patience: float) -> Ou
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(Unreachable),
         wait=wait_exponential(multiplier=0.25, max=5.0),
-        stop=stop_after_delay(patience),
+        stop=stop_before_delay(patience),
         reraise=True,
     )
     try:

@@ -132,38 +132,65 @@ def place(target: Target, label: str) -> str:
     return target.labels.get(label) or "this machine"
 
 
+_SEARCH = 200_000
+"""Steps the search for a spread draw may take before it gives up (and says so)."""
+
+
 def _spread(shuffled: list[Target], size: int, radius: BlastRadius) -> list[Target]:
-    """The first ``size`` of ``shuffled`` that keep to ``spread`` and ``max_per_host``."""
-    hit: list[Target] = []
+    """The first ``size`` targets of ``shuffled``, in its order, that keep to ``spread`` and
+    ``max_per_host`` together: a depth-first search that prefers earlier targets, so the draw
+    stays the seed's. Taking each target that fits (greedy) can miss a draw that exists when
+    zones and a per-host cap pull apart."""
+    hosts = [place(t, "host") for t in shuffled]
+    spreads = [place(t, radius.spread) if radius.spread else "" for t in shuffled]
+    cap = radius.max_per_host
     on_host: Counter[str] = Counter()
     taken: set[str] = set()
-    for target in shuffled:
-        if len(hit) == size:
-            break
-        host = place(target, "host")
-        if radius.max_per_host is not None and on_host[host] >= radius.max_per_host:
-            continue
-        if radius.spread is not None and place(target, radius.spread) in taken:
-            continue
-        hit.append(target)
-        on_host[host] += 1
-        if radius.spread is not None:
-            taken.add(place(target, radius.spread))
-    if len(hit) < size:
-        rules = []
-        if radius.spread is not None:
-            rules.append(f"spread: {radius.spread} (one per {radius.spread})")
-        if radius.max_per_host is not None:
-            rules.append(f"max_per_host: {radius.max_per_host}")
-        label = radius.spread or "host"
-        places = Counter(place(t, label) for t in shuffled)
-        found = ", ".join(f"{name} ({n})" for name, n in sorted(places.items()))
-        raise TargetError(
-            f"blast_radius asks for {size} targets with {' and '.join(rules)}, but the "
-            f"{len(shuffled)} targets allow only {len(hit)}: by {label}, they are on {found}; "
-            "lower blast_radius.count or fraction, or select targets on more of them"
-        )
-    return hit
+    chosen: list[int] = []
+    steps = 0
+
+    def fits(i: int) -> bool:
+        if cap is not None and on_host[hosts[i]] >= cap:
+            return False
+        return radius.spread is None or spreads[i] not in taken
+
+    def search(start: int) -> bool:
+        nonlocal steps
+        if len(chosen) == size:
+            return True
+        for i in range(start, len(shuffled) - (size - len(chosen)) + 1):
+            steps += 1
+            if steps > _SEARCH:
+                return False
+            if not fits(i):
+                continue
+            chosen.append(i)
+            on_host[hosts[i]] += 1
+            if radius.spread is not None:
+                taken.add(spreads[i])
+            if search(i + 1):
+                return True
+            chosen.pop()
+            on_host[hosts[i]] -= 1
+            taken.discard(spreads[i])
+        return False
+
+    if search(0):
+        return [shuffled[i] for i in chosen]
+    rules = []
+    if radius.spread is not None:
+        rules.append(f"spread: {radius.spread} (one per {radius.spread})")
+    if cap is not None:
+        rules.append(f"max_per_host: {cap}")
+    label = radius.spread or "host"
+    places = Counter(place(t, label) for t in shuffled)
+    found = ", ".join(f"{name} ({n})" for name, n in sorted(places.items()))
+    why = "no draw that large keeps to them" if steps <= _SEARCH else "none was found in time"
+    raise TargetError(
+        f"blast_radius asks for {size} of {len(shuffled)} targets with {' and '.join(rules)}, "
+        f"but {why}: by {label}, they are on {found}; lower blast_radius.count or fraction, "
+        "or select targets on more of them"
+    )
 
 
 def check_places(policy: Policy, draws: Mapping[str, Draw]) -> list[Violation]:

@@ -203,7 +203,7 @@ def test_bad_targets_and_a_missing_engine_are_clear_errors(monkeypatch: pytest.M
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with (
         DockerDriver() as driver,
-        pytest.raises(Unreachable, match=r"Docker engine default .* does not answer"),
+        pytest.raises(Unreachable, match=r"engine at unix:///nonexistent/docker\.sock does not"),
     ):
         driver.plan(fault("pause"), gone)
 

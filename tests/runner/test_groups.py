@@ -33,7 +33,11 @@ def test_a_target_on_a_named_engine_is_known_by_its_bare_name_unless_two_share_i
     """``east/backend-1`` is what chaoskit calls it; its header says ``backend-1``. Where both
     engines run a ``backend-2``, that header cannot say which served, and counts against the
     experiment group, as an answer without the header does."""
-    tagger = GroupTagger({"east/backend-1", "east/backend-2"}, {"west/backend-2", "west/web"})
+    tagger = GroupTagger(
+        {"east/backend-1", "east/backend-2", "east/cache", "west/cache"},
+        {"west/backend-2", "west/web"},
+    )
+    assert tagger("cache") == "experiment"  # both caches were hit: no doubt which group
     assert tagger("backend-1") == "experiment"
     assert tagger("east/backend-1") == "experiment"
     assert tagger("web") == "control"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ __all__ = ["start_containers", "use_engines"]
 def use_engines(parts: Parts, specs: list[EngineSpec]) -> None:
     """Name the experiment's Docker engines (their hosts and TLS files rendered); containers
     are then started on them and found on them as ``ENGINE/CONTAINER``."""
+
+    def path(given: str | None) -> str | None:  # absolute: a rollback may run elsewhere
+        return None if given is None else os.path.abspath(parts.render(given))
+
     for spec in specs:
         tls = None if spec.tls is None else {
-            "ca": spec.tls.ca and parts.render(spec.tls.ca),
-            "cert": spec.tls.cert and parts.render(spec.tls.cert),
-            "key": spec.tls.key and parts.render(spec.tls.key),
+            "ca": path(spec.tls.ca), "cert": path(spec.tls.cert), "key": path(spec.tls.key),
             "verify": spec.tls.verify,
         }  # fmt: skip
         parts.up.engines.append(Engine(spec.name, parts.render(spec.host), tls, dict(spec.labels)))
@@ -54,9 +57,10 @@ async def start_containers(parts: Parts, specs: list[ContainerSpec]) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             clients[engine.name].containers.get(spec.name)
             on = f" on {engine.described()}" if parts.up.engines else ""
+            where = f"-H {engine.host} " if engine.host else ""
             raise BringUpError(
                 f"a container named '{spec.name}' already exists{on}: remove it "
-                f"(docker rm -f {spec.name}) or rename it in system.containers"
+                f"(docker {where}rm -f {spec.name}) or rename it in system.containers"
             )
     for index, spec in enumerate(specs):
         engine = parts.up.engine(spec.engine)
@@ -154,7 +158,7 @@ async def _container(
     if spec.tmpfs is not None:
         ref["tmpfs"] = spec.tmpfs.path
     name = f"{engine.name}/{spec.name}" if named else spec.name
-    labels = {**engine.labels, **spec.labels} if named else dict(spec.labels)
+    labels = {**spec.labels, **engine.labels} if named else dict(spec.labels)
     target = Target("container", name, labels, ref)
     parts.up.add_source(lambda: [target])
 
