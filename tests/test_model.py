@@ -389,3 +389,16 @@ def test_named_engines_and_servers_are_accepted_with_their_selectors() -> None:
     assert boxes.selects("east/api-1", {}) and not boxes.selects("west/api-1", {})
     assert proxies.selects("edge/backend-1", {"zone": "a"})
     assert not proxies.selects("backend-1", {"zone": "a"})  # the unnamed server is not 'edge'
+
+
+@pytest.mark.parametrize(
+    "radius", [{"count": 2, "spread": "host"}, {"count": 2, "max_per_host": 1}]
+)
+def test_a_spread_the_declared_targets_cannot_give_is_refused_before_the_run(
+    radius: dict[str, Any],
+) -> None:
+    """The stack's proxies are all on this machine (no host label): one host, so at most one
+    of them per host."""
+    with pytest.raises(InconsistentExperiment, match=r"on too few hosts or zones .* at most 1"):
+        exp(blast_radius=radius)
+    exp(blast_radius={**radius, "count": 1})

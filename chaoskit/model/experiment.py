@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -278,6 +279,11 @@ class Experiment(Model):
         """The names target ``key`` will select, when the file alone says so: processes and
         stack proxies chaoskit starts itself. None when the run must look (containers, pids, a
         Toxiproxy server of the user's, proxies placed in front of targets)."""
+        planned = self.planned_labels(key)
+        return None if planned is None else sorted(planned)
+
+    def planned_labels(self, key: str) -> dict[str, dict[str, str]] | None:
+        """:meth:`planned_targets` with each one's labels."""
         target, system = self.targets.get(key), self.system or System()
         stack = system.stack
         names: dict[str, dict[str, str]]
@@ -297,7 +303,7 @@ class Experiment(Model):
                 names.update({name: {} for name in stack.backend_names()})
         else:
             return None
-        return sorted(name for name, labels in names.items() if target.selects(name, labels))
+        return {name: labels for name, labels in names.items() if target.selects(name, labels)}
 
     def fault_window(self, index: int) -> tuple[Duration, Duration]:
         """When fault ``index`` is applied and reverted, as offsets into the fault phase."""
@@ -377,6 +383,26 @@ def _draw_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 f"target '{key}' ({', '.join(names)}) would be hit: give blast_radius.count or "
                 "fraction",
             )
+        elif (most := _most_spread(radius, exp.planned_labels(key) or {})) < size:
+            yield ExperimentProblem(
+                where,
+                f"{size} targets would be hit, but target '{key}' will be {len(names)} "
+                f"({', '.join(names)}) on too few hosts or zones for blast_radius.spread and "
+                f"max_per_host: at most {most} (a target without a host label is on this "
+                "machine)",
+            )
+
+
+def _most_spread(radius: BlastRadius, planned: dict[str, dict[str, str]]) -> int:
+    """At most how many of ``planned`` a draw with ``spread`` and ``max_per_host`` can hit (an
+    upper bound: the run's own draw says exactly)."""
+    most = len(planned)
+    if radius.spread is not None:
+        most = min(most, len({labels.get(radius.spread) or "" for labels in planned.values()}))
+    if radius.max_per_host is not None:
+        hosts = Counter(labels.get("host") or "" for labels in planned.values())
+        most = min(most, sum(min(radius.max_per_host, n) for n in hosts.values()))
+    return most
 
 
 def _recovery_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
