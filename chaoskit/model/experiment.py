@@ -294,6 +294,8 @@ class Experiment(Model):
             )
             if stack is None or stack.mode != "process" or system.toxiproxy or fronts:
                 return None
+            if system.toxiproxies:  # named servers' proxies are found at run time
+                return None
             names = {name: {} for name in stack.backend_names()}
         elif isinstance(target, ProcessTarget) and not target.pids:
             names = {p.name: p.labels for p in system.processes}
