@@ -167,4 +167,8 @@ class SecondEngine:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
         subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        # dockerd bind-mounts its data root onto itself and leaves the mount behind
+        mounted = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for point in sorted((m for m in mounted if m.startswith(f"{self.folder}/")), reverse=True):
+            subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
+        shutil.rmtree(self.folder)
