@@ -30,6 +30,15 @@ def write(tmp_path: Path):  # type: ignore[no-untyped-def]
     return _write
 
 
+@pytest.fixture
+def open_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A site policy without caps, for runs the repository's would refuse (it hits at most
+    half the targets)."""
+    policy = tmp_path / "open-policy.yaml"
+    policy.write_text("version: 1\n")
+    monkeypatch.setenv("CHAOSKIT_POLICY", str(policy))
+
+
 @pytest.fixture(scope="session")
 def docker_client():  # type: ignore[no-untyped-def]
     """A Docker engine client; with CI=true a missing engine fails the test, else it skips."""

@@ -92,14 +92,6 @@ def test_containers_on_named_engines_are_named_by_engine_carry_its_labels_and_se
     assert chosen(select=f"one/many-{boxes}-0") == [f"one/many-{boxes}-0"]
 
 
-@pytest.fixture
-def open_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A site policy without caps: the repository's hits at most half the targets."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text("version: 1\n")
-    monkeypatch.setenv("CHAOSKIT_POLICY", str(policy))
-
-
 @pytest.mark.usefixtures("open_policy")
 def test_a_killed_run_over_two_engines_and_two_proxy_servers_is_reverted_on_every_one(
     tmp_path: Path, docker_client: Any, second_engine: SecondEngine, boxes: str
