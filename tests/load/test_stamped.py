@@ -203,7 +203,8 @@ def test_a_wall_clock_a_day_ahead_of_the_kernels_never_moves_a_latency(
     assert done.returncode == 0, done.stderr
     count, shortest, longest = json.loads(done.stdout)
     assert count == 20
-    assert 0 < shortest <= longest < 1.0
+    assert 0 < shortest <= longest < 60  # a day off would be 86,400 s either way; a loaded
+    # machine can hold a request for seconds
 
 
 class _DayBehind:
