@@ -106,8 +106,7 @@ class DockerDriver:
         except docker.errors.APIError as error:
             raise DriverError(f"container {target.name}: {error.explanation}") from None
         except (docker.errors.DockerException, requests.ConnectionError, requests.Timeout) as error:
-            engine = engine_of(target.ref)
-            raise Unreachable(f"Docker {engine.described()} does not answer: {error}") from None
+            raise _unreachable(target, error) from None
 
     def plan(self, fault: Fault, target: Target) -> AppliedFault:
         """The record of ``fault`` on ``target``, with what revert will need; touches nothing."""
@@ -182,8 +181,7 @@ class DockerDriver:
         try:
             self._take_back(record)
         except (requests.ConnectionError, requests.Timeout) as error:  # gone, or hung, midway
-            engine = engine_of(record.target.ref)
-            raise Unreachable(f"Docker {engine.described()} does not answer: {error}") from None
+            raise _unreachable(record.target, error) from None
 
     def _take_back(self, record: AppliedFault) -> None:
         container = self._container(record.target)
@@ -203,6 +201,11 @@ class DockerDriver:
                     container.start()
             if "deflate" in undo and (pid := _local_pid(container)) is not None:
                 deflate(pid, undo["deflate"])
+
+
+def _unreachable(target: Target, error: Exception) -> Unreachable:
+    """The error for ``target``'s engine not answering."""
+    return Unreachable(f"Docker {engine_of(target.ref).described()} does not answer: {error}")
 
 
 def _networks(container: Any, only: str | None) -> dict[str, dict[str, Any]]:

@@ -45,7 +45,7 @@ class Engine:
 
     def described(self) -> str:
         """``engine NAME (WHERE)``, or for the environment's ``engine at WHERE``."""
-        if self is ENVIRONMENT or (self.host is None and self.name == ENVIRONMENT.name):
+        if self.host is None and self.name == ENVIRONMENT.name:
             return f"engine at {self.where}"
         return f"engine {self.name} ({self.where})"
 
