@@ -402,3 +402,12 @@ def test_a_spread_the_declared_targets_cannot_give_is_refused_before_the_run(
     with pytest.raises(InconsistentExperiment, match=r"on too few hosts or zones .* at most 1"):
         exp(blast_radius=radius)
     exp(blast_radius={**radius, "count": 1})
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [("tcp://127.0.0.1:notaport", "is not a Docker host"), ("tcp://:2376", "names no machine")],
+)
+def test_an_engine_host_that_cannot_be_reached_as_written_is_refused(host: str, said: str) -> None:
+    with pytest.raises(ValidationError, match=said):
+        exp(system={"engines": [{"name": "a", "host": host}]})

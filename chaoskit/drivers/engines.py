@@ -3,7 +3,8 @@
 An experiment may name several engines (``system.engines``), each in one of the ``DOCKER_HOST``
 forms: ``unix:///path/docker.sock``, ``tcp://host:port`` (with TLS: a CA, and a client
 certificate and key) or ``ssh://user@host`` (through the ``ssh`` program, so ``~/.ssh/config``
-applies). Without any, there is one engine, :data:`ENVIRONMENT`: the one the environment names
+applies; the Docker SDK also needs the paramiko package for it, which chaoskit does not
+install). Without any, there is one engine, :data:`ENVIRONMENT`: the one the environment names
 (``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``), else the local socket.
 
 Every container target's record carries its engine (:meth:`Engine.to_json`), so the watchdog
@@ -89,13 +90,22 @@ class Engine:
                 client = self._remote(tls)
         except docker.errors.TLSParameterError as error:
             raise DriverError(f"{self.described()}: TLS: {error}") from None
+        except ValueError as error:  # a host filled in at run time with a port that is no number
+            raise DriverError(f"{self.described()} is not a Docker host: {error}") from None
+        except docker.errors.DockerException as error:
+            if "paramiko" not in str(error):
+                raise Unreachable(f"Docker {self.described()} does not answer: {error}") from None
+            raise DriverError(  # the SDK reaches ssh:// engines through paramiko only
+                f"{self.described()}: ssh:// engines need the paramiko package "
+                "(pip install paramiko) beside chaoskit"
+            ) from None
         except requests.exceptions.SSLError as error:  # it answers, but not to us
             raise DriverError(
                 f"{self.described()} refused the TLS handshake ({error}): check its tls "
                 "files in system.engines (ca: the CA that signed the engine's certificate; "
                 "cert and key: a client certificate it accepts)"
             ) from None
-        except (docker.errors.DockerException, requests.RequestException) as error:
+        except requests.RequestException as error:
             raise Unreachable(f"Docker {self.described()} does not answer: {error}") from None
         try:
             client.ping()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -194,6 +195,14 @@ class EngineSpec(Model):
     def _tls_over_tcp(self) -> Self:
         if self.tls is not None and not self.host.startswith("tcp://"):
             raise ValueError(f"'tls' is for a tcp:// engine; '{self.host}' is not one")
+        if self.host.startswith(("tcp://", "ssh://")) and "${" not in self.host:
+            try:
+                parts = urlsplit(self.host)
+                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+            except ValueError as error:
+                raise ValueError(f"'{self.host}' is not a Docker host: {error}") from None
+            if not parts.hostname:
+                raise ValueError(f"'{self.host}' names no machine, e.g. tcp://10.0.0.2:2376")
         return self
 
 

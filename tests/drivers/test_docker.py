@@ -22,6 +22,7 @@ from waiting import answers, post_item, wait_until
 
 from chaoskit.drivers.base import AppliedFault, DriverError, Target, Unreachable
 from chaoskit.drivers.docker import DockerDriver
+from chaoskit.drivers.engines import Engine
 from chaoskit.model import Fault
 from chaoskit.runner.targets import engine_containers
 from chaoskit.stack.launcher import free_ports
@@ -259,3 +260,18 @@ def test_a_fresh_driver_reverts_many_containers_at_once_over_one_client(
         assert len(made) == 1
         paused = {"label": f"chaoskit.test={tag}", "status": "paused"}
         assert docker_client.containers.list(filters=paused) == []
+
+
+def test_an_ssh_engine_without_paramiko_says_what_to_install() -> None:
+    """The Docker SDK reaches ssh:// engines only through paramiko, which chaoskit does not
+    install: a clear error, not an engine that 'does not answer' and is retried."""
+    pytest.importorskip("docker")
+    try:
+        import paramiko  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("paramiko is installed here")
+    with pytest.raises(DriverError, match=r"ssh:// engines need the paramiko package") as caught:
+        Engine("far", "ssh://ops@127.0.0.1:1").client()
+    assert not isinstance(caught.value, Unreachable)
