@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 from proxy_servers import proxy_server
-from waiting import get_json, wait_until
+from waiting import answers, get_json, wait_until
 
 from chaoskit.gameday.plan import PlanError, run_plan
 from chaoskit.model.gameday import GameDayPlan
 from chaoskit.safety.policy import Policy
+from chaoskit.stack.launcher import free_ports
 
 CHAOSKIT = [sys.executable, "-m", "chaoskit"]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -183,3 +184,38 @@ faults: [{{type: latency, target: edges, latency: 1ms}}]
     assert done.returncode == 2, done.stderr
     assert "would hit targets on 2 hosts (h1, h2), more than the 1 allowed" in done.stderr
     assert toxics == [[], []]
+
+
+def test_a_toxiproxy_url_that_is_some_other_server_fails_the_bring_up_saying_so(
+    tmp_path: Path,
+) -> None:
+    """An HTTP server that is not Toxiproxy (here: Python's file server) answers /proxies with
+    a page, not JSON: the run says what is wrong (exit 6), not an internal error (70)."""
+    (port,) = free_ports(1)
+    other = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/"), 10, "the file server")
+        (tmp_path / "odd.yaml").write_text(
+            f"""
+version: 1
+name: not-toxiproxy
+system:
+  toxiproxies: [{{name: odd, url: "http://127.0.0.1:{port}"}}]
+targets:
+  edges: {{kind: proxy, select: "edge-*"}}
+load: {{url: "http://127.0.0.1:{port}/", rate: 10/s}}
+steady_state: [{{name: errors, of: error_rate}}]
+faults: [{{type: latency, target: edges, latency: 1ms}}]
+safety: {{abort_when: [{{metric: errors, above: 50%, for: 5s}}]}}
+blast_radius: {{count: 1}}
+"""
+        )
+        done = chaoskit("run", "odd.yaml", "--reports", "reports", cwd=tmp_path)
+    finally:
+        other.kill()
+        other.wait(10)
+    assert done.returncode == 6, done.stderr
+    assert "not with Toxiproxy's map of proxies" in done.stderr

@@ -50,9 +50,17 @@ def _proxies(
 ) -> list[Target]:
     named = f"Toxiproxy server {server} ({api})" if server else f"Toxiproxy API at {api}"
     try:
-        listed = httpx.get(f"{api}/proxies", timeout=2, trust_env=False).json()
+        answer = httpx.get(f"{api}/proxies", timeout=2, trust_env=False)
+        listed = answer.json()
     except httpx.HTTPError as error:
         raise BringUpError(f"no {named} answers: {error}") from None
+    except ValueError:
+        listed = None
+    if not isinstance(listed, dict):
+        raise BringUpError(
+            f"the {named} answers GET /proxies with {answer.status_code}, not with Toxiproxy's "
+            "map of proxies: check that the URL is a Toxiproxy API"
+        )
     return [
         Target("proxy", f"{server}/{name}" if server else name, dict(labels or {}),
                {"url": api, "proxy": name})
