@@ -12,10 +12,16 @@ Use::
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
+
+import httpx
+import pytest
 
 
 def _ip(*argv: str) -> None:
@@ -42,6 +48,27 @@ class Host:
         )
         self.processes.append(process)
         return process
+
+    def serve_proxies(self, proxies: list[dict[str, Any]]) -> str:
+        """Start ``chaoskit proxy`` on this host's address (port 8474) holding ``proxies`` (a
+        Toxiproxy ``/populate`` body): its API URL."""
+        argv = [sys.executable, "-m", "chaoskit", "proxy", "--host", self.address,
+                "--port", "8474"]  # fmt: skip
+        server = self.spawn(argv)
+        assert server.stdout is not None
+        said = re.search(r"http://[\d.]+:\d+", server.stdout.readline())
+        assert said is not None, f"chaoskit proxy on {self.name} did not say where it listens"
+        populated = httpx.post(f"{said.group(0)}/populate", json=proxies, trust_env=False)
+        populated.raise_for_status()
+        return said.group(0)
+
+
+def need_root() -> None:
+    """Network namespaces need root: skip without it, unless CI=true, where that fails."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and network namespaces need root")
+        pytest.skip("network namespaces need root")
 
 
 class NetnsHosts:

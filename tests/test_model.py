@@ -6,7 +6,7 @@ import copy
 from typing import Any, get_args
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from chaoskit.drivers.registry import BUILTIN_DRIVERS
 from chaoskit.model import Experiment, Fault, InconsistentExperiment
@@ -315,11 +315,46 @@ def test_every_fault_type_names_a_driver_for_each_kind_it_takes() -> None:
     for model in get_args(union):
         assert set(model.DRIVERS.values()) <= set(BUILTIN_DRIVERS), model.__name__
         assert {"tmpfs", "faketime"} >= model.LAUNCH_NEEDS, model.__name__
-        for kind in model.KINDS:
+        for kind in model.KINDS - {"host"}:  # a host's faults go to what runs there: below
             proxied = set(model.DRIVERS) == {"proxy"} or (
                 model.__name__ == "PartitionFault" and kind != "container"
             )
             assert model.DRIVERS.get("proxy" if proxied else kind), (model.__name__, kind)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"type": "partition"}, {"proxy": "toxiproxy"}),
+        ({"type": "partition", "mode": "refuse"}, {"proxy": "toxiproxy"}),
+        ({"type": "partition", "mode": "disconnect"}, {"container": "docker"}),
+        (
+            {"type": "host_down", "mode": "freeze"},
+            {"proxy": "toxiproxy", "process": "process", "container": "docker"},
+        ),
+        ({"type": "host_down"}, {"proxy": "toxiproxy", "container": "docker"}),
+    ],
+)
+def test_a_fault_on_a_host_reaches_each_thing_there_through_its_driver(
+    fields: dict[str, str], expected: dict[str, str]
+) -> None:
+    """A fault on a host becomes, for each thing running there, a fault some driver applies
+    to a thing of that kind; things it cannot bring back are refused, not skipped."""
+    fault = TypeAdapter(Fault).validate_python({**fields, "target": "h"})
+    assert "host" in fault.KINDS
+    reached = {}
+    for kind in ("proxy", "process", "container"):
+        try:
+            hit = fault.on_host(kind)
+        except ValueError as error:
+            assert (fields, kind) == ({"type": "host_down"}, "process")
+            assert "use mode 'freeze'" in str(error)
+            continue
+        if hit is not None:
+            driver = hit.driver(kind)
+            assert driver is not None, (fields, kind)
+            reached[kind] = driver
+    assert reached == expected
 
 
 def test_the_built_in_fault_types_are_one_list_in_three_spellings() -> None:

@@ -16,8 +16,18 @@ from waiting import wait_until
 from chaoskit.drivers.base import Target
 from chaoskit.drivers.process import process_target
 from chaoskit.model import BlastRadius
-from chaoskit.model.system import ContainerTarget, ProcessTarget, ProxyTarget
-from chaoskit.runner.targets import TargetError, check_draw, check_places, draw, select
+from chaoskit.model.system import ContainerTarget, HostTarget, ProcessTarget, ProxyTarget
+from chaoskit.runner.system.parts import RUN_LABEL
+from chaoskit.runner.targets import (
+    Draw,
+    TargetError,
+    check_draw,
+    check_places,
+    draw,
+    host_members,
+    hosts,
+    select,
+)
 from chaoskit.safety.policy import Policy
 
 PROXIES = [Target("proxy", f"backend-{i}") for i in range(1, 6)] + [Target("proxy", "db")]
@@ -284,3 +294,40 @@ def test_containers_are_protected_by_name_compose_service_and_labels() -> None:
     assert refusals(protecting("web"), box) == []
     process = Policy.model_validate({"protected": [{"kind": "process", "select": "db"}]})
     assert refusals(process, box) == []  # a protected entry of another kind
+
+
+ON_HOSTS = [
+    Target("proxy", "s1/web", {"host": "h1", "zone": "a"}),
+    Target("process", "worker", {"host": "h1", "zone": "a", "tier": "jobs"}),
+    Target("proxy", "s2/web", {"host": "h2", "zone": "a"}),
+    Target("container", "e2/db", {"host": "h2", "zone": "b", RUN_LABEL: "run-1"}),
+    Target("container", "e2/theirs", {"host": "h2", "zone": "a"}),
+    Target("container", "e2/earlier", {"host": "h2", RUN_LABEL: "run-0"}),
+    Target("proxy", "local", {}),
+]
+"""Two hosts and this machine: h2 runs a container of this run (run-1), one of an earlier
+run and one chaoskit never started."""
+
+
+def test_hosts_are_what_the_host_labels_name_each_with_what_this_run_runs_there() -> None:
+    found = {h.name: h for h in hosts(ON_HOSTS, "run-1")}
+    assert sorted(found) == ["h1", "h2"], "this machine (no host label) is no host target"
+    assert [t.name for t in host_members(found["h1"])] == ["worker", "s1/web"]
+    assert [t.name for t in host_members(found["h2"])] == ["e2/db", "s2/web"]
+    assert found["h1"].labels == {"host": "h1", "zone": "a"}, "the labels all there share"
+    assert found["h2"].labels == {"host": "h2"}, "its zone is not one: no zone label"
+    assert host_members(found["h2"])[0] == ON_HOSTS[3], "each member whole, for its driver"
+    zone_a = HostTarget(kind="host", labels={"zone": "a"})
+    assert [t.name for t in select("a", zone_a, hosts(ON_HOSTS, "run-1"))] == ["h1"]
+
+
+def test_a_host_running_anything_protected_is_protected() -> None:
+    policy = Policy.model_validate(
+        {"protected": [{"kind": "process", "labels": {"tier": "jobs"}, "reason": "billing"}]}
+    )
+    h1, h2 = hosts(ON_HOSTS, "run-1")
+    [refusal] = check_draw(policy, "hosts", Draw([h1], [h2], 1), 2)
+    assert refusal.message == (
+        "host h1 runs process 'worker', which is protected by labels tier=jobs: billing"
+    )
+    assert check_draw(policy, "hosts", Draw([h2], [h1], 1), 2) == []

@@ -496,6 +496,15 @@ def _fault_target_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
             )
 
 
+def _reaches(fault: Fault, kind: str) -> bool:
+    """Whether ``fault`` on a host does something to a thing of ``kind`` there (or refuses
+    one: the run says so, naming it)."""
+    try:
+        return fault.on_host(kind) is not None
+    except ValueError:
+        return True
+
+
 def _no_driver(index: int, fault: Fault, kind: str) -> ExperimentProblem:
     """A fault declared on a kind it takes, in a form no driver applies to that kind."""
     if isinstance(fault, PartitionFault):
@@ -541,7 +550,10 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                     "give 'listen', a system.ports name the proxy listens on, and point the "
                     "target's clients at ${ports.NAME}",
                 )
-        if fault.driver("proxy" if fault.on_proxy else target.kind) is None:
+        if target.kind == "host":
+            if not any(_reaches(fault, kind) for kind in ("proxy", "process", "container")):
+                yield _no_driver(i, fault, target.kind)
+        elif fault.driver("proxy" if fault.on_proxy else target.kind) is None:
             yield _no_driver(i, fault, target.kind)
         for need in sorted(fault.LAUNCH_NEEDS):
             yield from _started_feature_problems(exp, i, fault.type, need, target)

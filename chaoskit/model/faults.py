@@ -30,6 +30,7 @@ __all__ = [
     "Fault",
     "FaultBase",
     "FaultType",
+    "HostDownFault",
     "LatencyFault",
     "LimitDataFault",
     "PartitionFault",
@@ -43,7 +44,7 @@ __all__ = [
     "fault_types",
 ]
 
-TargetKind = Literal["proxy", "process", "container"]
+TargetKind = Literal["proxy", "process", "container", "host"]
 
 
 class FaultBase(Model):
@@ -80,6 +81,14 @@ class FaultBase(Model):
         """The name of the driver that applies this fault to a target of ``kind`` (after a
         fault :attr:`on_proxy` is moved to its proxy), or None if none can."""
         return self.DRIVERS.get(kind)
+
+    def on_host(self, kind: str) -> Fault | None:
+        """For a fault declared on a ``host`` target: the fault each thing of ``kind``
+        (``proxy``, ``process``, ``container``) running on the drawn host gets, or None to
+        leave things of that kind alone; raises ValueError, saying why, when a thing of that
+        kind must not be left alone and cannot be hit. Only faults with ``host`` in
+        :attr:`KINDS` need it."""
+        return None
 
 
 class _Toxic(FaultBase):
@@ -188,12 +197,20 @@ class PartitionFault(FaultBase):
     network: str | None = None
     """For ``disconnect``: the Docker network; by default every network of the container."""
 
+    KINDS: ClassVar[frozenset[str]] = frozenset({"proxy", "process", "container", "host"})
     DRIVERS: ClassVar[Mapping[str, str]] = {"proxy": "toxiproxy", "container": "docker"}
 
     @property
     def on_proxy(self) -> bool:
         """``hang`` and ``refuse`` are applied on a proxy; ``disconnect`` on the container."""
         return self.mode != "disconnect"
+
+    def on_host(self, kind: str) -> Fault | None:
+        """A host partition: ``hang`` and ``refuse`` on every proxy of the host's Toxiproxy
+        servers (the links into the host), ``disconnect`` on every container the run started
+        there."""
+        wanted = "proxy" if self.on_proxy else "container"
+        return self if kind == wanted else None
 
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
@@ -273,6 +290,38 @@ class PauseFault(FaultBase):
     type: Literal["pause"]
 
 
+class HostDownFault(FaultBase):
+    """Take a whole host down, then bring it back: everything chaoskit runs there at once."""
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"host"})
+
+    type: Literal["host_down"]
+    mode: Literal["power_off", "freeze"] = "power_off"
+    """``power_off``: the host's containers are killed (SIGKILL) and started again when the
+    fault is taken back, as after a power cut and a boot; a process chaoskit cannot start
+    again, so a host running one is refused. ``freeze``: its containers are paused and its
+    processes stopped (SIGSTOP), then resumed, as a hung machine or a paused VM. In both
+    modes every proxy of the host's Toxiproxy servers hangs its connections: peers see a host
+    that stopped answering, not one that refuses."""
+
+    def on_host(self, kind: str) -> Fault | None:
+        """The fault each thing on the host gets (see :attr:`mode`)."""
+        common = {"name": self.name, "target": self.target, "description": self.description}
+        if kind == "proxy":
+            return PartitionFault(type="partition", mode="hang", **common)
+        if kind == "container" and self.mode == "power_off":
+            return CrashFault(type="crash", **common)
+        if kind == "process" and self.mode == "power_off":
+            raise ValueError(
+                "a power_off kills everything on the host and starts it again when the fault "
+                "is taken back, and chaoskit cannot start a process again from its journal: "
+                "use mode 'freeze', or run the process in a container on the host's engine"
+            )
+        if kind in ("container", "process"):
+            return PauseFault(type="pause", **common)
+        return None
+
+
 class DiskFullFault(FaultBase):
     """Fill the target's data tmpfs so that only ``leave`` bytes or ``free`` percent remain.
 
@@ -336,6 +385,7 @@ BUILTIN_FAULTS: tuple[type[FaultBase], ...] = (
     PartitionFault,
     CrashFault,
     PauseFault,
+    HostDownFault,
     DiskFullFault,
     ClockSkewFault,
 )
@@ -372,6 +422,7 @@ FaultType = Literal[
     "partition",
     "crash",
     "pause",
+    "host_down",
     "disk_full",
     "clock_skew",
 ]
@@ -388,6 +439,7 @@ Fault = Annotated[
     | PartitionFault
     | CrashFault
     | PauseFault
+    | HostDownFault
     | DiskFullFault
     | ClockSkewFault,
     Field(discriminator="type"),

@@ -26,6 +26,7 @@ __all__ = [
     "ContainerTarget",
     "EngineSpec",
     "EngineTls",
+    "HostTarget",
     "ProcessSpec",
     "ProcessTarget",
     "ProxyTarget",
@@ -430,6 +431,30 @@ class ContainerTarget(_TargetBase):
         return self
 
 
-TargetSpec = Annotated[ProxyTarget | ProcessTarget | ContainerTarget, Field(discriminator="kind")]
+class HostTarget(_TargetBase):
+    """Hosts, by name pattern and/or labels (``zone``). A host is a value of the ``host``
+    label, which the engines and Toxiproxy servers under ``system:`` give everything on them
+    and processes may carry; what runs there is every proxy of its servers and every process
+    and container the run started there."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {"anyOf": [is_set("select"), is_set("labels", "map")]},
+            {"properties": {"select": {"minItems": 1}}},
+        )
+    )
+
+    kind: Literal["host"]
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not (self.patterns() or self.labels):
+            raise ValueError("a host target needs 'select' (host names) or 'labels'")
+        return self
+
+
+TargetSpec = Annotated[
+    ProxyTarget | ProcessTarget | ContainerTarget | HostTarget, Field(discriminator="kind")
+]
 """A named group of things faults may hit, chosen by ``kind`` (``targets:`` in an experiment;
 the concrete things it selects at run time are ``drivers.base.Target``)."""

@@ -5,7 +5,7 @@ Whatever is wrong here refuses the run (:class:`PreflightError`) with nothing ap
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..drivers.base import AppliedFault, DriverError, Target
 from ..model import Experiment, Fault
@@ -14,7 +14,16 @@ from .errors import PreflightError
 from .fronts import Fronts
 from .lifecycle import FaultLifecycle
 from .system import RunningSystem
-from .targets import Draw, TargetError, check_draw, check_places, draw, select
+from .targets import (
+    Draw,
+    TargetError,
+    check_draw,
+    check_places,
+    draw,
+    host_members,
+    hosts,
+    select,
+)
 
 __all__ = ["PlannedFault", "PreflightError", "check_planned", "plan_faults"]
 
@@ -29,6 +38,13 @@ class PlannedFault:
     start: float
     """Seconds into the fault phase."""
     end: float
+    on_host: dict[str, Fault] = field(default_factory=dict)
+    """For a fault on a host: what it became for each record's target (by record id)."""
+
+    def fault_of(self, record: AppliedFault) -> Fault:
+        """The fault ``record`` is planned from (again, each trial): the declared one, or, on
+        a host, what it becomes for the thing the record is on."""
+        return self.on_host.get(record.id, self.fault)
 
 
 def plan_faults(
@@ -44,6 +60,8 @@ def plan_faults(
         available = live.targets()
     except TargetError as error:
         raise PreflightError(str(error)) from None
+    if any(spec.kind == "host" for spec in experiment.targets.values()):
+        available += hosts(available, live.run_id)
     draws: dict[str, Draw] = {}
     planned: list[PlannedFault] = []
     fault_phase = experiment.phases.fault.nanoseconds / 1e9
@@ -59,8 +77,13 @@ def plan_faults(
             if problems:
                 raise PreflightError("; ".join(str(p) for p in problems))
             draws[key] = drawn
-        records = []
+        records, on_host = [], {}
         for member in draws[key].experiment:
+            if member.kind == "host":
+                for record, hit in _on_host(index, fault, member, policy, faults):
+                    records.append(record)
+                    on_host[record.id] = hit
+                continue
             target: Target | None = member
             if member.kind != "proxy" and fault.on_proxy:
                 target = fronts.of(key, member)  # placed for each one at bring-up
@@ -75,11 +98,43 @@ def plan_faults(
                 raise PreflightError(f"faults[{index}] on {target.name}: {error}") from None
         start = fault.at.nanoseconds / 1e9
         end = start + fault.duration.nanoseconds / 1e9 if fault.duration else fault_phase
-        planned.append(PlannedFault(fault, index, records, start, min(end, fault_phase)))
+        planned.append(PlannedFault(fault, index, records, start, min(end, fault_phase), on_host))
     problems = check_places(policy, draws)
     if problems:
         raise PreflightError("; ".join(str(p) for p in problems))
     return planned, draws
+
+
+def _on_host(
+    index: int, fault: Fault, host: Target, policy: Policy, faults: FaultLifecycle
+) -> list[tuple[AppliedFault, Fault]]:
+    """The records of a fault on ``host``, each with the fault it was planned from: one for
+    each thing running there that the fault reaches (:meth:`model.FaultBase.on_host`), each of
+    a kind the policy allows."""
+    records, there = [], host_members(host)
+    for member in there:
+        try:
+            hit = fault.on_host(member.kind)
+        except ValueError as error:
+            raise PreflightError(f"faults[{index}] on host {host.name}: {error}") from None
+        if hit is None:
+            continue
+        if member.kind not in policy.allowed_target_kinds:
+            raise PreflightError(
+                f"faults[{index}] on host {host.name} would hit {member.kind} {member.name}, "
+                f"and {member.kind} targets are not allowed here (allowed: "
+                f"{', '.join(policy.allowed_target_kinds)})"
+            )
+        try:
+            records.append((faults.plan(hit, member), hit))
+        except DriverError as error:
+            raise PreflightError(f"faults[{index}] on {member.name}: {error}") from None
+    if not records:
+        runs = ", ".join(f"{t.kind} {t.name}" for t in there)
+        raise PreflightError(
+            f"faults[{index}] ({fault.type}) reaches nothing on host {host.name}, which runs {runs}"
+        )
+    return records
 
 
 async def check_planned(planned: list[PlannedFault], faults: FaultLifecycle) -> None:

@@ -137,7 +137,7 @@ async def _timeline(
             for planned in item.records:
                 target = current.get((planned.target.kind, planned.target.name))
                 try:
-                    record = run.faults.plan(item.fault, target or planned.target)
+                    record = run.faults.plan(item.fault_of(planned), target or planned.target)
                     live[item.index].append(record)
                     await run.faults.inject(record)
                 except TargetGone as gone:  # the system lost it: end the phase, say so

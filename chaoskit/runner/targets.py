@@ -15,6 +15,7 @@ from ..drivers.process import describe, process_target
 from ..model import BlastRadius, TargetSpec
 from ..model.system import ProcessTarget
 from ..safety.policy import Policy, Violation
+from .system.parts import RUN_LABEL
 
 __all__ = [
     "Draw",
@@ -23,6 +24,8 @@ __all__ = [
     "check_places",
     "draw",
     "engine_containers",
+    "host_members",
+    "hosts",
     "known_as",
     "place",
     "select",
@@ -56,6 +59,43 @@ def engine_containers(engines: Sequence[Engine] = ()) -> list[Target]:
             client.close()
         found += [container_target(engine, c, named=bool(engines)) for c in listed]
     return found
+
+
+def hosts(available: Iterable[Target], run_id: str | None) -> list[Target]:
+    """The hosts ``available`` targets name in their ``host`` label, as ``host`` targets: each
+    labelled with its name and with every label all that run there share (its ``zone``), its
+    ref listing what runs there (:func:`host_members`). A target without the label is on this
+    machine, which is no host target: it is where chaoskit itself runs. ``run_id``: the run
+    whose containers count as its own (None: any container chaoskit started)."""
+    members: dict[str, list[Target]] = {}
+    for target in available:
+        host = target.labels.get("host")
+        if host and _runs_there(target, run_id):
+            members.setdefault(host, []).append(target)
+    found = []
+    for host, there in sorted(members.items()):
+        shared = dict(there[0].labels)
+        for target in there[1:]:
+            shared = {k: v for k, v in shared.items() if target.labels.get(k) == v}
+        shared.pop(RUN_LABEL, None)
+        ref = {"members": [t.to_json() for t in sorted(there, key=lambda t: (t.kind, t.name))]}
+        found.append(Target("host", host, {**shared, "host": host}, ref))
+    return found
+
+
+def _runs_there(target: Target, run_id: str | None) -> bool:
+    """What a host fault hits on a host: every proxy of its servers and every process the
+    run started there; of containers, only those the run started (an engine's other
+    containers are not chaoskit's to take down)."""
+    if target.kind != "container":
+        return True
+    run = target.labels.get(RUN_LABEL)
+    return run is not None and run_id in (None, run)
+
+
+def host_members(host: Target) -> list[Target]:
+    """What runs on ``host`` (a target :func:`hosts` made)."""
+    return [Target.from_json(t) for t in host.ref["members"]]
 
 
 def _by_pid(key: str, pids: list[int], available: Iterable[Target]) -> list[Target]:
@@ -249,9 +289,13 @@ def known_as(target: Target) -> tuple[list[str], str]:
 
 def check_draw(policy: Policy, key: str, drawn: Draw, total: int) -> list[Violation]:
     """Policy rules on the concrete draw: protected targets (by every name each goes by, see
-    :func:`known_as`, and labels) and the blast-radius caps."""
+    :func:`known_as`, and labels; a host is protected when anything running there is) and the
+    blast-radius caps."""
     found = []
-    for target in drawn.experiment:
+    hit_targets = [(t, "") for t in drawn.experiment]
+    for host in (t for t in drawn.experiment if t.kind == "host"):
+        hit_targets += [(t, f"host {host.name} runs ") for t in host_members(host)]
+    for target, on_host in hit_targets:
         names, said = known_as(target)
         for entry in policy.protected:
             matched = entry.matching(target.kind, names, target.labels)
@@ -267,7 +311,9 @@ def check_draw(policy: Policy, key: str, drawn: Draw, total: int) -> list[Violat
                 Violation(
                     ("targets", key),
                     "protected",
-                    f"{target.kind} {said} is protected by {rule}{hit}{why}",
+                    f"{on_host}{target.kind} {said}, which is protected by {rule}{hit}{why}"
+                    if on_host
+                    else f"{target.kind} {said} is protected by {rule}{hit}{why}",
                 )
             )
             break

@@ -5,15 +5,12 @@ the runner's SIGKILL its watchdog, outside every host, takes each fault back."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from hosts import NetnsHosts
+from hosts import NetnsHosts, need_root
 from killed_run import HELD_OPEN, kill_once_applied
 from waiting import wait_until
 
@@ -26,24 +23,13 @@ pytestmark = pytest.mark.slow
 def apis() -> Iterator[list[str]]:
     """Three hosts, each with a ``chaoskit proxy`` on its own address holding ``edge-0`` and
     ``edge-1``: their API URLs."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and network namespaces need root")
-        pytest.skip("network namespaces need root")
+    need_root()
     with NetnsHosts(3) as hosts:
-        found = []
-        for host in hosts.hosts:
-            argv = [sys.executable, "-m", "chaoskit", "proxy", "--host", host.address,
-                    "--port", "8474"]  # fmt: skip
-            server = host.spawn(argv)
-            assert server.stdout is not None
-            said = re.search(r"http://[\d.]+:\d+", server.stdout.readline())
-            assert said is not None, f"chaoskit proxy on {host.name} did not say where it listens"
-            body = [{"name": f"edge-{i}", "listen": f"{host.address}:0",
-                     "upstream": "127.0.0.1:9"} for i in range(2)]  # fmt: skip
-            httpx.post(f"{said.group(0)}/populate", json=body, trust_env=False).raise_for_status()
-            found.append(said.group(0))
-        yield found
+        edges = [{"name": f"edge-{i}", "upstream": "127.0.0.1:9"} for i in range(2)]
+        yield [
+            host.serve_proxies([{**edge, "listen": f"{host.address}:0"} for edge in edges])
+            for host in hosts.hosts
+        ]
 
 
 def toxics(apis: list[str]) -> int:

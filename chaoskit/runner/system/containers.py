@@ -15,7 +15,7 @@ from ...drivers.engines import Engine
 from ...launch.faketime import container_faketime
 from ...model.system import ContainerSpec, EngineSpec
 from ..errors import BringUpError
-from .parts import Parts, cannot_start, free_ports, ready
+from .parts import RUN_LABEL, Parts, cannot_start, free_ports, ready
 
 __all__ = ["start_containers", "use_engines"]
 
@@ -99,7 +99,7 @@ async def _container(
             [parts.render(a) for a in spec.command] if spec.command else None,
             name=spec.name,
             environment=env,
-            labels={**spec.labels, "chaoskit.run": parts.run_id},
+            labels={**spec.labels, RUN_LABEL: parts.run_id},
             ports={
                 f"{cport}/tcp": ("127.0.0.1", parts.up.ports[name])
                 for name, cport in spec.ports.items()
@@ -128,9 +128,7 @@ async def _container(
             try:
                 network = client.networks.get(network_name)
             except docker.errors.NotFound:
-                network = client.networks.create(
-                    network_name, labels={"chaoskit.run": parts.run_id}
-                )
+                network = client.networks.create(network_name, labels={RUN_LABEL: parts.run_id})
                 entry = {"key": f"network:{network.id}", "kind": "network", "id": network.id,
                          **where}  # fmt: skip
                 parts.track(entry, _network_remover(network))
@@ -158,7 +156,9 @@ async def _container(
     if spec.tmpfs is not None:
         ref["tmpfs"] = spec.tmpfs.path
     name = f"{engine.name}/{spec.name}" if named else spec.name
-    labels = {**spec.labels, **engine.labels} if named else dict(spec.labels)
+    labels = {**spec.labels, RUN_LABEL: parts.run_id}
+    if named:
+        labels.update(engine.labels)
     target = Target("container", name, labels, ref)
     parts.up.add_source(lambda: [target])
 

@@ -26,6 +26,7 @@ from ..errors import BringUpError, PreflightError
 
 __all__ = [
     "GRACE",
+    "RUN_LABEL",
     "Parts",
     "RunningSystem",
     "cannot_start",
@@ -34,6 +35,9 @@ __all__ = [
     "stop_part",
     "tail",
 ]
+
+RUN_LABEL = "chaoskit.run"
+"""The label each container the run starts carries, and its target too: the run's id."""
 
 GRACE = 5.0
 """Seconds a stopped process has between SIGTERM and SIGKILL."""
@@ -65,6 +69,8 @@ class RunningSystem:
     """The API of the proxy server chaoskit started for proxies in front of targets, if any."""
     engines: list[Engine] = field(default_factory=list)
     """The Docker engines the experiment names (none: the environment's, unnamed)."""
+    run_id: str | None = None
+    """The run's id, which labels the containers it starts (``chaoskit.run``)."""
     _sources: list[Callable[[], list[Target]]] = field(default_factory=list)
 
     def targets(self) -> list[Target]:
@@ -102,7 +108,7 @@ class Parts:
         self.run = {"id": run_id, "dir": str(run_dir)}
         self.run_id = run_id
         self.run_dir = run_dir
-        self.up = RunningSystem()
+        self.up = RunningSystem(run_id=run_id)
         self.stops: list[Callable[[], None]] = []
 
     def track(self, part: dict[str, Any], stop: Callable[[], None]) -> None:
@@ -208,3 +214,4 @@ def stop_part(part: dict[str, Any]) -> str | None:
     finally:
         client.close()
     return None
+
