@@ -13,9 +13,11 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import httpx
 import pytest
 from containers import sleeping
@@ -32,6 +34,7 @@ from chaoskit.model.system import ContainerTarget
 from chaoskit.runner.journal import Journal, read_journal
 from chaoskit.runner.lifecycle import FaultLifecycle
 from chaoskit.runner.rollback import revert_all, rollback
+from chaoskit.runner.system.parts import stop_part
 from chaoskit.runner.targets import engine_containers, select
 from chaoskit.stack.launcher import free_ports
 
@@ -271,3 +274,39 @@ faults: [{{type: pause, target: boxes}}]
     assert f"refused, nothing was touched: container targets: {engine} does not answer" in (
         done.stderr
     )
+
+
+def test_a_container_whose_removal_is_under_way_counts_as_stopped(
+    second_engine: SecondEngine, stack_image: str
+) -> None:
+    """A runner killed while it removes its container leaves its watchdog to meet the engine's
+    'removal already in progress' (409): the part is stopped once that removal ends, not a
+    failure for ``chaoskit rollback`` to chase. (On the second engine: its storage driver,
+    vfs, makes a removal last long enough to meet.)"""
+    with second_engine.client() as docker_client:
+        removed_while_removing(docker_client, second_engine.unix, stack_image)
+
+
+def removed_while_removing(docker_client: Any, engine: str, stack_image: str) -> None:
+    box = docker_client.containers.run(
+        stack_image, entrypoint=["sleep", "infinity"], detach=True, network_mode="none"
+    )
+    seen: list[str] = []
+
+    def removing() -> bool:
+        try:
+            seen.append(docker_client.api.inspect_container(box.id)["State"]["Status"])
+        except docker.errors.NotFound:
+            seen.append("gone")
+        return seen[-1] in ("removing", "gone")
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(box.remove, force=True)  # the dying runner's own removal
+        wait_until(removing, 10, "the first removal under way", step=0.001)
+        assert seen[-1] == "removing", f"the removal ended before it could be met: {seen}"
+        part = {"kind": "container", "id": box.id, "name": "busy", "engine": {"name": "two",
+                "host": engine, "tls": None}}  # fmt: skip
+        assert stop_part(part) is None
+        first.result()
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(box.id)

@@ -210,8 +210,25 @@ def stop_part(part: dict[str, Any]) -> str | None:
     except docker.errors.NotFound:
         return None
     except docker.errors.APIError as error:
-        return str(error.explanation or error)
+        said = str(error.explanation or error)
+        if kind == "container" and "already in progress" in said:
+            return _removed_by_other(client, part["id"], said)  # the dying runner's own removal
+        return said
     finally:
         client.close()
     return None
 
+
+def _removed_by_other(client: Any, container: str, said: str) -> str | None:
+    """Wait (up to :data:`GRACE`) for a removal someone else started to finish: None once the
+    container is gone, else what the engine said."""
+    import docker.errors  # noqa: PLC0415
+
+    deadline = time.monotonic() + GRACE
+    while time.monotonic() < deadline:
+        try:
+            client.containers.get(container)
+        except docker.errors.NotFound:
+            return None
+        time.sleep(0.1)
+    return said
