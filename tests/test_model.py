@@ -325,6 +325,7 @@ def test_every_fault_type_names_a_driver_for_each_kind_it_takes() -> None:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
+        ({"type": "latency", "latency": "20ms"}, {"proxy": "toxiproxy"}),
         ({"type": "partition"}, {"proxy": "toxiproxy"}),
         ({"type": "partition", "mode": "refuse"}, {"proxy": "toxiproxy"}),
         ({"type": "partition", "mode": "disconnect"}, {"container": "docker"}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self, cast
 
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
@@ -94,12 +94,17 @@ class FaultBase(Model):
 class _Toxic(FaultBase):
     """A Toxiproxy toxic: on a proxy, or a proxy chaoskit places in front of a target's port."""
 
+    KINDS: ClassVar[frozenset[str]] = frozenset({"proxy", "process", "container", "host"})
     DRIVERS: ClassVar[Mapping[str, str]] = {"proxy": "toxiproxy"}
 
     stream: Literal["downstream", "upstream", "both"] = "downstream"
     """Which direction: ``downstream`` (server to client), ``upstream``, or ``both``."""
     toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of connections affected, 0 to 1 (Toxiproxy rolls it per connection)."""
+
+    def on_host(self, kind: str) -> Fault | None:
+        """On a host: the same toxic on every proxy of its Toxiproxy servers."""
+        return cast("Fault", self) if kind == "proxy" else None
 
 
 class LatencyFault(_Toxic):
