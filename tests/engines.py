@@ -42,9 +42,12 @@ class SecondEngine:
     """``dockerd`` number two, for the block: :attr:`unix` and :attr:`tcp` (with :attr:`tls`)
     reach it; :meth:`client` is a Docker SDK client on its unix socket."""
 
-    def __init__(self, *, live_restore: bool = True) -> None:
-        """``live_restore``: containers outlive a stopped daemon (swarm mode refuses it)."""
+    def __init__(self, *, live_restore: bool = True, netns: str | None = None) -> None:
+        """``live_restore``: containers outlive a stopped daemon (swarm mode refuses it).
+        ``netns``: run the daemon inside that network namespace (a host of tests/hosts.py),
+        with its own firewall rules there, so that it publishes ports on that host."""
         self.live_restore = live_restore
+        self.netns = netns
         self.folder = Path(tempfile.mkdtemp(prefix="ck-engine-", dir="/tmp"))
         self.unix = f"unix://{self.folder}/docker.sock"
         (port,) = free_ports(1)
@@ -104,12 +107,15 @@ class SecondEngine:
             "--tlsverify", "--tlscacert", str(self.folder / "ca.pem"),
             "--tlscert", str(self.folder / "server.pem"),
             "--tlskey", str(self.folder / "server.key"),
-            "--bridge", self.bridge, "--iptables=false", "--ip6tables=false",
+            "--bridge", self.bridge, f"--iptables={self.netns is not None}".lower(),
+            "--ip6tables=false",
             "--storage-driver", "vfs", "--containerd-namespace", f"ck{self.bridge}",
             "--containerd-plugins-namespace", f"ck{self.bridge}p",
         ]  # fmt: skip
         if self.live_restore:
             argv.append("--live-restore")
+        if self.netns is not None:  # not `ip netns exec`: its own /sys hides the cgroups
+            argv = ["nsenter", f"--net=/var/run/netns/{self.netns}", *argv]
         log = (self.folder / "dockerd.log").open("ab")
         self._process = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
         log.close()
@@ -152,10 +158,11 @@ class SecondEngine:
         client.private_key_pem.write_to_path(str(self.folder / "client.key"))
         self.tls = Tls(*(str(self.folder / n) for n in ("ca.pem", "client.pem", "client.key")))
         (self.folder / "daemon.json").write_text("{}")  # not the first engine's settings
-        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
-        subprocess.run(["ip", "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge],
+        ip = ["ip"] if self.netns is None else ["ip", "-n", self.netns]
+        subprocess.run([*ip, "link", "add", self.bridge, "type", "bridge"], check=True)
+        subprocess.run([*ip, "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge],
                        check=True)  # fmt: skip
-        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
+        subprocess.run([*ip, "link", "set", self.bridge, "up"], check=True)
         self.start_daemon()
 
     def _stop(self) -> None:
@@ -166,7 +173,8 @@ class SecondEngine:
             self.stop_daemon()
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
-        subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
+        ip = ["ip"] if self.netns is None else ["ip", "-n", self.netns]
+        subprocess.run([*ip, "link", "del", self.bridge], check=False, capture_output=True)
         # dockerd bind-mounts its data root onto itself and leaves the mount behind
         mounted = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
         for point in sorted((m for m in mounted if m.startswith(f"{self.folder}/")), reverse=True):

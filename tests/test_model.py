@@ -88,7 +88,7 @@ def test_disk_full_by_percent() -> None:
     [
         (
             {"faults": [{"type": "crash", "target": "proxies"}]},
-            "needs a container or process target",
+            "needs a container, process or service target",
         ),
         (
             {"faults": [{"type": "latency", "target": "nope", "latency": "1s"}]},

@@ -16,7 +16,13 @@ from waiting import wait_until
 from chaoskit.drivers.base import Target
 from chaoskit.drivers.process import process_target
 from chaoskit.model import BlastRadius
-from chaoskit.model.system import ContainerTarget, HostTarget, ProcessTarget, ProxyTarget
+from chaoskit.model.system import (
+    ContainerTarget,
+    HostTarget,
+    ProcessTarget,
+    ProxyTarget,
+    ServiceTarget,
+)
 from chaoskit.runner.system.parts import RUN_LABEL
 from chaoskit.runner.targets import (
     Draw,
@@ -331,3 +337,15 @@ def test_a_host_running_anything_protected_is_protected() -> None:
         "host h1 runs process 'worker', which is protected by labels tier=jobs: billing"
     )
     assert check_draw(policy, "hosts", Draw([h2], [h1], 1), 2) == []
+
+
+def test_a_service_target_selects_the_tasks_of_its_services_by_service_name() -> None:
+    tasks = [Target("service", n, {"node": "n1"}) for n in
+             ("sw/web.1", "sw/web.2", "sw/webapp.1", "other/web.1", "api.1")]  # fmt: skip
+    web = ServiceTarget(kind="service", select="web")
+    assert [t.name for t in select("w", web, tasks)] == ["other/web.1", "sw/web.1", "sw/web.2"]
+    on_sw = ServiceTarget(kind="service", select="web*", engine="sw")
+    assert [t.name for t in select("w", on_sw, tasks)] == ["sw/web.1", "sw/web.2", "sw/webapp.1"]
+    assert [t.name for t in select("a", ServiceTarget(kind="service", select="api"), tasks)] == [
+        "api.1"
+    ]

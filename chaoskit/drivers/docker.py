@@ -34,7 +34,7 @@ from .base import (
 )
 from .engines import ENVIRONMENT, Engine, engine_of
 
-__all__ = ["DockerDriver", "container_target"]
+__all__ = ["DockerDriver", "container_target", "crash", "unreachable"]
 
 
 def container_target(engine: Engine, container: Any, *, named: bool) -> Target:
@@ -106,7 +106,7 @@ class DockerDriver:
         except docker.errors.APIError as error:
             raise DriverError(f"container {target.name}: {error.explanation}") from None
         except (docker.errors.DockerException, requests.ConnectionError, requests.Timeout) as error:
-            raise _unreachable(target, error) from None
+            raise unreachable(target, error) from None
 
     def plan(self, fault: Fault, target: Target) -> AppliedFault:
         """The record of ``fault`` on ``target``, with what revert will need; touches nothing."""
@@ -116,8 +116,8 @@ class DockerDriver:
         if container is None:
             raise TargetGone(f"container {target.name} ({target.ref['id'][:12]}) does not exist")
         if isinstance(fault, CrashFault):
-            crash = {"action": fault.action, "signal": fault.signal}
-            return AppliedFault(self.name, "crash", target, crash, {"ensure_running": True})
+            params = {"action": fault.action, "signal": fault.signal}
+            return AppliedFault(self.name, "crash", target, params, {"ensure_running": True})
         if isinstance(fault, PauseFault):
             return AppliedFault(self.name, "pause", target, {}, {"unpause": True})
         if isinstance(fault, PartitionFault) and fault.mode == "disconnect":
@@ -159,7 +159,7 @@ class DockerDriver:
             raise TargetGone(f"container {record.target.name} disappeared before the fault")
         try:
             if record.fault == "crash":
-                _crash(container, record.params["action"], record.params["signal"])
+                crash(container, record.params["action"], record.params["signal"])
             elif record.fault == "pause":
                 container.pause()
             elif record.fault == "partition":
@@ -181,7 +181,7 @@ class DockerDriver:
         try:
             self._take_back(record)
         except (requests.ConnectionError, requests.Timeout) as error:  # gone, or hung, midway
-            raise _unreachable(record.target, error) from None
+            raise unreachable(record.target, error) from None
 
     def _take_back(self, record: AppliedFault) -> None:
         container = self._container(record.target)
@@ -203,7 +203,7 @@ class DockerDriver:
                 deflate(pid, undo["deflate"])
 
 
-def _unreachable(target: Target, error: Exception) -> Unreachable:
+def unreachable(target: Target, error: Exception) -> Unreachable:
     """The error for ``target``'s engine not answering."""
     return Unreachable(f"Docker {engine_of(target.ref).described()} does not answer: {error}")
 
@@ -233,7 +233,8 @@ def _connect(network: Any, container: Any, settings: dict[str, Any]) -> None:
         connect()
 
 
-def _crash(container: Any, action: str, signame: str) -> None:
+def crash(container: Any, action: str, signame: str) -> None:
+    """Kill (with ``signame``, from the host when the engine is local), stop or restart."""
     if action == "stop":
         container.stop(timeout=10)
     elif action == "restart":

@@ -33,6 +33,7 @@ BUILTIN_DRIVERS: Mapping[str, str] = {
     "process": "chaoskit.drivers.process:ProcessDriver.from_config",
     "docker": "chaoskit.drivers.docker:DockerDriver.from_config",
     "clock": "chaoskit.drivers.clock:ClockDriver.from_config",
+    "swarm": "chaoskit.drivers.swarm:SwarmDriver.from_config",
 }
 """Each built-in driver's factory, as ``module:attribute`` (the form of an entry point)."""
 

@@ -23,12 +23,19 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..model.metrics import CommandProbe, HttpProbe, PrometheusProbe, PythonProbe, ScrapeProbe
+from ..model.metrics import (
+    CommandProbe,
+    HttpProbe,
+    PrometheusProbe,
+    PythonProbe,
+    ReplicasProbe,
+    ScrapeProbe,
+)
 from ._errors import ProbeConfigError, ProbeFailure, refuse_placeholders
 
 __all__ = ["ProbeReader", "read_probe", "reader_for"]
 
-AnyProbe = HttpProbe | PrometheusProbe | ScrapeProbe | CommandProbe | PythonProbe
+AnyProbe = HttpProbe | PrometheusProbe | ScrapeProbe | CommandProbe | PythonProbe | ReplicasProbe
 
 
 class ProbeReader(ABC):
@@ -75,6 +82,8 @@ def reader_for(probe: AnyProbe) -> ProbeReader:
     reader = make() if callable(make) else None
     if isinstance(reader, ProbeReader):
         return reader
+    if isinstance(probe, ReplicasProbe):  # the runner binds it to an engine, then it has one
+        raise ProbeConfigError("a replicas probe is read through the engines of a run")
     raise ProbeConfigError(
         f"the {getattr(probe, 'type', '?')} probe gave no reader: its reader() must return a "
         "chaoskit.load.ProbeReader"

@@ -26,7 +26,14 @@ from ._base import (
     schema_rules,
 )
 from .faults import Fault, PartitionFault
-from .metrics import ErrorRateMetric, LatencyMetric, Metric, ProbeMetric, ThroughputMetric
+from .metrics import (
+    ErrorRateMetric,
+    LatencyMetric,
+    Metric,
+    ProbeMetric,
+    ReplicasProbe,
+    ThroughputMetric,
+)
 from .safety import AbortCondition, Safety
 from .system import (
     ContainerSpec,
@@ -488,7 +495,8 @@ def _fault_target_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 f"no target called '{fault.target}'{_close(fault.target, list(exp.targets))}",
             )
         elif target.kind not in fault.KINDS:
-            kinds = " or ".join(sorted(fault.KINDS))
+            *most, last = sorted(fault.KINDS)
+            kinds = f"{', '.join(most)} or {last}" if most else last
             yield ExperimentProblem(
                 ("faults", i, "target"),
                 f"a {fault.type} fault needs a {kinds} target, but '{fault.target}' is a "
@@ -790,6 +798,19 @@ def _placeholder_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                 )
 
 
+def _probe_engine_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
+    """A ``replicas`` probe reads through an engine the experiment names."""
+    named = [e.name for e in (exp.system or System()).engines]
+    for i, metric in enumerate(exp.steady_state):
+        probe = metric.probe if isinstance(metric, ProbeMetric) else None
+        if isinstance(probe, ReplicasProbe) and probe.engine and probe.engine not in named:
+            yield ExperimentProblem(
+                ("steady_state", i, "probe", "engine"),
+                f"no engine called '{probe.engine}' under system.engines"
+                f"{_close(probe.engine, named)}",
+            )
+
+
 _CHECKS: tuple[tuple[Callable[[Experiment], Iterator[ExperimentProblem]], frozenset[str]], ...] = (
     (_name_clashes, frozenset({"faults", "steady_state"})),
     (_fault_target_problems, frozenset({"faults", "targets"})),
@@ -806,6 +827,7 @@ _CHECKS: tuple[tuple[Callable[[Experiment], Iterator[ExperimentProblem]], frozen
     (_draw_problems, frozenset({"faults", "targets", "system", "blast_radius"})),
     (_duration_problems, frozenset({"phases", "hypothesis", "safety"})),
     (_comparison_problems, frozenset({"blast_radius", "hypothesis", "load"})),
+    (_probe_engine_problems, frozenset({"steady_state", "system"})),
 )
 """Each cross-field check with the sections it reads."""
 

@@ -27,6 +27,7 @@ __all__ = [
     "ClockSkewFault",
     "CrashFault",
     "DiskFullFault",
+    "DrainFault",
     "Fault",
     "FaultBase",
     "FaultType",
@@ -35,6 +36,7 @@ __all__ = [
     "LimitDataFault",
     "PartitionFault",
     "PauseFault",
+    "RemoveFault",
     "ResetPeerFault",
     "SlicerFault",
     "SlowCloseFault",
@@ -44,7 +46,7 @@ __all__ = [
     "fault_types",
 ]
 
-TargetKind = Literal["proxy", "process", "container", "host"]
+TargetKind = Literal["proxy", "process", "container", "host", "service", "node"]
 
 
 class FaultBase(Model):
@@ -260,10 +262,15 @@ ECMA-262 expressions, hence each letter in both cases)."""
 
 
 class CrashFault(FaultBase):
-    """Crash a process with a signal, or kill, stop or restart a container."""
+    """Crash a process with a signal, or kill, stop or restart a container; kill or stop a
+    Swarm service's task (its orchestrator starts a new one)."""
 
-    KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
-    DRIVERS: ClassVar[Mapping[str, str]] = {"process": "process", "container": "docker"}
+    KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container", "service"})
+    DRIVERS: ClassVar[Mapping[str, str]] = {
+        "process": "process",
+        "container": "docker",
+        "service": "swarm",
+    }
 
     type: Literal["crash"]
     signal: Annotated[str, WithJsonSchema({"type": "string", "pattern": _SIGNAL_PATTERN})] = (
@@ -287,12 +294,37 @@ class CrashFault(FaultBase):
 
 
 class PauseFault(FaultBase):
-    """Freeze a process (SIGSTOP, then SIGCONT) or a container (docker pause)."""
+    """Freeze a process (SIGSTOP, then SIGCONT), a container or a Swarm task's container
+    (docker pause)."""
 
-    KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container"})
-    DRIVERS: ClassVar[Mapping[str, str]] = {"process": "process", "container": "docker"}
+    KINDS: ClassVar[frozenset[str]] = frozenset({"process", "container", "service"})
+    DRIVERS: ClassVar[Mapping[str, str]] = {
+        "process": "process",
+        "container": "docker",
+        "service": "swarm",
+    }
 
     type: Literal["pause"]
+
+
+class RemoveFault(FaultBase):
+    """Remove a Swarm service task's container outright (``docker rm -f``): the task fails and
+    the orchestrator must schedule another."""
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"service"})
+    DRIVERS: ClassVar[Mapping[str, str]] = {"service": "swarm"}
+
+    type: Literal["remove"]
+
+
+class DrainFault(FaultBase):
+    """Drain a Swarm node: the orchestrator moves its tasks elsewhere (or leaves them pending
+    when no node is left); taken back, the node gets its earlier availability again."""
+
+    KINDS: ClassVar[frozenset[str]] = frozenset({"node"})
+    DRIVERS: ClassVar[Mapping[str, str]] = {"node": "swarm"}
+
+    type: Literal["drain"]
 
 
 class HostDownFault(FaultBase):
@@ -390,6 +422,8 @@ BUILTIN_FAULTS: tuple[type[FaultBase], ...] = (
     PartitionFault,
     CrashFault,
     PauseFault,
+    RemoveFault,
+    DrainFault,
     HostDownFault,
     DiskFullFault,
     ClockSkewFault,
@@ -427,6 +461,8 @@ FaultType = Literal[
     "partition",
     "crash",
     "pause",
+    "remove",
+    "drain",
     "host_down",
     "disk_full",
     "clock_skew",
@@ -444,6 +480,8 @@ Fault = Annotated[
     | PartitionFault
     | CrashFault
     | PauseFault
+    | RemoveFault
+    | DrainFault
     | HostDownFault
     | DiskFullFault
     | ClockSkewFault,

@@ -21,6 +21,7 @@ __all__ = [
     "ProbeMetric",
     "PrometheusProbe",
     "PythonProbe",
+    "ReplicasProbe",
     "ScrapeProbe",
     "ThroughputMetric",
     "probe_plugins",
@@ -209,12 +210,28 @@ class PythonProbe(Model):
     timeout: Duration = Duration.parse("5s")
 
 
+class ReplicasProbe(Model):
+    """Count a Docker Swarm service's tasks: its orchestrator's healing, as a number."""
+
+    type: Literal["replicas"]
+    service: str = Field(min_length=1)
+    """The service's name."""
+    engine: Name | None = None
+    """A ``system.engines`` name, a manager of the service's swarm; by default the first
+    named engine, else the environment's."""
+    value: Literal["running", "missing"] = "missing"
+    """``missing``: the replicas asked for less the tasks running now (0 when the service is
+    whole: judge it with ``max: 0``); ``running``: the tasks running now."""
+    timeout: Duration = Duration.parse("5s")
+
+
 BUILTIN_PROBES: tuple[type[Model], ...] = (
     HttpProbe,
     PrometheusProbe,
     ScrapeProbe,
     CommandProbe,
     PythonProbe,
+    ReplicasProbe,
 )
 
 
@@ -233,7 +250,7 @@ PROBE_MODELS: tuple[type[Model], ...] = BUILTIN_PROBES
 """Every probe model: the built-in ones, then those plugins add (``model/_plugins.py``)."""
 
 Probe = Annotated[
-    HttpProbe | PrometheusProbe | ScrapeProbe | CommandProbe | PythonProbe,
+    HttpProbe | PrometheusProbe | ScrapeProbe | CommandProbe | PythonProbe | ReplicasProbe,
     Field(discriminator="type"),
 ]
 """Any probe, chosen by its ``type``; with plugins installed, theirs too."""

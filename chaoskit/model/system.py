@@ -27,10 +27,12 @@ __all__ = [
     "EngineSpec",
     "EngineTls",
     "HostTarget",
+    "NodeTarget",
     "ProcessSpec",
     "ProcessTarget",
     "ProxyTarget",
     "ReadyCheck",
+    "ServiceTarget",
     "StackSpec",
     "System",
     "TargetSpec",
@@ -453,8 +455,67 @@ class HostTarget(_TargetBase):
         return self
 
 
+class ServiceTarget(_TargetBase):
+    """The running tasks of Docker Swarm services, by service name and/or labels (a service's
+    own, its node's and its engine's): each task is one target (``web.2``), hit through its
+    container on the node it runs on."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {"anyOf": [is_set("select"), is_set("labels", "map")]},
+            {"properties": {"select": {"minItems": 1}}},
+        )
+    )
+
+    kind: Literal["service"]
+    engine: Glob | list[Glob] | None = None
+    """Only tasks on the nodes of these ``system.engines`` engines (name patterns)."""
+
+    def places(self) -> list[str]:
+        """The engine name patterns (none: any)."""
+        return _listed(self.engine)
+
+    def selects(self, name: str, labels: Mapping[str, str]) -> bool:
+        """True if the task called ``name`` (``[ENGINE/]SERVICE.SLOT``) is of a selected
+        service, by the service's name (``web`` selects ``web.1`` and ``web.2``)."""
+        service = name.rpartition(".")[0] or name
+        return super().selects(service, labels)
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not (self.patterns() or self.labels):
+            raise ValueError("a service target needs 'select' (service names) or 'labels'")
+        return self
+
+
+class NodeTarget(_TargetBase):
+    """Docker Swarm nodes, by hostname and/or labels (the node's and its engine's)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {"anyOf": [is_set("select"), is_set("labels", "map")]},
+            {"properties": {"select": {"minItems": 1}}},
+        )
+    )
+
+    kind: Literal["node"]
+    engine: Glob | list[Glob] | None = None
+    """Only nodes these ``system.engines`` engines are (else: that manage them)."""
+
+    def places(self) -> list[str]:
+        """The engine name patterns (none: any)."""
+        return _listed(self.engine)
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not (self.patterns() or self.labels):
+            raise ValueError("a node target needs 'select' (hostnames) or 'labels'")
+        return self
+
+
 TargetSpec = Annotated[
-    ProxyTarget | ProcessTarget | ContainerTarget | HostTarget, Field(discriminator="kind")
+    ProxyTarget | ProcessTarget | ContainerTarget | HostTarget | ServiceTarget | NodeTarget,
+    Field(discriminator="kind"),
 ]
 """A named group of things faults may hit, chosen by ``kind`` (``targets:`` in an experiment;
 the concrete things it selects at run time are ``drivers.base.Target``)."""

@@ -7,18 +7,27 @@ experiment; the result keeps the experiment as written.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..drivers.engines import Engine
 from ..model import Experiment
-from ..model.metrics import ProbeMetric
+from ..model.metrics import ProbeMetric, ReplicasProbe
 from ..model.variables import render
+from .swarm import bound
 
 __all__ = ["bind"]
 
 
-def bind(experiment: Experiment, ports: dict[str, int], run: dict[str, str]) -> Experiment:
+def bind(
+    experiment: Experiment,
+    ports: dict[str, int],
+    run: dict[str, str],
+    engines: Sequence[Engine] = (),
+) -> Experiment:
     """A copy of ``experiment`` whose load URL and probes name the live system's ports and
-    this run (``run``: its ``id`` and ``dir``)."""
+    this run (``run``: its ``id`` and ``dir``), and whose ``replicas`` probes read through
+    their engine among ``engines`` (``ValueError`` if the probe names another)."""
     update: dict[str, Any] = {}
     if experiment.load is not None:
         url = render(experiment.load.url, ports, run)
@@ -28,6 +37,8 @@ def bind(experiment: Experiment, ports: dict[str, int], run: dict[str, str]) -> 
         if isinstance(metric, ProbeMetric):
             written = metric.probe.model_dump(mode="json")
             probe = type(metric.probe).model_validate(_rendered(written, ports, run))
+            if isinstance(probe, ReplicasProbe):
+                probe = bound(probe, engines)
             metric = metric.model_copy(update={"probe": probe})  # noqa: PLW2901
         steady.append(metric)
     update["steady_state"] = steady

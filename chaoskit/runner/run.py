@@ -54,7 +54,7 @@ from .schedule import run_phases
 from .steady import SteadyCheck
 from .stopping import StopSignals
 from .system import bring_up
-from .targets import engine_containers
+from .targets import engine_containers, swarm_targets
 from .trials import Window
 from .verdict import judge_run
 
@@ -177,9 +177,11 @@ async def _run(
         ) as live:
             live_ports = dict(live.ports)
             current.live = live
-            if any(spec.kind == "container" for spec in experiment.targets.values()):
-                # containers the run did not start, too
+            kinds = {spec.kind for spec in experiment.targets.values()}
+            if "container" in kinds:  # containers the run did not start, too
                 live.add_source(partial(engine_containers, live.engines))
+            for kind in sorted(kinds & {"service", "node"}):
+                live.add_source(partial(swarm_targets, kind, live.engines))
             current.faults = FaultLifecycle(
                 Drivers(live.toxiproxy_url or default_url(), table=drivers), journal, log=log
             )
@@ -188,7 +190,10 @@ async def _run(
                 plan_faults, experiment, policy, live, current.fronts, current.faults
             )
             await check_planned(planned, current.faults)
-            bound = bind(experiment, live.ports, this_run)  # once: ports are known now
+            try:  # once: ports are known now
+                bound = bind(experiment, live.ports, this_run, live.engines)
+            except ValueError as unbound:
+                raise PreflightError(str(unbound)) from None
             load = bound.load
             if load is None:  # refused at preflight; said again for the type checker
                 raise PreflightError("`chaoskit run` needs a load section")

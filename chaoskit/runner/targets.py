@@ -29,6 +29,7 @@ __all__ = [
     "known_as",
     "place",
     "select",
+    "swarm_targets",
 ]
 
 
@@ -96,6 +97,17 @@ def _runs_there(target: Target, run_id: str | None) -> bool:
 def host_members(host: Target) -> list[Target]:
     """What runs on ``host`` (a target :func:`hosts` made)."""
     return [Target.from_json(t) for t in host.ref["members"]]
+
+
+def swarm_targets(kind: str, engines: Sequence[Engine] = ()) -> list[Target]:
+    """The running tasks of the swarm's services (``kind`` ``service``) or its nodes
+    (``node``), through ``engines`` (none: the environment's engine)."""
+    from ..drivers.swarm import service_tasks, swarm_nodes  # noqa: PLC0415 - swarm runs only
+
+    try:
+        return service_tasks(engines) if kind == "service" else swarm_nodes(engines)
+    except DriverError as error:
+        raise TargetError(f"{kind} targets: {error}") from None
 
 
 def _by_pid(key: str, pids: list[int], available: Iterable[Target]) -> list[Target]:
