@@ -39,6 +39,7 @@ class Swarm:
     host: Host
     engine: SecondEngine
     name: str
+    image: str
 
     @property
     def url(self) -> str:
@@ -83,29 +84,36 @@ def one_node_swarm(first: Any, image: str) -> Iterator[Swarm]:
                     endpoint_spec=docker.types.EndpointSpec(ports={8080: (8000, "tcp", "host")}),
                     restart_policy=docker.types.RestartPolicy(condition="any", delay=10**9),
                 )  # fmt: skip
-                found = Swarm(hosts[0], engine, name)
+                found = Swarm(hosts[0], engine, name, image)
                 wait_until(found.healthy, 120, "the service's one task answering")
                 yield found
             finally:
                 client.swarm.leave(force=True)
 
 
-def task_kill(swarm: Swarm, trials: int) -> str:
-    """An experiment that kills the service's task in each of ``trials`` trials and judges the
-    errors its clients see and the replicas missing (both must come back)."""
+def task_kill(swarm: Swarm, trials: int, service: str) -> str:
+    """An experiment that brings up ``service`` on the swarm (one replica, on the host's port
+    8081), kills its task in each of ``trials`` trials and judges the errors its clients see
+    and the replicas missing (both must come back)."""
     return f"""
 version: 1
 name: swarm-task-kill
 system:
   engines: [{{name: sw, host: "{swarm.engine.unix}", labels: {{host: h1}}}}]
+  services:
+    - name: {service}
+      image: "{swarm.image}"
+      command: [http.server, "8000"]
+      ports: [{{target: 8000, published: 8081, mode: host}}]
+      restart: {{condition: any, delay: 1s}}
 targets:
-  web: {{kind: service, select: "{swarm.name}"}}
-load: {{url: "{swarm.url}", rate: 20/s, timeout: 1s}}
+  web: {{kind: service, select: "{service}"}}
+load: {{url: "http://{swarm.host.address}:8081/", rate: 20/s, timeout: 1s}}
 steady_state:
   - {{name: errors, of: error_rate, max: 5%}}
   - name: missing
     of: probe
-    probe: {{type: replicas, service: "{swarm.name}", engine: sw}}
+    probe: {{type: replicas, service: "{service}", engine: sw}}
     max: 0
     interval: 250ms
 faults: [{{type: crash, target: web, duration: 1s}}]

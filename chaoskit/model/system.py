@@ -14,6 +14,7 @@ from ._base import (
     Glob,
     Model,
     Name,
+    NonNegativeDuration,
     PositiveDuration,
     Template,
     beyond_schema,
@@ -32,7 +33,11 @@ __all__ = [
     "ProcessTarget",
     "ProxyTarget",
     "ReadyCheck",
+    "ServicePort",
+    "ServiceRestart",
+    "ServiceSpec",
     "ServiceTarget",
+    "ServiceUpdate",
     "StackSpec",
     "System",
     "TargetSpec",
@@ -126,6 +131,62 @@ class ContainerSpec(Model):
     engine: Name | None = None
     """The ``system.engines`` entry to run it on (default: the first, else ``DOCKER_HOST``'s).
     Its ``ports`` are published on that engine's host's loopback."""
+
+    _command = field_validator("command", mode="before")(_argv)
+
+
+class ServiceRestart(Model):
+    """When a service's orchestrator replaces a task that ended (Swarm's restart policy)."""
+
+    condition: Literal["none", "on-failure", "any"] = "any"
+    delay: NonNegativeDuration = Duration.parse("5s")
+    """How long it waits before starting the replacement."""
+    max_attempts: Annotated[int, Field(ge=0)] | None = None
+    """How many times it tries in ``window`` (none: without end)."""
+    window: NonNegativeDuration | None = None
+
+
+class ServiceUpdate(Model):
+    """How a service's tasks are replaced when the service changes (Swarm's update policy)."""
+
+    parallelism: Annotated[int, Field(ge=0)] = 1
+    delay: NonNegativeDuration = Duration(0)
+    failure_action: Literal["pause", "continue", "rollback"] = "pause"
+    order: Literal["stop-first", "start-first"] = "stop-first"
+
+
+class ServicePort(Model):
+    """A port a service publishes: Swarm publishes it on every address of the node(s), not on
+    loopback alone."""
+
+    target: Annotated[int, Field(ge=1, le=65535)]
+    """The port inside each task."""
+    published: Annotated[int, Field(ge=1, le=65535)]
+    mode: Literal["ingress", "host"] = "ingress"
+    """``ingress``: Swarm's routing mesh, on every node (needs the kernel's IPVS); ``host``:
+    on the node each task runs on (one task per node then)."""
+
+
+class ServiceSpec(Model):
+    """A Docker Swarm service chaoskit creates on a manager (labelled ``chaoskit.run=<run
+    id>``), waits for, and removes."""
+
+    name: Name
+    image: str = Field(min_length=1)
+    """A locally built image on every node that may run it; chaoskit never pulls."""
+    command: list[Template] | None = None
+    """Arguments to the image's entrypoint."""
+    env: dict[str, Template] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    ports: list[ServicePort] = Field(default_factory=list)
+    restart: ServiceRestart = Field(default_factory=ServiceRestart)
+    update: ServiceUpdate = Field(default_factory=ServiceUpdate)
+    engine: Name | None = None
+    """The ``system.engines`` entry, a manager of the swarm (default: the first, else
+    ``DOCKER_HOST``'s)."""
+    ready_timeout: PositiveDuration = Duration.parse("120s")
+    """How long all ``replicas`` have to be running before the run is refused."""
 
     _command = field_validator("command", mode="before")(_argv)
 
@@ -226,6 +287,8 @@ class System(Model):
     """The reference stack: ``stack: demo`` or ``stack: {replicas: 3, mode: container}``."""
     processes: list[ProcessSpec] = Field(default_factory=list)
     containers: list[ContainerSpec] = Field(default_factory=list)
+    services: list[ServiceSpec] = Field(default_factory=list)
+    """Docker Swarm services, on an engine that manages a swarm."""
     ports: list[Name] = Field(default_factory=list)
     """Free loopback ports to pick at run time, used as ``${ports.NAME}``."""
     toxiproxy: Template | None = None
@@ -249,6 +312,7 @@ class System(Model):
     @model_validator(mode="after")
     def _unique(self) -> Self:
         names = [p.name for p in self.processes] + [c.name for c in self.containers]
+        names += [s.name for s in self.services]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise beyond_schema(f"process and container names must be unique: {', '.join(dupes)}")
@@ -262,6 +326,13 @@ class System(Model):
             if dupes:
                 raise beyond_schema(f"names in system.{field} must be unique: {', '.join(dupes)}")
         engines = {e.name: e for e in self.engines}
+        for index, service in enumerate(self.services):
+            if service.engine is not None and service.engine not in engines:
+                known = ", ".join(sorted(engines)) or "none: add it to system.engines"
+                raise beyond_schema(
+                    f"system.services[{index}] ('{service.name}') is for engine "
+                    f"'{service.engine}', which system.engines does not name (named: {known})"
+                )
         for index, container in enumerate(self.containers):
             if container.engine is not None and container.engine not in engines:
                 known = ", ".join(sorted(engines)) or "none: add it to system.engines"

@@ -88,10 +88,10 @@ def _runs_there(target: Target, run_id: str | None) -> bool:
     """What a host fault hits on a host: every proxy of its servers and every process the
     run started there; of containers, only those the run started (an engine's other
     containers are not chaoskit's to take down)."""
-    if target.kind != "container":
+    if target.kind in ("proxy", "process"):
         return True
     run = target.labels.get(RUN_LABEL)
-    return run is not None and run_id in (None, run)
+    return target.kind == "container" and run is not None and run_id in (None, run)
 
 
 def host_members(host: Target) -> list[Target]:

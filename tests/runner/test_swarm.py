@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,9 +120,11 @@ def test_a_drained_node_gets_its_availability_back_and_its_task_again(swarm: Swa
 def test_time_to_recovery_is_the_orchestrator_restoring_the_replicas_and_the_steady_state(
     tmp_path: Path, swarm: Swarm
 ) -> None:
+    """A run brings its own service up on the swarm (all replicas running before the load),
+    kills its task, measures the orchestrator bringing it back, and removes the service."""
+    service = f"api-{uuid.uuid4().hex[:8]}"
     experiment = tmp_path / "swarm.yaml"
-    experiment.write_text(task_kill(swarm, trials=1))
-    before = swarm.tasks()[0]["ID"]
+    experiment.write_text(task_kill(swarm, trials=1, service=service))
     run = KilledRun(experiment, tmp_path / "reports")
     deadline = time.monotonic() + 300
     while run.process.poll() is None and time.monotonic() < deadline:
@@ -132,4 +137,29 @@ def test_time_to_recovery_is_the_orchestrator_restoring_the_replicas_and_the_ste
     recovery = result.verdict.recovery
     for name in ("errors", "missing"):
         assert name in recovery and recovery[name].median is not None, (name, recovery)
-    assert swarm.tasks()[0]["ID"] != before, "the orchestrator started a new task"
+    [journal] = (tmp_path / "reports").glob("*/journal.jsonl")
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    [started] = [e["part"] for e in events if e["event"] == "started"]
+    assert started["kind"] == "service" and started["name"] == service
+    assert any(e["event"] == "stopped" and e["key"] == started["key"] for e in events)
+    with swarm.engine.client() as client:
+        assert not client.services.list(filters={"name": service}), "removed after the run"
+
+
+@pytest.mark.usefixtures("open_policy")
+def test_a_service_that_cannot_run_refuses_the_run_saying_what_its_tasks_said(
+    tmp_path: Path, swarm: Swarm
+) -> None:
+    experiment = tmp_path / "swarm.yaml"
+    service = f"ghost-{uuid.uuid4().hex[:8]}"
+    text = task_kill(swarm, trials=1, service=service).replace(f'"{swarm.image}"', "nothing:here")
+    restart = "restart: {condition: any, delay: 1s}"
+    experiment.write_text(text.replace(restart, f"{restart}\n      ready_timeout: 5s"))
+    argv = [sys.executable, "-m", "chaoskit", "run", str(experiment), "--reports",
+            str(tmp_path / "reports")]  # fmt: skip
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 6, done.stderr
+    assert "not all of its 1 replicas ran within 5s" in done.stderr
+    assert "system.services[0].ready_timeout" in done.stderr
+    with swarm.engine.client() as client:
+        assert not client.services.list(filters={"name": service}), "removed after the refusal"

@@ -1,8 +1,9 @@
 """Bringing the system under test up before a run and down after it: the reference stack (as a
-``chaoskit stack up`` process, never imported), local processes and containers — each with the
-targets faults may hit, and everything torn down on every exit path.
+``chaoskit stack up`` process, never imported), local processes, containers and Swarm
+services — each with the targets faults may hit, and everything torn down on every exit path.
 
-One module a kind of part (``stack``, ``proxies``, ``processes``, ``containers``); every local
+One module a kind of part (``stack``, ``proxies``, ``processes``, ``containers``,
+``services``); every local
 program starts through ``spawn``, and ``parts`` holds what they share.
 
 A part that cannot even be started — a process whose program or working directory is not there
@@ -28,6 +29,7 @@ from .containers import start_containers, use_engines
 from .parts import Parts, RunningSystem, free_ports, stop_part
 from .processes import start_process
 from .proxies import start_front_proxy, use_toxiproxy, use_toxiproxy_servers
+from .services import start_services
 from .stack import start_stack
 
 __all__ = ["BringUpError", "RunningSystem", "bring_up", "free_ports", "stop_part"]
@@ -63,6 +65,8 @@ async def bring_up(
         use_engines(parts, system.engines)
         if system.containers:
             await start_containers(parts, system.containers)
+        if system.services:
+            await start_services(parts, system.services)
         for index, spec in enumerate(system.processes):
             await start_process(parts, spec, index)
         yield parts.up

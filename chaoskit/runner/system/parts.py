@@ -196,7 +196,7 @@ def stop_part(part: dict[str, Any]) -> str | None:
             if start_ticks(pid) == part.get("start"):
                 os.killpg(pid, signal.SIGKILL)
         return None
-    import docker.errors  # noqa: PLC0415 - only for containers and networks
+    import docker.errors  # noqa: PLC0415 - only for containers, services and networks
 
     try:
         client = engine_of(part).client()
@@ -205,6 +205,8 @@ def stop_part(part: dict[str, Any]) -> str | None:
     try:
         if kind == "container":
             client.containers.get(part["id"]).remove(force=True)
+        elif kind == "service":
+            client.services.get(part["id"]).remove()
         else:
             client.networks.get(part["id"]).remove()
     except docker.errors.NotFound:
