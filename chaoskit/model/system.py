@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -472,8 +472,8 @@ class ProcessTarget(_TargetBase):
         return self
 
 
-class ContainerTarget(_TargetBase):
-    """Containers, by name pattern and/or labels."""
+class _ByNameOrLabels(_TargetBase):
+    """A kind of target chosen by name pattern and/or labels, at least one of them."""
 
     model_config = ConfigDict(
         json_schema_extra=schema_rules(
@@ -481,15 +481,31 @@ class ContainerTarget(_TargetBase):
             {"properties": {"select": {"minItems": 1}}},
         )
     )
+    NEEDS: ClassVar[str] = "needs 'select' or 'labels'"
+    """The refusal of one with neither (after ``a <kind> target``)."""
 
-    kind: Literal["container"]
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not (self.patterns() or self.labels):
+            raise ValueError(f"a {getattr(self, 'kind', '?')} target {self.NEEDS}")
+        return self
+
+
+class _OnEngines(_ByNameOrLabels):
+    """A kind of target found on the experiment's Docker engines."""
+
     engine: Glob | list[Glob] | None = None
-    """Only containers on these ``system.engines`` engines (name patterns)."""
+    """Only those on these ``system.engines`` engines (name patterns)."""
 
     def places(self) -> list[str]:
         """The engine name patterns (none: any)."""
         return _listed(self.engine)
 
+
+class ContainerTarget(_OnEngines):
+    """Containers, by name pattern and/or labels."""
+
+    kind: Literal["container"]
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """For network faults: the container port chaoskit puts a proxy in front of."""
     listen: Name | dict[Name, Name] | None = None
@@ -497,54 +513,26 @@ class ContainerTarget(_TargetBase):
     on; clients reach the container through ``${ports.NAME}``. A mapping from each container's
     name to a port name when the target selects several."""
 
-    @model_validator(mode="after")
-    def _something(self) -> Self:
-        if not (self.patterns() or self.labels):
-            raise ValueError("a container target needs 'select' or 'labels'")
-        return self
 
-
-class HostTarget(_TargetBase):
+class HostTarget(_ByNameOrLabels):
     """Hosts, by name pattern and/or labels (``zone``). A host is a value of the ``host``
     label, which the engines and Toxiproxy servers under ``system:`` give everything on them
     and processes may carry; what runs there is every proxy of its servers and every process
     and container the run started there."""
 
-    model_config = ConfigDict(
-        json_schema_extra=schema_rules(
-            {"anyOf": [is_set("select"), is_set("labels", "map")]},
-            {"properties": {"select": {"minItems": 1}}},
-        )
-    )
+    NEEDS: ClassVar[str] = "needs 'select' (host names) or 'labels'"
 
     kind: Literal["host"]
 
-    @model_validator(mode="after")
-    def _something(self) -> Self:
-        if not (self.patterns() or self.labels):
-            raise ValueError("a host target needs 'select' (host names) or 'labels'")
-        return self
 
-
-class ServiceTarget(_TargetBase):
+class ServiceTarget(_OnEngines):
     """The running tasks of Docker Swarm services, by service name and/or labels (a service's
     own, its node's and its engine's): each task is one target (``web.2``), hit through its
-    container on the node it runs on."""
+    container on the node it runs on, whose engine ``engine`` matches."""
 
-    model_config = ConfigDict(
-        json_schema_extra=schema_rules(
-            {"anyOf": [is_set("select"), is_set("labels", "map")]},
-            {"properties": {"select": {"minItems": 1}}},
-        )
-    )
+    NEEDS: ClassVar[str] = "needs 'select' (service names) or 'labels'"
 
     kind: Literal["service"]
-    engine: Glob | list[Glob] | None = None
-    """Only tasks on the nodes of these ``system.engines`` engines (name patterns)."""
-
-    def places(self) -> list[str]:
-        """The engine name patterns (none: any)."""
-        return _listed(self.engine)
 
     def selects(self, name: str, labels: Mapping[str, str]) -> bool:
         """True if the task called ``name`` (``[ENGINE/]SERVICE.SLOT``) is of a selected
@@ -552,36 +540,14 @@ class ServiceTarget(_TargetBase):
         service = name.rpartition(".")[0] or name
         return super().selects(service, labels)
 
-    @model_validator(mode="after")
-    def _something(self) -> Self:
-        if not (self.patterns() or self.labels):
-            raise ValueError("a service target needs 'select' (service names) or 'labels'")
-        return self
 
+class NodeTarget(_OnEngines):
+    """Docker Swarm nodes, by hostname and/or labels (the node's and its engine's); ``engine``
+    matches the engine that is the node, else the manager it is listed through."""
 
-class NodeTarget(_TargetBase):
-    """Docker Swarm nodes, by hostname and/or labels (the node's and its engine's)."""
-
-    model_config = ConfigDict(
-        json_schema_extra=schema_rules(
-            {"anyOf": [is_set("select"), is_set("labels", "map")]},
-            {"properties": {"select": {"minItems": 1}}},
-        )
-    )
+    NEEDS: ClassVar[str] = "needs 'select' (hostnames) or 'labels'"
 
     kind: Literal["node"]
-    engine: Glob | list[Glob] | None = None
-    """Only nodes these ``system.engines`` engines are (else: that manage them)."""
-
-    def places(self) -> list[str]:
-        """The engine name patterns (none: any)."""
-        return _listed(self.engine)
-
-    @model_validator(mode="after")
-    def _something(self) -> Self:
-        if not (self.patterns() or self.labels):
-            raise ValueError("a node target needs 'select' (hostnames) or 'labels'")
-        return self
 
 
 TargetSpec = Annotated[
