@@ -83,6 +83,25 @@ def test_target_kinds_and_fault_types() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("target", "fault"),
+    [
+        ({"kind": "host", "select": "h1"}, {"type": "host_down"}),
+        ({"kind": "service", "select": "web"}, {"type": "crash"}),
+        ({"kind": "node", "select": "n1"}, {"type": "drain"}),
+    ],
+)
+def test_whole_hosts_swarm_tasks_and_nodes_only_where_a_policy_lists_them(
+    target: dict[str, str], fault: dict[str, str]
+) -> None:
+    """A policy written before these kinds existed, silent on kinds, does not start allowing
+    the faults that reach widest."""
+    wide = exp(targets={"wide": target}, faults=[{**fault, "target": "wide"}])
+    assert rules(Policy.model_validate({}), wide) == ["allowed_target_kinds"]
+    listed = Policy.model_validate({"allowed_target_kinds": [target["kind"]]})
+    assert rules(listed, wide) == []
+
+
 def test_protected_selectors_by_name_and_by_labels() -> None:
     policy = Policy.model_validate(
         {

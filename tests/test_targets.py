@@ -17,6 +17,7 @@ from chaoskit.drivers.base import Target
 from chaoskit.drivers.process import process_target
 from chaoskit.model import BlastRadius
 from chaoskit.model.system import (
+    SERVICE_LABEL,
     ContainerTarget,
     HostTarget,
     ProcessTarget,
@@ -349,3 +350,31 @@ def test_a_service_target_selects_the_tasks_of_its_services_by_service_name() ->
     assert [t.name for t in select("a", ServiceTarget(kind="service", select="api"), tasks)] == [
         "api.1"
     ]
+
+
+def test_swarm_tasks_are_protected_by_their_service_and_nodes_by_their_hostname() -> None:
+    policy = Policy.model_validate(
+        {"protected": [{"select": "payments"}, {"select": "db-node", "reason": "data"}]}
+    )
+    task = Target("service", "sw/payments.1", {}, {"service": "payments"})
+    node = Target("node", "sw/db-node", {})
+    for hit in (task, node):
+        [refusal] = check_draw(policy, "k", Draw([hit], [], 1), 2)
+        assert refusal.rule == "protected", refusal
+    assert not check_draw(policy, "k", Draw([Target("node", "sw/web-node")], [], 1), 2)
+
+
+def test_a_global_services_task_is_selected_by_its_service_label_whatever_its_node_name() -> None:
+    task = Target("service", "sw/mon.ip-10-0-0-1.ec2.internal", {SERVICE_LABEL: "mon"})
+    assert select("m", ServiceTarget(kind="service", select="mon"), [task]) == [task]
+
+
+def test_a_host_counts_for_the_policy_as_everything_it_runs_and_every_zone_they_stand_in() -> None:
+    members = [Target("proxy", f"s/p{i}", {"host": "h1", "zone": z}) for i, z in enumerate("abc")]
+    [host] = hosts(members, None)
+    assert "zone" not in host.labels, "its members disagree"
+    policy = Policy.model_validate({"max_blast_radius": {"count": 2, "zones": 2}})
+    [count] = check_draw(policy, "k", Draw([host], [], 1), 2)
+    assert count.rule == "max_blast_radius.count" and "run 3 things" in count.message
+    [zones] = check_places(policy, {"k": Draw([host], [], 1)})
+    assert zones.rule == "max_blast_radius.zones" and "(a, b, c)" in zones.message

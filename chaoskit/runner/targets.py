@@ -28,6 +28,7 @@ __all__ = [
     "hosts",
     "known_as",
     "place",
+    "places",
     "select",
     "swarm_targets",
 ]
@@ -184,6 +185,14 @@ def place(target: Target, label: str) -> str:
     return target.labels.get(label) or "this machine"
 
 
+def places(target: Target, label: str) -> set[str]:
+    """Every host (or zone) hitting ``target`` reaches: a host's are those of all it runs
+    (its members may stand in several zones)."""
+    if target.kind == "host":
+        return {place(m, label) for m in host_members(target)}
+    return {place(target, label)}
+
+
 _SEARCH = 200_000
 """Steps the search for a spread draw may take before it gives up (and says so)."""
 
@@ -251,7 +260,7 @@ def check_places(policy: Policy, draws: Mapping[str, Draw]) -> list[Violation]:
     found = []
     cap = policy.max_blast_radius
     for label, most in (("host", cap.hosts), ("zone", cap.zones)):
-        hit = sorted({place(t, label) for d in draws.values() for t in d.experiment})
+        hit = sorted({p for d in draws.values() for t in d.experiment for p in places(t, label)})
         if most is not None and len(hit) > most:
             found.append(
                 Violation(
@@ -273,8 +282,10 @@ def known_as(target: Target) -> tuple[list[str], str]:
     against, and the target in words for a refusal. A process: chaoskit's name for it, its own
     name, its executable (basename and path), ``argv[0]``'s basename and its whole command line,
     read from ``/proc`` now. A container: its name with and without Docker's leading ``/`` and
-    its compose service; on a named engine, without the engine's prefix too. A proxy: its
-    name, and without a named server's prefix."""
+    its compose service; on a named engine, without the engine's prefix too. A Swarm task: its
+    name with and without the engine's prefix, and its service's name. A node: its hostname,
+    with and without the engine's prefix. A proxy: its name, and without a named server's
+    prefix."""
     names, said = [target.name], f"'{target.name}'"
     if target.kind == "proxy":
         names.append(target.name.rpartition("/")[2])
@@ -296,7 +307,12 @@ def known_as(target: Target) -> tuple[list[str], str]:
         if service:
             names.append(service)
             said += f" (compose service {service})"
-    return list(dict.fromkeys(names)), said
+    elif target.kind == "service":  # a Swarm task: by its service too
+        names += [target.name.rpartition("/")[2], str(target.ref.get("service", ""))]
+        said += f" (a task of service {target.ref.get('service')})"
+    elif target.kind == "node":
+        names.append(target.name.rpartition("/")[2])
+    return [n for n in dict.fromkeys(names) if n], said
 
 
 def check_draw(policy: Policy, key: str, drawn: Draw, total: int) -> list[Violation]:
@@ -332,12 +348,22 @@ def check_draw(policy: Policy, key: str, drawn: Draw, total: int) -> list[Violat
     cap = policy.max_blast_radius
     size = len(drawn.experiment)
     breaches = cap.breaches(size, total)
+    reached = sum(len(host_members(t)) if t.kind == "host" else 1 for t in drawn.experiment)
     if "count" in breaches:
         found.append(
             Violation(
                 ("blast_radius",),
                 "max_blast_radius.count",
                 f"{size} targets would be hit, more than the {cap.count} allowed",
+            )
+        )
+    elif cap.count is not None and reached > cap.count:
+        found.append(
+            Violation(
+                ("blast_radius",),
+                "max_blast_radius.count",
+                f"the {size} host(s) drawn run {reached} things a fault there would hit, "
+                f"more than the {cap.count} targets allowed",
             )
         )
     if "fraction" in breaches:

@@ -55,7 +55,9 @@ DEFAULT_POLICY_PATH = Path("safety") / "default.yaml"
 POLICY_ENV = "CHAOSKIT_POLICY"
 """An environment variable naming the policy file."""
 
-_KINDS: tuple[TargetKind, ...] = ("proxy", "process", "container", "host", "service", "node")
+_KINDS: tuple[TargetKind, ...] = ("proxy", "process", "container")
+"""The kinds a policy allows when it does not say: whole hosts, Swarm tasks and nodes, whose
+faults reach widest, only where a policy lists them."""
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _END_OF_DAY = time(23, 59, 59)
 """A window's default end: it runs to midnight."""
