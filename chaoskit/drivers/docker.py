@@ -116,7 +116,9 @@ class DockerDriver:
         if container is None:
             raise TargetGone(f"container {target.name} ({target.ref['id'][:12]}) does not exist")
         if isinstance(fault, CrashFault):
-            params = {"action": fault.action, "signal": fault.signal}
+            params: dict[str, str | bool] = {"action": fault.action, "signal": fault.signal}
+            if fault.keep_down:
+                params["keep_down"] = True
             return AppliedFault(self.name, "crash", target, params, {"ensure_running": True})
         if isinstance(fault, PauseFault):
             return AppliedFault(self.name, "pause", target, {}, {"unpause": True})
@@ -158,7 +160,9 @@ class DockerDriver:
         if container is None:
             raise TargetGone(f"container {record.target.name} disappeared before the fault")
         try:
-            if record.fault == "crash":
+            if record.fault == "crash" and record.params.get("keep_down"):
+                container.kill(signal=record.params["signal"])  # a manual stop: it stays down
+            elif record.fault == "crash":
                 crash(container, record.params["action"], record.params["signal"])
             elif record.fault == "pause":
                 container.pause()

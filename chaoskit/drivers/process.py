@@ -135,6 +135,10 @@ class ProcessDriver:
         if not _alive(target):
             raise TargetGone(f"{target.name} (pid {target.ref.get('pid')}) is not running")
         if isinstance(fault, CrashFault):
+            if fault.keep_down:
+                raise DriverError(
+                    "keep_down needs a container: chaoskit cannot start a process again"
+                )
             return AppliedFault(self.name, "crash", target, {"signal": fault.signal}, {})
         if isinstance(fault, PauseFault):
             return AppliedFault(self.name, "pause", target, {}, {"signal": "SIGCONT"})

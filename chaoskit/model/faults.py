@@ -272,6 +272,15 @@ class CrashFault(FaultBase):
         "service": "swarm",
     }
 
+    model_config = ConfigDict(
+        json_schema_extra=schema_rules(
+            {
+                "if": {"required": ["keep_down"], "properties": {"keep_down": {"const": True}}},
+                "then": {"properties": {"action": {"const": "kill"}}},
+            }
+        )
+    )
+
     type: Literal["crash"]
     signal: Annotated[str, WithJsonSchema({"type": "string", "pattern": _SIGNAL_PATTERN})] = (
         "SIGKILL"
@@ -279,6 +288,17 @@ class CrashFault(FaultBase):
     """Any signal name (``SIGKILL``, ``TERM``, ``SIGSEGV``), in any case."""
     action: Literal["kill", "stop", "restart"] = "kill"
     """For containers: ``kill`` sends ``signal``, ``stop`` stops gracefully, ``restart`` both."""
+    keep_down: bool = False
+    """For a container killed: keep it down until the fault is taken back, then start it. The
+    engine kills it (as ``docker kill``), which its restart policy counts as a manual stop;
+    without it, the kill comes from the host, like a real crash, and the restart policy
+    applies."""
+
+    @model_validator(mode="after")
+    def _keep_down(self) -> Self:
+        if self.keep_down and self.action != "kill":
+            raise ValueError("'keep_down' goes with action 'kill' (a stop keeps it down anyway)")
+        return self
 
     @field_validator("signal")
     @classmethod
@@ -334,8 +354,9 @@ class HostDownFault(FaultBase):
 
     type: Literal["host_down"]
     mode: Literal["power_off", "freeze"] = "power_off"
-    """``power_off``: the host's containers are killed (SIGKILL) and started again when the
-    fault is taken back, as after a power cut and a boot; a process chaoskit cannot start
+    """``power_off``: the host's containers are killed (SIGKILL, kept down whatever their
+    restart policy) and started again when the fault is taken back, as after a power cut and
+    a boot; a process chaoskit cannot start
     again, so a host running one is refused. ``freeze``: its containers are paused and its
     processes stopped (SIGSTOP), then resumed, as a hung machine or a paused VM. In both
     modes every proxy of the host's Toxiproxy servers hangs its connections: peers see a host
@@ -347,7 +368,7 @@ class HostDownFault(FaultBase):
         if kind == "proxy":
             return PartitionFault(type="partition", mode="hang", **common)
         if kind == "container" and self.mode == "power_off":
-            return CrashFault(type="crash", **common)
+            return CrashFault(type="crash", keep_down=True, **common)
         if kind == "process" and self.mode == "power_off":
             raise ValueError(
                 "a power_off kills everything on the host and starts it again when the fault "

@@ -129,6 +129,26 @@ def test_kill_crashes_and_the_restart_policy_brings_it_back(
     asyncio.run(driver.revert(record))
 
 
+def test_a_kill_kept_down_outlasts_the_restart_policy_until_it_is_taken_back(
+    pair: Pair, driver: DockerDriver
+) -> None:
+    """A host's power cut (host_down): the container stays down whatever its restart policy
+    (here unless-stopped), and comes back when the fault is taken back, by a fresh process."""
+    api, _, port = pair
+    record = driver.plan(fault("crash", keep_down=True), target(api))
+    asyncio.run(driver.apply(record))
+
+    def state() -> tuple[str, int]:
+        api.reload()
+        return api.status, api.attrs["RestartCount"]
+
+    wait_until(lambda: state()[0] == "exited", 10, "the container to die")
+    with pytest.raises(AssertionError, match="timed out"):  # what the policy would do at once
+        wait_until(lambda: state() != ("exited", 0), 3, "the restart policy to bring it back")
+    revert_in_fresh_process(record)
+    wait_until(lambda: answers(f"http://127.0.0.1:{port}/health/live"), 30, "the api to start")
+
+
 def test_a_kill_reverted_at_once_still_restarts_the_container(
     docker_client: Any, stack_image: str, driver: DockerDriver
 ) -> None:

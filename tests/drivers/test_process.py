@@ -187,3 +187,11 @@ def test_a_sandbox_this_machine_cannot_give_fails_the_part_and_is_not_a_bug(
     )  # fmt: skip
     assert done.returncode == 6, done.stderr
     assert "chaoskit sandbox: " in done.stderr and "(needs root)" in done.stderr
+
+
+def test_a_process_cannot_be_kept_down_since_nothing_could_start_it_again(
+    ticker: subprocess.Popen[str],
+) -> None:
+    with pytest.raises(DriverError, match="keep_down needs a container"):
+        ProcessDriver().plan(fault("crash", keep_down=True), process_target(ticker.pid))
+    assert ticker.poll() is None, "nothing was touched"
