@@ -24,6 +24,7 @@ import requests
 
 from ..model import Fault
 from ..model.faults import CrashFault, DrainFault, PauseFault, RemoveFault
+from ..model.system import SERVICE_LABEL
 from .base import AppliedFault, DriverError, Target, TargetGone
 from .docker import DockerDriver, crash, unreachable
 from .engines import ENVIRONMENT, Engine, engine_of
@@ -33,15 +34,21 @@ __all__ = ["SwarmDriver", "running_tasks", "service_tasks", "swarm_nodes"]
 
 def _listed(engines: Sequence[Engine]) -> list[tuple[Engine, Any, dict[str, Any]]]:
     """Each engine with a client and its ``docker info`` Swarm section (the caller closes the
-    clients); :class:`DriverError` for an engine that does not answer."""
-    found = []
-    for engine in engines or [ENVIRONMENT]:
-        client = engine.client()
-        try:
-            found.append((engine, client, client.info().get("Swarm") or {}))
-        except (docker.errors.DockerException, requests.RequestException) as error:
+    clients); :class:`DriverError` for an engine that does not answer (the clients opened so
+    far closed)."""
+    found: list[tuple[Engine, Any, dict[str, Any]]] = []
+    try:
+        for engine in engines or [ENVIRONMENT]:
+            client = engine.client()
+            found.append((engine, client, {}))
+            try:
+                found[-1] = (engine, client, client.info().get("Swarm") or {})
+            except (docker.errors.DockerException, requests.RequestException) as error:
+                raise DriverError(f"{engine.described()} does not answer: {error}") from None
+    except DriverError:
+        for _, client, _ in found:
             client.close()
-            raise DriverError(f"{engine.described()} does not answer: {error}") from None
+        raise
     return found
 
 
@@ -91,7 +98,10 @@ def service_tasks(engines: Sequence[Engine] = ()) -> list[Target]:
                     ref = {"id": container, "task": task["ID"], "service": service.name}
                     if engines:
                         ref["engine"] = node.to_json()
-                    where = {"node": hostnames.get(task["NodeID"], task["NodeID"])}
+                    where = {
+                        "node": hostnames.get(task["NodeID"], task["NodeID"]),
+                        SERVICE_LABEL: service.name,
+                    }
                     found[task["ID"]] = Target(
                         "service", name, {**labels, **where, **node.labels}, ref
                     )
@@ -106,21 +116,26 @@ def service_tasks(engines: Sequence[Engine] = ()) -> list[Target]:
 def swarm_nodes(engines: Sequence[Engine] = ()) -> list[Target]:
     """The nodes of the swarms ``engines`` manage, as ``node`` targets called by hostname (on
     named engines ``ENGINE/HOSTNAME``, by the engine that is the node if one is, else the
-    manager), with the node's labels and that engine's. Each record reaches the node through
-    a manager."""
+    manager), with the node's labels and, where an engine is the node, that engine's (else
+    ``host``: its hostname). Each record reaches the node through a manager."""
     listed = _listed(engines)
     try:
         by_node = {swarm.get("NodeID"): engine for engine, _, swarm in listed}
         found = []
         for manager, client in _managers(listed):
             for node in client.nodes.list():
-                own = by_node.get(node.id, manager)
                 hostname = node.attrs["Description"]["Hostname"]
-                labels = {**(node.attrs["Spec"].get("Labels") or {}), **own.labels}
+                labels = dict(node.attrs["Spec"].get("Labels") or {})
+                own = by_node.get(node.id)
+                if own is not None:  # where it runs is its engine's to say
+                    labels.update(own.labels)
+                else:  # no engine of the experiment is this node: none of their labels
+                    labels.setdefault("host", hostname)
                 ref: dict[str, Any] = {"node": node.id}
                 if engines:
                     ref["engine"] = manager.to_json()
-                found.append(Target("node", _named(own, hostname, bool(engines)), labels, ref))
+                name = _named(own or manager, hostname, bool(engines))
+                found.append(Target("node", name, labels, ref))
         return sorted(found, key=lambda t: t.name)
     except (docker.errors.DockerException, requests.RequestException) as error:
         raise DriverError(f"cannot list the swarm's nodes: {error}") from None
@@ -155,21 +170,61 @@ class SwarmDriver(DockerDriver):
                                 {"availability": was})  # fmt: skip
         if target.kind != "service":
             raise DriverError(f"the swarm driver cannot act on a {target.kind} target")
-        if self._container(target) is None:
-            raise TargetGone(f"task {target.name} has no container any more")
+        self._running(target)
         if isinstance(fault, CrashFault):
-            if fault.action == "restart":
+            if fault.action == "restart" or fault.keep_down:
                 raise DriverError(
                     "a task is restarted by its orchestrator, not by chaoskit: use action "
-                    "'kill' or 'stop'"
+                    "'kill' or 'stop', without keep_down"
                 )
+            self._replaced(target, "exits" if fault.action == "stop" else "fails")
             params = {"action": fault.action, "signal": fault.signal}
             return AppliedFault(self.name, "crash", target, params, {})
         if isinstance(fault, PauseFault):
             return AppliedFault(self.name, "pause", target, {}, {"unpause": True})
         if isinstance(fault, RemoveFault):
+            self._replaced(target, "fails")
             return AppliedFault(self.name, "remove", target, {}, {})
         raise DriverError(f"the swarm driver cannot apply a {fault.type} fault to a task")
+
+    def _running(self, target: Target) -> Any:
+        """The task's container, while the task is the one planned on and still running;
+        :class:`TargetGone` once the orchestrator has replaced it or it has ended."""
+        try:
+            task = self.client(engine_of(target.ref)).api.inspect_task(target.ref["task"])
+        except docker.errors.NotFound:
+            task = {}
+        except docker.errors.APIError as error:
+            raise DriverError(f"task {target.name}: {error.explanation}") from None
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise unreachable(target, error) from None
+        state = (task.get("Status") or {}).get("State")
+        if state != "running" or task.get("DesiredState") != "running":
+            raise TargetGone(f"task {target.name} is not running any more ({state or 'gone'})")
+        container = self._container(target)
+        if container is None or container.status != "running":
+            raise TargetGone(f"task {target.name} has no running container any more")
+        return container
+
+    def _replaced(self, target: Target, ending: str) -> None:
+        """Refuse a fault after which the orchestrator would not start the task again: a
+        service's restart condition ``none``, or ``on-failure`` for a task that exits
+        cleanly (a graceful stop may exit 0). The service would stay short after the run."""
+        try:
+            spec = self.client(engine_of(target.ref)).services.get(target.ref["service"]).attrs
+        except docker.errors.NotFound:
+            raise TargetGone(f"service {target.ref['service']} is gone") from None
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise unreachable(target, error) from None
+        policy = spec["Spec"].get("TaskTemplate", {}).get("RestartPolicy") or {}
+        condition = policy.get("Condition", "any")
+        if condition == "none" or (condition == "on-failure" and ending == "exits"):
+            raise DriverError(
+                f"service {target.ref['service']} restarts its tasks on '{condition}': after "
+                f"this fault its orchestrator would not start {target.name} again, and the "
+                "service would stay short after the run; use a restart condition that covers "
+                "it (any), or a pause"
+            )
 
     def _node(self, target: Target) -> Any | None:
         try:
@@ -182,12 +237,12 @@ class SwarmDriver(DockerDriver):
             raise unreachable(target, error) from None
 
     async def check(self, record: AppliedFault) -> None:
-        """The engine answers and the task's container (or the node) is still there."""
+        """The engine answers and the task still runs (or the node is still in the swarm)."""
         if record.target.kind == "node":
             if await asyncio.to_thread(self._node, record.target) is None:
                 raise TargetGone(f"node {record.target.name} has left the swarm")
             return
-        await super().check(record)
+        await asyncio.to_thread(self._running, record.target)
 
     def _apply(self, record: AppliedFault) -> None:
         target = record.target
@@ -197,9 +252,7 @@ class SwarmDriver(DockerDriver):
                 raise TargetGone(f"node {target.name} left the swarm before the drain")
             _set_availability(node, "drain")
             return
-        container = self._container(target)
-        if container is None:
-            raise TargetGone(f"task {target.name} lost its container before the {record.fault}")
+        container = self._running(target)
         try:
             if record.fault == "crash":
                 crash(container, record.params["action"], record.params["signal"])
@@ -218,15 +271,23 @@ class SwarmDriver(DockerDriver):
             return
         if record.undo.get("unpause"):
             container = self._container(record.target)
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            with contextlib.suppress(docker.errors.NotFound):  # gone: nothing is paused
                 if container is not None and container.status == "paused":
                     container.unpause()
 
 
-def _set_availability(node: Any, availability: str) -> None:
-    """Set ``node``'s availability (its spec's version read just before)."""
-    node.reload()
-    spec = dict(node.attrs["Spec"])
-    spec["Availability"] = availability
-    if not node.update(spec):
-        raise DriverError(f"the engine did not set node {node.id[:12]} to {availability}")
+def _set_availability(node: Any, availability: str, tries: int = 5) -> None:
+    """Set ``node``'s availability, its spec's version read just before; an update that
+    another one overtook ("update out of sequence") is made again on the new version."""
+    for attempt in range(tries):
+        node.reload()
+        spec = dict(node.attrs["Spec"])
+        spec["Availability"] = availability
+        try:
+            node.update(spec)
+            return
+        except docker.errors.APIError as error:
+            if "out of sequence" not in str(error.explanation) or attempt == tries - 1:
+                raise DriverError(
+                    f"node {node.id[:12]} could not be set to {availability}: {error.explanation}"
+                ) from None

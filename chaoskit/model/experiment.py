@@ -25,7 +25,7 @@ from ._base import (
     is_set,
     schema_rules,
 )
-from .faults import Fault, PartitionFault
+from .faults import CrashFault, Fault, PartitionFault
 from .metrics import (
     ErrorRateMetric,
     LatencyMetric,
@@ -558,6 +558,13 @@ def _fault_problems(exp: Experiment) -> Iterator[ExperimentProblem]:
                     "give 'listen', a system.ports name the proxy listens on, and point the "
                     "target's clients at ${ports.NAME}",
                 )
+        restarted = isinstance(fault, CrashFault) and (fault.action == "restart" or fault.keep_down)
+        if restarted and target.kind == "service":
+            yield ExperimentProblem(
+                ("faults", i, "keep_down" if getattr(fault, "keep_down", False) else "action"),
+                "a Swarm task is started again by its orchestrator, not by chaoskit: use "
+                "action 'kill' or 'stop', without keep_down",
+            )
         if target.kind == "host":
             if not any(_reaches(fault, kind) for kind in ("proxy", "process", "container")):
                 yield _no_driver(i, fault, target.kind)

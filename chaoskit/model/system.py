@@ -23,6 +23,7 @@ from ._base import (
 )
 
 __all__ = [
+    "SERVICE_LABEL",
     "ContainerSpec",
     "ContainerTarget",
     "EngineSpec",
@@ -141,7 +142,7 @@ class ServiceRestart(Model):
     condition: Literal["none", "on-failure", "any"] = "any"
     delay: NonNegativeDuration = Duration.parse("5s")
     """How long it waits before starting the replacement."""
-    max_attempts: Annotated[int, Field(ge=0)] | None = None
+    max_attempts: Annotated[int, Field(ge=1)] | None = None
     """How many times it tries in ``window`` (none: without end)."""
     window: NonNegativeDuration | None = None
 
@@ -180,6 +181,7 @@ class ServiceSpec(Model):
     labels: dict[str, str] = Field(default_factory=dict)
     replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     ports: list[ServicePort] = Field(default_factory=list)
+    """Each published port once."""
     restart: ServiceRestart = Field(default_factory=ServiceRestart)
     update: ServiceUpdate = Field(default_factory=ServiceUpdate)
     engine: Name | None = None
@@ -189,6 +191,15 @@ class ServiceSpec(Model):
     """How long all ``replicas`` have to be running before the run is refused."""
 
     _command = field_validator("command", mode="before")(_argv)
+
+    @field_validator("ports")
+    @classmethod
+    def _published_once(cls, value: list[ServicePort]) -> list[ServicePort]:
+        published = [p.published for p in value]
+        twice = sorted({p for p in published if published.count(p) > 1})
+        if twice:
+            raise beyond_schema(f"each port is published once: {', '.join(map(str, twice))}")
+        return value
 
 
 class StackSpec(Model):
@@ -315,7 +326,9 @@ class System(Model):
         names += [s.name for s in self.services]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise beyond_schema(f"process and container names must be unique: {', '.join(dupes)}")
+            raise beyond_schema(
+                f"process, container and service names must be unique: {', '.join(dupes)}"
+            )
         ports = self.port_names()
         dupes = sorted({n for n in ports if ports.count(n) > 1})
         if dupes:
@@ -525,6 +538,10 @@ class HostTarget(_ByNameOrLabels):
     kind: Literal["host"]
 
 
+SERVICE_LABEL = "com.docker.swarm.service.name"
+"""The label a Swarm task carries with its service's name (as Docker labels its container)."""
+
+
 class ServiceTarget(_OnEngines):
     """The running tasks of Docker Swarm services, by service name and/or labels (a service's
     own, its node's and its engine's): each task is one target (``web.2``), hit through its
@@ -536,9 +553,12 @@ class ServiceTarget(_OnEngines):
 
     def selects(self, name: str, labels: Mapping[str, str]) -> bool:
         """True if the task called ``name`` (``[ENGINE/]SERVICE.SLOT``) is of a selected
-        service, by the service's name (``web`` selects ``web.1`` and ``web.2``)."""
-        service = name.rpartition(".")[0] or name
-        return super().selects(service, labels)
+        service, by the service's name (``web`` selects ``web.1`` and ``web.2``), as its
+        :data:`SERVICE_LABEL` says (a global service's task is named after its node, whose
+        hostname may hold dots)."""
+        place, _, task = name.rpartition("/")
+        service = labels.get(SERVICE_LABEL) or task.rpartition(".")[0] or task
+        return super().selects(f"{place}/{service}" if place else service, labels)
 
 
 class NodeTarget(_OnEngines):

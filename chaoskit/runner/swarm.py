@@ -86,7 +86,9 @@ class _ReplicasReader(ProbeReader):
         if "Replicated" in mode:
             wanted = int(mode["Replicated"].get("Replicas", 1))
         else:  # a global service: one task on each node the orchestrator means to run it on
-            wanted = len(service.tasks(filters={"desired-state": "running"}))
+            # (a replacement waits as "ready" through its restart delay: it counts as wanted)
+            meant = service.tasks(filters={"desired-state": ["running", "ready"]})
+            wanted = len({t.get("NodeID") for t in meant})
         return float(max(0, wanted - running))
 
     async def aclose(self) -> None:

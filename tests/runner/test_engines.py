@@ -34,6 +34,7 @@ from chaoskit.model.system import ContainerTarget
 from chaoskit.runner.journal import Journal, read_journal
 from chaoskit.runner.lifecycle import FaultLifecycle
 from chaoskit.runner.rollback import revert_all, rollback
+from chaoskit.runner.system import parts as parts_module
 from chaoskit.runner.system.parts import stop_part
 from chaoskit.runner.targets import engine_containers, select
 from chaoskit.stack.launcher import free_ports
@@ -277,14 +278,23 @@ faults: [{{type: pause, target: boxes}}]
 
 
 def test_a_container_whose_removal_is_under_way_counts_as_stopped(
-    second_engine: SecondEngine, stack_image: str
+    second_engine: SecondEngine, stack_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A runner killed while it removes its container leaves its watchdog to meet the engine's
     'removal already in progress' (409): the part is stopped once that removal ends, not a
     failure for ``chaoskit rollback`` to chase. (On the second engine: its storage driver,
     vfs, makes a removal last long enough to meet.)"""
+    met: list[str] = []
+    waited = parts_module._removed_by_other
+
+    def spied(client: Any, container: str, said: str) -> str | None:  # a spy: calls through
+        met.append(said)
+        return waited(client, container, said)
+
+    monkeypatch.setattr(parts_module, "_removed_by_other", spied)
     with second_engine.client() as docker_client:
         removed_while_removing(docker_client, second_engine.unix, stack_image)
+    assert met and "already in progress" in met[0], "the 409 was met, and waited out"
 
 
 def removed_while_removing(docker_client: Any, engine: str, stack_image: str) -> None:

@@ -15,15 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.types
 import pytest
 from hosts import need_root
-from killed_run import KilledRun
+from killed_run import HELD_OPEN, KilledRun, kill_once_applied
 from pydantic import TypeAdapter
 from swarms import Swarm, one_node_swarm, task_kill
 from waiting import wait_until
 
+from chaoskit.drivers.base import DriverError
 from chaoskit.drivers.registry import Drivers
-from chaoskit.drivers.swarm import service_tasks, swarm_nodes
+from chaoskit.drivers.swarm import running_tasks, service_tasks, swarm_nodes
 from chaoskit.model import Fault
 from chaoskit.model.result import RunResult
 from chaoskit.runner.lifecycle import FaultLifecycle
@@ -163,3 +165,55 @@ def test_a_service_that_cannot_run_refuses_the_run_saying_what_its_tasks_said(
     assert "system.services[0].ready_timeout" in done.stderr
     with swarm.engine.client() as client:
         assert not client.services.list(filters={"name": service}), "removed after the refusal"
+
+
+def test_a_task_its_orchestrator_would_not_restart_is_not_killed(swarm: Swarm) -> None:
+    """A service that restarts on 'none' would stay short after the run: a kill or a removal
+    of its task is refused before anything is touched; a pause (resumed after) is not."""
+    name = f"once-{uuid.uuid4().hex[:8]}"
+    with swarm.engine.client() as client:
+        client.services.create(
+            swarm.image, args=["http.server", "8000"], name=name,
+            restart_policy=docker.types.RestartPolicy(condition="none"),
+        )  # fmt: skip
+        try:
+            wait_until(lambda: len(running_tasks(client.services.get(name))) == 1, 120,
+                       "the task running")  # fmt: skip
+            [task] = [t for t in service_tasks([swarm.named()]) if name in t.name]
+            faults = lifecycle()
+            for kind in ("crash", "remove"):
+                with pytest.raises(DriverError, match="restarts its tasks on 'none'"):
+                    faults.plan(fault(type=kind), task)
+            assert faults.plan(fault(type="pause"), task).undo == {"unpause": True}
+            assert client.containers.get(task.ref["id"]).status == "running"
+        finally:
+            client.services.get(name).remove()
+
+
+@pytest.mark.usefixtures("open_policy")
+def test_a_drain_left_by_a_killed_runner_is_taken_back_by_its_watchdog(
+    tmp_path: Path, swarm: Swarm
+) -> None:
+    experiment = tmp_path / "drain.yaml"
+    experiment.write_text(
+        f"""
+version: 1
+name: e2e-drain-killed
+system:
+  engines: [{{name: sw, host: "{swarm.engine.unix}", labels: {{host: h1}}}}]
+targets:
+  nodes: {{kind: node, select: "*"}}
+load: {{url: "{swarm.url}", rate: 5/s}}
+faults: [{{type: drain, target: nodes}}]
+"""
+        + HELD_OPEN
+    )
+    [node] = swarm_nodes([swarm.named()])
+
+    def availability() -> str:
+        with swarm.engine.client() as client:
+            return str(client.nodes.get(node.ref["node"]).attrs["Spec"]["Availability"])
+
+    kill_once_applied(experiment, tmp_path / "reports", 1)
+    wait_until(lambda: availability() == "active", 20, "the watchdog making the node active")
+    wait_until(swarm.healthy, 120, "the task scheduled again on the node")

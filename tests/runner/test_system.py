@@ -160,7 +160,9 @@ def test_a_container_with_ports_tmpfs_and_faketime(
         return {"name": target.name, "labels": target.labels, **target.ref}
 
     seen = up(system, tmp_path, check)
-    assert seen["name"] == name and seen["labels"] == {"tier": "front"}
+    # its own labels, and the run's, as the container carries them (a host fault reaches the
+    # containers this run started)
+    assert seen["name"] == name and seen["labels"] == {"tier": "front", "chaoskit.run": "run-1"}
     assert seen["tmpfs"] == "/data" and seen["faketime"].endswith(f"faketime/{name}")
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(seen["id"])

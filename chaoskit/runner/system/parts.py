@@ -225,6 +225,7 @@ def _removed_by_other(client: Any, container: str, said: str) -> str | None:
     """Wait (up to :data:`GRACE`) for a removal someone else started to finish: None once the
     container is gone, else what the engine said."""
     import docker.errors  # noqa: PLC0415
+    import requests  # noqa: PLC0415
 
     deadline = time.monotonic() + GRACE
     while time.monotonic() < deadline:
@@ -232,5 +233,7 @@ def _removed_by_other(client: Any, container: str, said: str) -> str | None:
             client.containers.get(container)
         except docker.errors.NotFound:
             return None
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            return f"{said}; then: {error}"
         time.sleep(0.1)
     return said
