@@ -43,9 +43,9 @@ def main() -> None:
     image = ensure_image(first)
     with tempfile.TemporaryDirectory() as folder, one_node_swarm(first, image) as swarm:
         experiment = Path(folder) / "swarm.yaml"
-        experiment.write_text(task_kill(swarm, args.trials))
+        experiment.write_text(task_kill(swarm, args.trials, service="api"))
         policy = Path(folder) / "policy.yaml"
-        policy.write_text("version: 1\n")  # service targets: the repository's policy has none
+        policy.write_text("version: 1\nallowed_target_kinds: [service]\n")  # and no caps
         reports = Path(folder) / "reports"
         env = {**os.environ, "CHAOSKIT_POLICY": str(policy)}
         argv = [sys.executable, "-m", "chaoskit", "run", str(experiment), "--reports", str(reports)]

@@ -32,10 +32,12 @@ def write(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def open_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A site policy without caps, for runs the repository's would refuse (it hits at most
-    half the targets)."""
+    """A site policy without caps, allowing every kind of target, for runs the repository's
+    would refuse (it hits at most half the targets)."""
     policy = tmp_path / "open-policy.yaml"
-    policy.write_text("version: 1\n")
+    policy.write_text(
+        "version: 1\nallowed_target_kinds: [proxy, process, container, host, service, node]\n"
+    )
     monkeypatch.setenv("CHAOSKIT_POLICY", str(policy))
 
 
