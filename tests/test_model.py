@@ -395,6 +395,21 @@ def test_the_built_in_fault_types_are_one_list_in_three_spellings() -> None:
             r"system.containers\[0\] \('c'\) is for engine 'b', which system.engines does not "
             r"name \(named: a\)",
         ),
+        (
+            {"services": [{"name": "web", "image": "i", "engine": "sw"}]},
+            r"system.services\[0\] \('web'\) is for engine 'sw', which system.engines does "
+            r"not name \(named: none: add it to system.engines\)",
+        ),
+        (
+            {"services": [{"name": "web", "image": "i", "ports": [
+                {"target": 80, "published": 8080}, {"target": 81, "published": 8080}]}]},
+            "each port is published once: 8080",
+        ),
+        (
+            {"containers": [{"name": "web", "image": "i"}],
+             "services": [{"name": "web", "image": "i"}]},
+            "process, container and service names must be unique: web",
+        ),
     ],
 )  # fmt: skip
 def test_engines_and_toxiproxy_servers_say_what_is_wrong(

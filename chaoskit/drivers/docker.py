@@ -99,12 +99,17 @@ class DockerDriver:
             return self._clients[engine.key]
 
     def _container(self, target: Target) -> Any | None:
+        return self.look_up(target, "containers", "id")
+
+    def look_up(self, target: Target, collection: str, key: str) -> Any | None:
+        """The object ``target.ref[key]`` names in the engine's ``collection`` (``containers``,
+        ``nodes``), None if it is gone; :class:`Unreachable` if the engine does not answer."""
         try:
-            return self.client(engine_of(target.ref)).containers.get(target.ref["id"])
+            return getattr(self.client(engine_of(target.ref)), collection).get(target.ref[key])
         except docker.errors.NotFound:
             return None
         except docker.errors.APIError as error:
-            raise DriverError(f"container {target.name}: {error.explanation}") from None
+            raise DriverError(f"{target.kind} {target.name}: {error.explanation}") from None
         except (docker.errors.DockerException, requests.ConnectionError, requests.Timeout) as error:
             raise unreachable(target, error) from None
 

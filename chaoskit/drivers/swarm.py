@@ -227,14 +227,7 @@ class SwarmDriver(DockerDriver):
             )
 
     def _node(self, target: Target) -> Any | None:
-        try:
-            return self.client(engine_of(target.ref)).nodes.get(target.ref["node"])
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as error:
-            raise DriverError(f"node {target.name}: {error.explanation}") from None
-        except (docker.errors.DockerException, requests.RequestException) as error:
-            raise unreachable(target, error) from None
+        return self.look_up(target, "nodes", "node")
 
     async def check(self, record: AppliedFault) -> None:
         """The engine answers and the task still runs (or the node is still in the swarm)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Annotated, ClassVar, Literal, Self
 from urllib.parse import urlsplit
@@ -339,20 +339,19 @@ class System(Model):
             if dupes:
                 raise beyond_schema(f"names in system.{field} must be unique: {', '.join(dupes)}")
         engines = {e.name: e for e in self.engines}
-        for index, service in enumerate(self.services):
-            if service.engine is not None and service.engine not in engines:
-                known = ", ".join(sorted(engines)) or "none: add it to system.engines"
-                raise beyond_schema(
-                    f"system.services[{index}] ('{service.name}') is for engine "
-                    f"'{service.engine}', which system.engines does not name (named: {known})"
-                )
+        placed: list[tuple[str, Sequence[ContainerSpec | ServiceSpec]]] = [
+            ("containers", self.containers),
+            ("services", self.services),
+        ]
+        for field, parts in placed:
+            for index, part in enumerate(parts):
+                if part.engine is not None and part.engine not in engines:
+                    known = ", ".join(sorted(engines)) or "none: add it to system.engines"
+                    raise beyond_schema(
+                        f"system.{field}[{index}] ('{part.name}') is for engine "
+                        f"'{part.engine}', which system.engines does not name (named: {known})"
+                    )
         for index, container in enumerate(self.containers):
-            if container.engine is not None and container.engine not in engines:
-                known = ", ".join(sorted(engines)) or "none: add it to system.engines"
-                raise beyond_schema(
-                    f"system.containers[{index}] ('{container.name}') is for engine "
-                    f"'{container.engine}', which system.engines does not name (named: {known})"
-                )
             on = engines.get(container.engine) if container.engine else None
             on = on or (self.engines[0] if self.engines else None)
             if container.faketime and on is not None and not on.host.startswith("unix://"):
