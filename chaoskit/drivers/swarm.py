@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import docker.errors
@@ -64,6 +64,23 @@ def _managers(listed: list[tuple[Engine, Any, dict[str, Any]]]) -> list[tuple[En
     return found
 
 
+@contextlib.contextmanager
+def _swarms(
+    engines: Sequence[Engine], what: str
+) -> Iterator[tuple[dict[str | None, Engine], list[tuple[Engine, Any]]]]:
+    """For a block listing the swarm's ``what``: the engine that is each node (by node id),
+    and one manager per swarm with its client; the clients closed after, and the engine's
+    errors said as :class:`DriverError`."""
+    listed = _listed(engines)
+    try:
+        yield {swarm.get("NodeID"): engine for engine, _, swarm in listed}, _managers(listed)
+    except (docker.errors.DockerException, requests.RequestException) as error:
+        raise DriverError(f"cannot list the swarm's {what}: {error}") from None
+    finally:
+        for _, client, _ in listed:
+            client.close()
+
+
 def _named(engine: Engine, name: str, named: bool) -> str:
     return f"{engine.name}/{name}" if named else name
 
@@ -80,11 +97,9 @@ def service_tasks(engines: Sequence[Engine] = ()) -> list[Target]:
     ``SERVICE.NODE``), on named engines ``ENGINE/SERVICE.SLOT`` with the engine's name and
     labels taken from the engine of the node the task runs on. Raises :class:`DriverError`
     when an engine does not answer."""
-    listed = _listed(engines)
-    try:
-        by_node = {swarm.get("NodeID"): engine for engine, _, swarm in listed}
+    with _swarms(engines, "services") as (by_node, managers):
         found: dict[str, Target] = {}
-        for _, client in _managers(listed):
+        for _, client in managers:
             hostnames = {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
             for service in client.services.list():
                 labels = dict(service.attrs["Spec"].get("Labels") or {})
@@ -93,24 +108,17 @@ def service_tasks(engines: Sequence[Engine] = ()) -> list[Target]:
                     container = task["Status"].get("ContainerStatus", {}).get("ContainerID")
                     if node is None or not container:
                         continue  # on a node no engine of the experiment reaches
-                    slot = task.get("Slot") or hostnames.get(task["NodeID"], task["NodeID"])
-                    name = _named(node, f"{service.name}.{slot}", bool(engines))
+                    hostname = hostnames.get(task["NodeID"], task["NodeID"])
+                    name = _named(node, f"{service.name}.{task.get('Slot') or hostname}",
+                                  bool(engines))  # fmt: skip
                     ref = {"id": container, "task": task["ID"], "service": service.name}
                     if engines:
                         ref["engine"] = node.to_json()
-                    where = {
-                        "node": hostnames.get(task["NodeID"], task["NodeID"]),
-                        SERVICE_LABEL: service.name,
-                    }
+                    where = {"node": hostname, SERVICE_LABEL: service.name}
                     found[task["ID"]] = Target(
                         "service", name, {**labels, **where, **node.labels}, ref
                     )
         return sorted(found.values(), key=lambda t: t.name)
-    except (docker.errors.DockerException, requests.RequestException) as error:
-        raise DriverError(f"cannot list the swarm's services: {error}") from None
-    finally:
-        for _, client, _ in listed:
-            client.close()
 
 
 def swarm_nodes(engines: Sequence[Engine] = ()) -> list[Target]:
@@ -118,11 +126,9 @@ def swarm_nodes(engines: Sequence[Engine] = ()) -> list[Target]:
     named engines ``ENGINE/HOSTNAME``, by the engine that is the node if one is, else the
     manager), with the node's labels and, where an engine is the node, that engine's (else
     ``host``: its hostname). Each record reaches the node through a manager."""
-    listed = _listed(engines)
-    try:
-        by_node = {swarm.get("NodeID"): engine for engine, _, swarm in listed}
+    with _swarms(engines, "nodes") as (by_node, managers):
         found = []
-        for manager, client in _managers(listed):
+        for manager, client in managers:
             for node in client.nodes.list():
                 hostname = node.attrs["Description"]["Hostname"]
                 labels = dict(node.attrs["Spec"].get("Labels") or {})
@@ -137,11 +143,6 @@ def swarm_nodes(engines: Sequence[Engine] = ()) -> list[Target]:
                 name = _named(own or manager, hostname, bool(engines))
                 found.append(Target("node", name, labels, ref))
         return sorted(found, key=lambda t: t.name)
-    except (docker.errors.DockerException, requests.RequestException) as error:
-        raise DriverError(f"cannot list the swarm's nodes: {error}") from None
-    finally:
-        for _, client, _ in listed:
-            client.close()
 
 
 class SwarmDriver(DockerDriver):
