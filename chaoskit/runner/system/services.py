@@ -23,6 +23,9 @@ _NS = 1_000_000_000
 async def start_services(parts: Parts, specs: list[ServiceSpec]) -> None:
     """Create each of ``specs`` on its engine, in order, each with all its replicas running
     before the next."""
+    import docker.errors  # noqa: PLC0415 - the Docker SDK loads only when services are asked for
+    import requests  # noqa: PLC0415
+
     for index, spec in enumerate(specs):
         engine = parts.up.engine(spec.engine)
         try:
@@ -30,8 +33,11 @@ async def start_services(parts: Parts, specs: list[ServiceSpec]) -> None:
         except DriverError as error:
             raise BringUpError(f"system.services: {error}") from None
         parts.stops.append(client.close)
-        await asyncio.to_thread(_create, parts, client, engine, spec, index)
-        await _running(client, spec, index)
+        try:
+            await asyncio.to_thread(_create, parts, client, engine, spec, index)
+            await _running(client, spec, index)
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise BringUpError(f"service {spec.name}: {engine.described()}: {error}") from None
 
 
 def _create(parts: Parts, client: Any, engine: Engine, spec: ServiceSpec, index: int) -> None:
