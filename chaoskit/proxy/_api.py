@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import posixpath
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -13,13 +14,14 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+from yarl import URL
 
 from ._collection import PopulateError, ProxyCollection
 from ._errors import ApiError
 from ._json import DecodeError, encode, parse_body
 from ._metrics import CONTENT_TYPE_LATEST, Metrics
 
-__all__ = ["MAX_BODY", "VERSION", "build_app", "openapi"]
+__all__ = ["MAX_BODY", "MAX_HEAD", "VERSION", "build_app", "clean_path", "openapi"]
 
 log = logging.getLogger("chaoskit.proxy")
 
@@ -29,8 +31,14 @@ _HANDLER_TIMEOUT = 25.0
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
 _MAX_LEASE_MS = 24 * 3600 * 1000
-MAX_BODY = 1024**2
-"""The largest request body, in bytes (after any Content-Encoding is undone); larger is 413."""
+MAX_BODY = 16 * 1024**2
+"""The largest request body, in bytes (after any Content-Encoding is undone); larger is 413.
+Toxiproxy has no limit; a body is read whole and decoded on the loop that moves the proxies'
+bytes, so this bounds both the memory and the stall. 16 MiB is a ``/populate`` of about
+100,000 proxies."""
+MAX_HEAD = 1024**2
+"""The longest request line or header field, in bytes: Go's limit for a whole request head, so
+any name Toxiproxy can address (a 100,000-character one, say) can be addressed here too."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -67,19 +75,44 @@ def _empty(status: int) -> web.Response:
     return web.Response(status=status)
 
 
+def clean_path(path: str) -> str:
+    """``path`` as Toxiproxy's router cleans it: one leading slash, no empty, ``.`` or ``..``
+    segments, a trailing slash kept (Go's ``path.Clean``, as gorilla/mux uses it)."""
+    cleaned = posixpath.normpath("/" + path.lstrip("/"))
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Browser block, handler timeout, Go's 404/405 bodies, API errors, the request id."""
+    """Toxiproxy's router, then its middleware: a path that is not clean is redirected (301),
+    an unrouted request is Go's 404 or 405; on a route, browsers are refused (403) and API
+    errors and the handler timeout answered, each with a request id."""
+    cleaned = clean_path(request.path)
+    if cleaned != request.path:
+        _path, asked, query = request.raw_path.partition("?")
+        location = str(URL.build(path=cleaned)) + asked + query  # the query as it came
+        return web.Response(status=301, headers={"Location": location})
+    if request.match_info.http_exception is not None:
+        try:
+            return await handler(request)  # raises the 404 or 405 below
+        except web.HTTPMethodNotAllowed:
+            return _empty(405)
+        except web.HTTPNotFound:
+            return _text_error(404, "404 page not found\n")
+    response = await _answer(request, handler)
+    response.headers["X-Toxiproxy-Request-Id"] = secrets.token_hex(10)
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A routed request's answer: the handler's, or the error it ended in."""
     if request.headers.get("User-Agent", "").startswith("Mozilla/"):
         return _text_error(403, "User agent not allowed\n")
-    routed = request.match_info.http_exception is None
     try:
         async with asyncio.timeout(_HANDLER_TIMEOUT):
             response = await handler(request)
-    except web.HTTPMethodNotAllowed:
-        return _empty(405)
-    except web.HTTPNotFound:
-        return _text_error(404, "404 page not found\n")
     except ApiError as error:
         response = _api_error(error)
     except TimeoutError:
@@ -91,8 +124,6 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as error:  # a bug: say so in the API's own error format, and log it
         log.exception("%s %s failed", request.method, request.path)
         response = _api_error(ApiError(500, f"internal error: {type(error).__name__}: {error}"))
-    if routed:
-        response.headers["X-Toxiproxy-Request-Id"] = secrets.token_hex(10)
     return response
 
 

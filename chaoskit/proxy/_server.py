@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ._api import build_app
+from ._api import MAX_HEAD, build_app
 from ._collection import ProxyCollection
 from ._errors import ApiError
 from ._json import DecodeError, parse_body
@@ -105,7 +105,11 @@ class ProxyServer:
         if self.config is not None:
             self._load_config(self.config)
         runner = web.AppRunner(
-            build_app(self.collection, self.metrics), access_log=None, logger=http_log
+            build_app(self.collection, self.metrics),
+            access_log=None,
+            logger=http_log,
+            max_line_size=MAX_HEAD,
+            max_field_size=MAX_HEAD,
         )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)

@@ -234,9 +234,9 @@ def _check_slicer(attributes: Attributes) -> str | None:
     average, variation = attributes["average_size"], attributes["size_variation"]
     if average <= 0:
         return f"average_size must be at least 1 byte (got {average})"
-    if variation < 0 or variation >= average:
+    if variation < 0 or variation > average:  # above the average, a cut can fall before 0
         return (
-            f"size_variation must be at least 0 and less than average_size ({average}), "
+            f"size_variation must be at least 0 and at most average_size ({average}), "
             f"got {variation}"
         )
     if attributes["delay"] < 0:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import socket
 
 import httpx
 import pytest
 from waiting import wait_until
 
-from .conftest import Upstream, add_toxic, connect, create_proxy
+from .conftest import Upstream, add_toxic, connect, create_proxy, recv_exactly
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -36,11 +37,34 @@ def test_version_is_hand_formatted(api: httpx.Client) -> None:
     assert response.headers["x-toxiproxy-request-id"]
 
 
-def test_browsers_are_refused(api: httpx.Client) -> None:
-    response = api.get("/proxies", headers={"User-Agent": "Mozilla/5.0 (X11)"})
+def test_browsers_are_refused_on_routes_only_as_toxiproxy_does(api: httpx.Client) -> None:
+    browser = {"User-Agent": "Mozilla/5.0 (X11)"}
+    response = api.get("/proxies", headers=browser)
     assert response.status_code == 403
     assert response.text == "User agent not allowed\n"
     assert response.headers["content-type"] == TEXT
+    assert re.fullmatch("[0-9a-f]{20}", response.headers["x-toxiproxy-request-id"])
+    # The router answers before the browser block: no route is 404, a wrong method 405.
+    assert api.get("/nope", headers=browser).status_code == 404
+    assert api.put("/proxies", headers=browser).status_code == 405
+
+
+def test_a_slicer_variation_as_large_as_its_average_is_accepted_and_slices(
+    api: httpx.Client, upstream: Upstream
+) -> None:
+    """Toxiproxy accepts it and never crashes on it (a cut lands at 0 at worst, making an
+    empty piece); above the average a cut can fall before 0, which panics Toxiproxy."""
+    port = create_proxy(api, upstream.address)
+    attributes = {"average_size": 8, "size_variation": 8, "delay": 0}
+    answer = api.post(
+        "/proxies/p/toxics", json={"type": "slicer", "stream": "upstream", "attributes": attributes}
+    )
+    assert answer.status_code == 200, answer.text
+    payload = bytes(range(256)) * 8
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(payload)
+        server_side = upstream.accept()
+        assert recv_exactly(server_side, len(payload)) == payload
 
 
 def test_unrouted_requests(api: httpx.Client) -> None:
@@ -233,8 +257,8 @@ def test_toxic_create_errors_in_order(api: httpx.Client, upstream: Upstream) -> 
         ({"type": "bandwidth", "attributes": {"rate": -5}}, "rate must be at least 1 KB/s"),
         ({"type": "slicer"}, "average_size must be at least 1"),
         (
-            {"type": "slicer", "attributes": {"average_size": 10, "size_variation": 10}},
-            "size_variation must be at least 0 and less than average_size",
+            {"type": "slicer", "attributes": {"average_size": 10, "size_variation": 11}},
+            "size_variation must be at least 0 and at most average_size",
         ),
         ({"type": "latency", "attributes": {"latency": -1}}, "latency must not be negative"),
         ({"type": "latency", "attributes": {"jitter": -1}}, "jitter must not be negative"),

@@ -11,7 +11,7 @@ import schemathesis
 import yaml
 
 from chaoskit.proxy import ProxyServer
-from chaoskit.proxy._api import build_app, openapi
+from chaoskit.proxy._api import MAX_BODY, build_app, openapi
 from chaoskit.proxy._collection import ProxyCollection
 from chaoskit.proxy._metrics import Metrics
 
@@ -69,7 +69,7 @@ def test_every_operation_answers_as_described(
     assert call("POST", "/proxies", {"name": "x"}).status_code == 400
     taken = {"name": "y", "listen": api.get("/proxies/p").json()["listen"], "upstream": "x:1"}
     assert call("POST", "/proxies", taken).status_code == 500
-    assert call("POST", "/proxies", "x" * (1024 * 1024 + 1)).status_code == 413
+    assert call("POST", "/proxies", "x" * (MAX_BODY + 1)).status_code == 413
     assert call("GET", "/proxies").status_code == 200
     assert call("GET", "/proxies/{proxy}", **p).status_code == 200
     assert call("GET", "/proxies/{proxy}", proxy="nope").status_code == 404
