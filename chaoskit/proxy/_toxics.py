@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._clock import sleep_until
 from ._json import Float32
 from ._stream import EOF, Chunk, Stub, pass_through
 
@@ -70,11 +71,8 @@ def _non_negative(*names: str) -> Callable[[Attributes], str | None]:
     return check
 
 
-async def _sleep_until(when: float) -> None:
-    loop = asyncio.get_running_loop()
-    delay = when - loop.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
+async def _sleep(seconds: float) -> None:
+    await sleep_until(asyncio.get_running_loop().time() + seconds)
 
 
 # -- behaviours ---------------------------------------------------------------------------------
@@ -93,7 +91,7 @@ async def _latency(stub: Stub) -> None:
         if jitter > 0:
             delay += stub.rng.uniform(-jitter, jitter)
         due = item.ts + max(delay, 0.0)
-        await _sleep_until(due)
+        await sleep_until(due)
         item.ts = max(item.ts, due)
         stub.emit(item)
 
@@ -111,12 +109,12 @@ async def _bandwidth(stub: Stub) -> None:
         start, sent = loop.time(), 0
         while len(item.data) > piece:
             sent += piece
-            await _sleep_until(start + sent / rate)
+            await sleep_until(start + sent / rate)
             rest = Chunk(item.data[piece:], item.ts)
             stub.emit_part(item.data[:piece], rest)
             item = rest
         sent += len(item.data)
-        await _sleep_until(start + sent / rate)
+        await sleep_until(start + sent / rate)
         stub.emit(item)
 
 
@@ -125,7 +123,7 @@ async def _slow_close(stub: Stub) -> None:
     while True:
         item = await stub.take()
         if item is EOF:
-            await asyncio.sleep(stub.spec.attributes["delay"] / 1000)
+            await _sleep(stub.spec.attributes["delay"] / 1000)
         stub.emit(item)
         if item is EOF:
             return
@@ -155,18 +153,20 @@ async def _reset_peer(stub: Stub) -> None:
     """On the first chunk or EOF: drop it, wait ``timeout`` ms, then close (RST if lingering)."""
     await stub.take()
     stub.drop()
-    await asyncio.sleep(stub.spec.attributes["timeout"] / 1000)
+    await _sleep(stub.spec.attributes["timeout"] / 1000)
     stub.close()
 
 
 def _slices(size: int, average: int, variation: int, stub: Stub) -> list[int]:
-    """Piece lengths: halve until within ``average + variation``, shifting each cut ±variation."""
+    """Piece lengths: halve until within ``average + variation``, shifting each cut ±variation.
+    A cut at 0 (possible when the variation equals the average) makes no piece."""
     pieces: list[int] = []
     pending = [size]
     while pending:
         length = pending.pop()
         if length - average <= variation:
-            pieces.append(length)
+            if length:
+                pieces.append(length)
             continue
         mid = length // 2
         if variation > 0:
@@ -177,26 +177,38 @@ def _slices(size: int, average: int, variation: int, stub: Stub) -> list[int]:
 
 
 async def _slicer(stub: Stub) -> None:
-    """Cut each chunk into pieces of about ``average_size`` bytes, ``delay`` µs apart."""
+    """Cut each chunk into pieces of about ``average_size`` bytes, ``delay`` µs apart.
+
+    Pieces keep to a schedule, each ``delay`` after the one before, so the rate holds whatever
+    a wake-up costs: one that comes late writes the pieces already due together (at delays of
+    a few µs, a write per piece would cost more than the delay). Data that arrives after a
+    pause starts the schedule anew, from when it was read, rather than going out in a burst.
+    """
+    loop = asyncio.get_running_loop()
+    due = loop.time()
     while True:
         item = await stub.take()
         if not isinstance(item, Chunk):
             stub.emit(item)
             return
         attributes = stub.spec.attributes
-        lengths = _slices(
-            len(item.data), attributes["average_size"], attributes["size_variation"], stub
+        pieces = iter(
+            _slices(len(item.data), attributes["average_size"], attributes["size_variation"], stub)
         )
         delay = attributes["delay"] / 1e6
-        for length in lengths:
+        due = max(due, item.ts)  # data that waited keeps the schedule
+        for first in pieces:
+            await sleep_until(due)
+            length, due = first, due + delay
+            while delay > 0 and due <= loop.time() and length < len(item.data):
+                length += next(pieces)  # overdue: goes out with this one
+                due += delay
             if length < len(item.data):
                 rest = Chunk(item.data[length:], item.ts)
                 stub.emit_part(item.data[:length], rest)
                 item = rest
             else:
                 stub.emit(item)
-            if delay > 0:
-                await asyncio.sleep(delay)
 
 
 async def _limit_data(stub: Stub) -> None:

@@ -43,7 +43,7 @@ toxic = st.one_of(
                 "attributes": st.fixed_dictionaries(
                     {
                         "average_size": st.just(average),
-                        "size_variation": st.integers(0, average - 1),
+                        "size_variation": st.integers(0, average),
                         "delay": st.integers(0, 200),
                     }
                 ),

@@ -216,6 +216,30 @@ def test_slicer_cuts_chunks_into_delayed_pieces(api: httpx.Client, upstream: Ups
     assert 0.3 <= elapsed < 0.34 + 2 * SLACK
 
 
+def test_slicer_keeps_its_rate_with_delays_below_a_millisecond(
+    api: httpx.Client, upstream: Upstream
+) -> None:
+    """1,024 pieces 100 µs apart take about 0.1 s. A sleep per piece on the event loop costs a
+    whole millisecond (its timer resolution), which made this about 1.1 s."""
+    client = connect(create_proxy(api, upstream.address))
+    add_toxic(
+        api,
+        type="slicer",
+        stream="upstream",
+        attributes={"average_size": 64, "size_variation": 0, "delay": 100},
+    )
+    client.sendall(b"x")  # the connection is up before the clock starts
+    server_side = upstream.accept()
+    assert recv_exactly(server_side, 1) == b"x"
+    payload = bytes(range(256)) * 256
+    start = time.perf_counter()
+    client.sendall(payload)
+    assert recv_exactly(server_side, len(payload)) == payload
+    elapsed = time.perf_counter() - start
+    ideal = len(payload) // 64 * 100e-6  # if every 32 KiB read is cut into 64-byte pieces
+    assert 0.9 * ideal / 2 <= elapsed < 3.5 * ideal  # pieces of 32-64 B, wide for a busy host
+
+
 def test_limit_data_cuts_and_closes(api: httpx.Client, upstream: Upstream) -> None:
     port = create_proxy(api, upstream.address)
     add_toxic(api, type="limit_data", stream="upstream", attributes={"bytes": 10})
