@@ -357,11 +357,11 @@ def test_a_fault_that_cannot_be_taken_back_fails_naming_the_journal_that_keeps_i
     from chaoskit.drivers.base import DriverError
     from chaoskit.proxy import run_in_thread
 
-    journal = ChaosJournal(tmp_path / "reports")
+    journal = ChaosJournal(tmp_path / "reports", revert_patience=1.0)
     try:
         with contextlib.ExitStack() as server_running:
             server = server_running.enter_context(run_in_thread())
-            chaos = Chaos(server.url, journal)
+            chaos = Chaos(server.url, journal, revert_patience=1.0)
             chaos.proxy("doomed", upstream="127.0.0.1:9")
             with (
                 pytest.raises(DriverError, match=r"`chaoskit rollback \S+/journal\.jsonl`"),

@@ -42,18 +42,29 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+def _patience(given: float | None) -> float:
+    """``given``, or the runner's revert patience (imported only when a fault is made)."""
+    from ..runner.rollback import REVERT_PATIENCE  # noqa: PLC0415
+
+    return REVERT_PATIENCE if given is None else given
+
+
 class ChaosJournal:
     """The write-ahead journal of the ``chaos`` fixtures and the watchdog that reverts what
     it says is applied if pytest dies. Both start with the first fault, so a session that
     injects nothing costs nothing. ``reports`` is the folder the journal goes in, or a function
-    that makes it, called with the first fault."""
+    that makes it, called with the first fault; ``revert_patience`` is how long the watchdog's
+    reverts keep trying a backend that does not answer (by default the runner's 30 s)."""
 
     LEASE = 30.0
     """Seconds without a renewal before the watchdog takes pytest for hung (a renewal thread
     keeps it alive while a test blocks or sits in a debugger; death is seen at once)."""
 
-    def __init__(self, reports: Path | Callable[[], Path]) -> None:
+    def __init__(
+        self, reports: Path | Callable[[], Path], *, revert_patience: float | None = None
+    ) -> None:
         self._reports = reports
+        self._patience = revert_patience
         self._journal: Journal | None = None
         self._dog: Watchdog | None = None
         self._stop = threading.Event()
@@ -69,7 +80,9 @@ class ChaosJournal:
             if self._journal is None:
                 run = f"pytest-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
                 journal = Journal.create(self.reports / run / "journal.jsonl", run)
-                self._dog = dog = watchdog.start(journal.path, timeout=self.LEASE)
+                self._dog = dog = watchdog.start(
+                    journal.path, timeout=self.LEASE, patience=_patience(self._patience)
+                )
                 self._renewing = threading.Thread(
                     target=self._renew, args=(dog,), name="chaos-lease", daemon=True
                 )
@@ -109,11 +122,20 @@ class ChaosJournal:
 class Chaos:
     """Faults as context managers that always revert, on a Toxiproxy API (``url``), the
     Docker engine (containers by name) and local processes (by pid). With ``journal``, each
-    fault is journaled before it is applied and its revert after."""
+    fault is journaled before it is applied and its revert after. A revert keeps trying a
+    backend that does not answer for ``revert_patience`` seconds (by default the runner's 30 s)
+    before the test fails."""
 
-    def __init__(self, url: str, journal: ChaosJournal | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        journal: ChaosJournal | None = None,
+        *,
+        revert_patience: float | None = None,
+    ) -> None:
         self.url = url
         self._journal = journal
+        self._patience = revert_patience
         self._faults: FaultLifecycle | None = None
 
     def proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0") -> str:
@@ -227,7 +249,9 @@ class Chaos:
 
         if self._faults is None:
             journal = self._journal.journal() if self._journal is not None else None
-            self._faults = FaultLifecycle(Drivers(self.url), journal)
+            self._faults = FaultLifecycle(
+                Drivers(self.url), journal, patience=_patience(self._patience)
+            )
         return self._faults
 
     def _target(self, name: str | None, pid: int | None, *, on_proxy: bool) -> Target:

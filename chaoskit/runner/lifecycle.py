@@ -17,7 +17,7 @@ from ..drivers.base import AppliedFault, DriverError, Target, TargetGone
 from ..drivers.registry import Drivers
 from ..model import Fault
 from .journal import Journal
-from .rollback import Outcome, revert_all
+from .rollback import REVERT_PATIENCE, Outcome, revert_all
 
 __all__ = ["FaultLifecycle", "could_not_revert"]
 
@@ -37,6 +37,7 @@ class FaultLifecycle:
 
     ``journal`` is None only where nothing outlives the caller (a pytest session without a
     journal). ``events`` is the run's record of injections, reverts and targets found gone.
+    ``patience`` is how long a revert keeps trying a backend that does not answer.
     """
 
     def __init__(
@@ -45,10 +46,12 @@ class FaultLifecycle:
         journal: Journal | None = None,
         *,
         log: Callable[[str], None] = _quiet,
+        patience: float = REVERT_PATIENCE,
     ) -> None:
         self.drivers = drivers
         self.journal = journal
         self.log = log
+        self.patience = patience
         self.applied: dict[str, AppliedFault] = {}
         """What may be applied now, by record id: injected (or being injected), not reverted."""
         self.events: list[dict[str, Any]] = []
@@ -97,7 +100,7 @@ class FaultLifecycle:
         chosen = [r for r in chosen if r.id in self.applied]
         if not chosen:
             return []
-        outcomes = await revert_all(chosen, self.drivers, self.journal)
+        outcomes = await revert_all(chosen, self.drivers, self.journal, patience=self.patience)
         for outcome in outcomes:
             record = outcome.record
             self.unrecorded = self.unrecorded or outcome.unrecorded

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..drivers.process import start_ticks
 from ..drivers.registry import BUILTIN_DRIVERS, load_factory
 from .journal import JournalError, read_journal
-from .rollback import rollback
+from .rollback import REVERT_PATIENCE, rollback
 
 __all__ = ["Watchdog", "main", "start"]
 
@@ -81,13 +81,20 @@ LEASE = 30.0
 swapping machine causes, since only a hang (never a death) waits for it."""
 
 
-def start(journal: Path, timeout: float = LEASE, log: Path | None = None) -> Watchdog:
-    """Start the watchdog for this process's run, journaled at ``journal``."""
+def start(
+    journal: Path,
+    timeout: float = LEASE,
+    log: Path | None = None,
+    *,
+    patience: float = REVERT_PATIENCE,
+) -> Watchdog:
+    """Start the watchdog for this process's run, journaled at ``journal``; its reverts keep
+    trying a backend that does not answer for ``patience`` seconds."""
     pid = os.getpid()
     argv = [
         sys.executable, "-m", "chaoskit.runner.watchdog", "--journal", str(journal),
         "--runner-pid", str(pid), "--runner-start", str(start_ticks(pid)),
-        "--timeout", str(timeout),
+        "--timeout", str(timeout), "--patience", str(patience),
     ]  # fmt: skip
     output = open(log or journal.with_name("watchdog.log"), "ab")  # noqa: SIM115 - the child owns it
     try:
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner-pid", type=int, required=True)
     parser.add_argument("--runner-start", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=LEASE)
+    parser.add_argument("--patience", type=float, default=REVERT_PATIENCE)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _load_drivers()
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             f"stopping {len(state.running)} part(s)",
             flush=True,
         )
-        done = asyncio.run(rollback(args.journal))
+        done = asyncio.run(rollback(args.journal, patience=args.patience))
         ok = done.ok
         lines = done.lines()
         for line in lines:

@@ -62,7 +62,7 @@ def test_a_revert_that_fails_leaves_the_fault_applied_and_named(tmp_path: Path) 
     with run_in_thread() as server:
         body = {"name": "db", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"}
         assert httpx.post(f"{server.url}/proxies", json=body, trust_env=False).status_code == 201
-        faults = FaultLifecycle(Drivers(server.url), journal)
+        faults = FaultLifecycle(Drivers(server.url), journal, patience=1.0)
         record = faults.plan(fault(type="latency", latency="1s"), proxy_target(server.url, "db"))
 
         async def inject() -> None:
