@@ -66,7 +66,8 @@ def _fine_timer_slack() -> None:
     """Ask Linux to wake this thread within 1 µs of its deadlines rather than the default 50 µs
     (``prctl(PR_SET_TIMERSLACK)``; elsewhere, or if refused, the default stays)."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+        nanoseconds, zero = ctypes.c_ulong(1000), ctypes.c_ulong(0)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, nanoseconds, zero, zero, zero)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
