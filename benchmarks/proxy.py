@@ -12,6 +12,14 @@ and through ``chaoskit proxy`` (or any Toxiproxy-compatible server), side by sid
                the same client runs directly (no toxic) for comparison. Per-connection
                exchange times include queueing in the one client process (see the direct ones)
                                           target all complete, no errors, proxy peak RSS < 200 MiB
+  e  timing    toxics with delays below a few milliseconds, against the ideal: a slicer of
+               64-byte pieces ``delay`` µs apart on 65,536 bytes (ideal: 1,024 x delay, first
+               byte sent to last byte received), for 10 µs and 100 µs; and ping-pongs through a
+               1 ms latency toxic, without and with 1 ms of jitter (ideal added: 1 ms)
+                                          target slicer within 10 % of ideal, latency ±0.2 ms
+  f  toxic bulk one TCP stream as in a, through a 1 ms latency toxic and through a 100 MB/s
+               bandwidth toxic (on the direction the data flows): Gbit/s, median of ``--repeat``
+                                          target at least Toxiproxy's (with ``--toxiproxy``)
 
 "added pXX" is the proxied pXX minus the direct p50 (the round trip without the proxy). Clients,
 servers and the proxy are separate processes (this file, run with a hidden ``_child`` command),
@@ -20,8 +28,10 @@ a fresh proxy, so its peak RSS (VmHWM from /proc) belongs to that section alone.
 
 Run:  python benchmarks/proxy.py [--only a,b,c,d] [--seconds S] [--connections N] ...
       python benchmarks/proxy.py --proxy-cmd "toxiproxy-server -port {port}"
+      python benchmarks/proxy.py --only e,f --toxiproxy /path/to/toxiproxy-server
       (``{port}`` becomes a free port and readiness is polled on GET /version; without it the
-      API URL is read from the command's output, as for ``chaoskit proxy --port 0``)
+      API URL is read from the command's output, as for ``chaoskit proxy --port 0``; with
+``--toxiproxy PATH``, sections e and f also run on that Toxiproxy server, in their own column)
 
 Prints a table and exits 0; the "met" column says which targets were reached.
 """
@@ -41,6 +51,7 @@ import resource
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,7 +73,10 @@ MESSAGE = b"p" * 64
 URL = re.compile(r"http://127\.0\.0\.1:\d+")
 PROXY_NAME = "bench"
 TOXIC_NAME = "latency_downstream"
-SECTIONS = "abcd"
+SECTIONS = "abcdef"
+SLICED = 65_536
+SLICE = 64
+BANDWIDTH_KBS = 100_000
 
 
 def raise_file_limit() -> None:
@@ -293,6 +307,8 @@ class Proxy:
         self.output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
         self.proc: subprocess.Popen[bytes] | None = None
         self.api: httpx.Client | None = None
+        self.port = 0
+        """The benchmark proxy's listening port, once created."""
 
     def __enter__(self) -> Proxy:
         try:
@@ -363,9 +379,11 @@ class Proxy:
         listen: str = self.call("POST", "/proxies", 201, body)["listen"]
         return int(listen.rsplit(":", 1)[1])
 
-    def add_latency(self, ms: int) -> None:
-        attributes = {"latency": ms, "jitter": 0}
-        body = {"type": "latency", "stream": "downstream", "attributes": attributes}
+    def add_latency(self, ms: int, jitter: int = 0) -> None:
+        self.add_toxic("latency", "downstream", latency=ms, jitter=jitter)
+
+    def add_toxic(self, kind: str, stream: str, **attributes: int) -> None:
+        body = {"type": kind, "stream": stream, "attributes": attributes}
         self.call("POST", f"/proxies/{PROXY_NAME}/toxics", 200, body)
 
     def remove_latency(self) -> None:
@@ -404,6 +422,7 @@ class Row:
     added: str
     target: str
     met: str
+    toxiproxy: str = ""
 
 
 def verdict(ok: bool) -> str:
@@ -564,11 +583,150 @@ def section_storm(options: argparse.Namespace) -> list[Row]:
     ]  # fmt: skip
 
 
+def sliced_seconds(proxy: Proxy, listener: socket.socket, delay_us: int) -> float:
+    """Seconds from sending SLICED bytes to receiving the last, through a slicer toxic of
+    SLICE-byte pieces ``delay_us`` apart (upstream, the direction the bytes go)."""
+    proxy.add_toxic("slicer", "upstream", average_size=SLICE, size_variation=0, delay=delay_us)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as client:
+        server, _ = listener.accept()
+        with server:
+            server.settimeout(60)
+            view = memoryview(bytearray(SLICED))
+            start = time.perf_counter()
+            client.sendall(bytes(SLICED))
+            got = 0
+            while got < SLICED:
+                n = server.recv_into(view[got:])
+                if not n:
+                    raise ConnectionError(f"the proxy closed after {got} bytes")
+                got += n
+            elapsed = time.perf_counter() - start
+    proxy.call("DELETE", f"/proxies/{PROXY_NAME}/toxics/slicer_upstream", 204)
+    return elapsed
+
+
+def timing(command: str | None, options: argparse.Namespace) -> dict[str, Any]:
+    """Section e's measures on one server: slicer seconds by delay, latency added in ms."""
+    found: dict[str, Any] = {}
+    with Proxy(command) as proxy:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            proxy.port = proxy.create(listener.getsockname()[1])
+            for delay in (10, 100):
+                found[f"slicer {delay}"] = median(
+                    [sliced_seconds(proxy, listener, delay) for _ in range(options.repeat)]
+                )
+            proxy.call("DELETE", f"/proxies/{PROXY_NAME}", 204)
+        with Child("echo") as echo:
+            echo_port = echo.read(30)["port"]
+            proxy.port = proxy.create(echo_port)
+            direct = median(ping(echo_port, 2000, 200, 0.001)) / 1000
+            for jitter in (0, 1):
+                proxy.add_latency(1, jitter)
+                trips = ping(proxy.port, options.latency_pings * 5, 20, 0.003)
+                proxy.remove_latency()
+                found[f"latency {jitter}"] = [trip / 1000 - direct for trip in trips]
+    return found
+
+
+def section_timing(options: argparse.Namespace) -> list[Row]:
+    ours = timing(options.proxy_cmd, options)
+    theirs = timing(toxiproxy_command(options), options) if options.toxiproxy else None
+    rows = []
+    for delay in (10, 100):
+        ideal = SLICED // SLICE * delay / 1e6
+        got = ours[f"slicer {delay}"]
+        other = f"{theirs[f'slicer {delay}'] * 1000:.2f}" if theirs else ""
+        rows.append(
+            Row(
+                "e",
+                f"slicer {SLICE} B / {delay} µs on {SLICED:,} B, ms (median of {options.repeat})",
+                f"{ideal * 1000:.2f}",
+                f"{got * 1000:.2f}",
+                f"{got / ideal - 1:+.1%} of ideal",
+                "within 10 % of ideal",
+                verdict(abs(got / ideal - 1) <= 0.10),
+                other,
+            )
+        )
+    for jitter in (0, 1):
+        added = ours[f"latency {jitter}"]
+        label = "1 ms latency" + (" ± 1 ms jitter" if jitter else "")
+        measure = statistics.fmean if jitter else median
+        name = "mean" if jitter else "p50"
+        other = f"{measure(theirs[f'latency {jitter}']):.3f}" if theirs else ""
+        rows.append(
+            Row(
+                "e",
+                f"{label}: added {name}, ms (n={len(added)})",
+                "1.000",
+                f"{measure(added):.3f}",
+                f"p1 {quantile(added, 0.01):.3f} / p99 {quantile(added, 0.99):.3f}",
+                "1 ms ± 0.2 ms",
+                verdict(abs(measure(added) - 1) <= 0.2),
+                other,
+            )
+        )
+    return rows
+
+
+def toxic_bulk(command: str | None, options: argparse.Namespace) -> dict[str, float]:
+    """Section f's Gbit/s (median) on one server, by toxic."""
+    limit = int(options.gib * (1 << 30))
+    wait = options.seconds + 120
+    found: dict[str, float] = {}
+    toxics = {"latency": {"latency": 1}, "bandwidth": {"rate": BANDWIDTH_KBS}}
+    with Child("sink") as sink, Proxy(command) as proxy:
+        port = proxy.create(sink.read(30)["port"])
+        for kind, attributes in toxics.items():
+            proxy.add_toxic(kind, "upstream", **attributes)
+            runs = []
+            for _ in range(options.repeat):
+                with Child("bulk", port, options.seconds, limit) as client:
+                    received = sink.read(wait)
+                    client.read(wait)
+                runs.append(received["bytes"] * 8 / received["ns"])
+            proxy.call("DELETE", f"/proxies/{PROXY_NAME}/toxics/{kind}_upstream", 204)
+            found[kind] = median(runs)
+    return found
+
+
+def section_toxic_bulk(options: argparse.Namespace) -> list[Row]:
+    ours = toxic_bulk(options.proxy_cmd, options)
+    theirs = toxic_bulk(toxiproxy_command(options), options) if options.toxiproxy else None
+    rate = BANDWIDTH_KBS * 1000 * 8 / 1e9
+    rows = []
+    for kind, label, ideal in (
+        ("latency", "1 ms latency", "-"),
+        ("bandwidth", f"{BANDWIDTH_KBS // 1000} MB/s bandwidth", f"{rate:.2f}"),
+    ):
+        got = ours[kind]
+        other = theirs[kind] if theirs else None
+        rows.append(
+            Row(
+                "f",
+                f"bulk stream, {label}, Gbit/s (median of {options.repeat})",
+                ideal,
+                f"{got:.3f}",
+                f"{got / other:.2f}x Toxiproxy" if other else "",
+                ">= Toxiproxy's",
+                verdict(got >= other) if other else "-",
+                f"{other:.3f}" if other else "",
+            )
+        )
+    return rows
+
+
+def toxiproxy_command(options: argparse.Namespace) -> str:
+    return f"{shlex.quote(options.toxiproxy)} -host 127.0.0.1 -port {{port}}"
+
+
 def print_table(rows: Sequence[Row]) -> None:
-    header = Row("", "measure", "direct", "proxied", "added", "target", "met")
+    header = Row("", "measure", "direct/ideal", "proxied", "added", "target", "met", "toxiproxy")
     cells = [list(vars(row).values()) for row in (header, *rows)]
+    if not any(row.toxiproxy for row in rows):
+        cells = [line[:-1] for line in cells]
     widths = [max(len(str(line[i])) for line in cells) for i in range(len(cells[0]))]
-    right = {2, 3, 4}
+    right = {2, 3, 4, 7}
     for line in cells:
         print(
             "  ".join(
@@ -580,8 +738,9 @@ def print_table(rows: Sequence[Row]) -> None:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", default=SECTIONS, help="sections to run, e.g. a,b (abcd)")
+    parser.add_argument("--only", default=SECTIONS, help="sections to run, e.g. a,b (abcdef)")
     parser.add_argument("--proxy-cmd", help="another Toxiproxy-compatible server; {port} = API")
+    parser.add_argument("--toxiproxy", metavar="PATH", help="a toxiproxy-server to compare (e, f)")
     parser.add_argument("--seconds", type=float, default=3.0, help="bulk run length (3)")
     parser.add_argument("--gib", type=float, default=0.0, help="or stop a bulk run after N GiB")
     parser.add_argument("--repeat", type=int, default=3, help="bulk runs / rtt blocks per path (3)")
@@ -605,6 +764,8 @@ def main(argv: Sequence[str]) -> int:
         "b": section_rtt,
         "c": section_latency,
         "d": section_storm,
+        "e": section_timing,
+        "f": section_toxic_bulk,
     }
     proxy = options.proxy_cmd or "python -m chaoskit proxy"
     print(f"proxy: {proxy} | Python {platform.python_version()} | {os.cpu_count()} CPUs | loopback")
