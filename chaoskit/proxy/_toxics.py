@@ -97,8 +97,14 @@ async def _latency(stub: Stub) -> None:
 
 
 async def _bandwidth(stub: Stub) -> None:
-    """Pass ``rate`` KB/s per connection; big chunks go in pieces 100 ms apart."""
+    """Pass ``rate`` KB/s per connection; big chunks go in pieces 100 ms apart.
+
+    Each chunk is due when the ones before it have had their time, so time a late wake-up
+    overshoots is taken off the next chunk (as Toxiproxy carries it over) and the rate holds;
+    a chunk that arrives after the link went idle counts from when it was read.
+    """
     loop = asyncio.get_running_loop()
+    due = loop.time()
     while True:
         item = await stub.take()
         if not isinstance(item, Chunk):
@@ -106,15 +112,15 @@ async def _bandwidth(stub: Stub) -> None:
             return
         rate = stub.spec.attributes["rate"] * 1000  # bytes per second
         piece = max(rate // 10, 1)
-        start, sent = loop.time(), 0
+        due = max(due, item.ts)
         while len(item.data) > piece:
-            sent += piece
-            await sleep_until(start + sent / rate)
+            due += piece / rate
+            await sleep_until(due)
             rest = Chunk(item.data[piece:], item.ts)
             stub.emit_part(item.data[:piece], rest)
             item = rest
-        sent += len(item.data)
-        await sleep_until(start + sent / rate)
+        due += len(item.data) / rate
+        await sleep_until(due)
         stub.emit(item)
 
 

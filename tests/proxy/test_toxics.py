@@ -216,6 +216,27 @@ def test_slicer_cuts_chunks_into_delayed_pieces(api: httpx.Client, upstream: Ups
     assert 0.3 <= elapsed < 0.34 + 2 * SLACK
 
 
+def test_bandwidth_keeps_a_high_rate(api: httpx.Client, upstream: Upstream) -> None:
+    """At 100 MB/s a 32 KiB chunk is due every 0.33 ms. Waits rounded up to the event loop's
+    millisecond, and not taken off the next chunk, made this a third of the rate asked."""
+    client = connect(create_proxy(api, upstream.address))
+    add_toxic(api, type="bandwidth", stream="upstream", attributes={"rate": 100_000})
+    client.sendall(b"x")
+    server_side = upstream.accept()
+    assert recv_exactly(server_side, 1) == b"x"
+    size = 20_000_000
+    sender = threading.Thread(target=client.sendall, args=(bytes(size),))
+    start = time.perf_counter()
+    sender.start()
+    received = 0
+    while received < size:
+        received += len(server_side.recv(1 << 20))
+    elapsed = time.perf_counter() - start
+    sender.join()
+    ideal = size / 100e6
+    assert 0.95 * ideal <= elapsed < 1.6 * ideal, elapsed
+
+
 def test_slicer_keeps_its_rate_with_delays_below_a_millisecond(
     api: httpx.Client, upstream: Upstream
 ) -> None:
