@@ -23,10 +23,14 @@ from ._toxics import ToxicSpec
 
 __all__ = ["CHUNK_SIZE", "Connection", "Link"]
 
-CHUNK_SIZE = 32 * 1024
-"""Bytes per ``recv`` when toxics are in the way (Toxiproxy's chunk size)."""
-_HIGH_WATER = 1 << 20
-"""Bytes a link may hold before it stops reading its source."""
+CHUNK_SIZE = 128 * 1024
+"""Bytes per ``recv`` when toxics are in the way: four times Toxiproxy's 32 KiB, since each
+chunk costs a walk down the chain in Python. A toxic's effect does not depend on how the
+stream was cut, except the slicer's piece sizes for writes over 32 KiB (still within the
+asked size and variation)."""
+_HIGH_WATER = 4 << 20
+"""Bytes a link may hold before it stops reading its source: enough for a 1 ms latency toxic
+to carry several Gbit/s."""
 _LOW_WATER = _HIGH_WATER // 2
 _PIPE_SIZE = 1 << 20
 _SPLICE = hasattr(os, "splice")

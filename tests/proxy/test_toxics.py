@@ -217,7 +217,7 @@ def test_slicer_cuts_chunks_into_delayed_pieces(api: httpx.Client, upstream: Ups
 
 
 def test_bandwidth_keeps_a_high_rate(api: httpx.Client, upstream: Upstream) -> None:
-    """At 100 MB/s a 32 KiB chunk is due every 0.33 ms. Waits rounded up to the event loop's
+    """At 100 MB/s a 32 KiB piece of the stream is due every 0.33 ms. Waits rounded up to the event loop's
     millisecond, and not taken off the next chunk, made this a third of the rate asked."""
     client = connect(create_proxy(api, upstream.address))
     add_toxic(api, type="bandwidth", stream="upstream", attributes={"rate": 100_000})
@@ -257,7 +257,7 @@ def test_slicer_keeps_its_rate_with_delays_below_a_millisecond(
     client.sendall(payload)
     assert recv_exactly(server_side, len(payload)) == payload
     elapsed = time.perf_counter() - start
-    ideal = len(payload) // 64 * 100e-6  # if every 32 KiB read is cut into 64-byte pieces
+    ideal = len(payload) // 64 * 100e-6  # if every read is cut into 64-byte pieces
     assert 0.9 * ideal / 2 <= elapsed < 3.5 * ideal  # pieces of 32-64 B, wide for a busy host
 
 
