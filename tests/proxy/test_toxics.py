@@ -217,8 +217,9 @@ def test_slicer_cuts_chunks_into_delayed_pieces(api: httpx.Client, upstream: Ups
 
 
 def test_bandwidth_keeps_a_high_rate(api: httpx.Client, upstream: Upstream) -> None:
-    """At 100 MB/s a 32 KiB piece of the stream is due every 0.33 ms. Waits rounded up to the event loop's
-    millisecond, and not taken off the next chunk, made this a third of the rate asked."""
+    """At 100 MB/s each 32 KiB of the stream is due 0.33 ms after the last. Waits rounded up
+    to the event loop's millisecond, and not made up on the next chunk, made this a quarter of
+    the rate asked."""
     client = connect(create_proxy(api, upstream.address))
     add_toxic(api, type="bandwidth", stream="upstream", attributes={"rate": 100_000})
     client.sendall(b"x")
