@@ -265,9 +265,14 @@ def test_toxic_create_errors_in_order(api: httpx.Client, upstream: Upstream) -> 
         ({"type": "timeout", "attributes": {"timeout": -1}}, "timeout must not be negative"),
         ({"type": "slow_close", "attributes": {"delay": -1}}, "delay must not be negative"),
         ({"type": "limit_data", "attributes": {"bytes": -1}}, "bytes must not be negative"),
+        ({"type": "reset_peer", "attributes": {"timeout": -1}}, "timeout must not be negative"),
+        (
+            {"type": "slicer", "attributes": {"average_size": 10, "delay": -1}},
+            "delay must not be negative",
+        ),
     ],
 )
-def test_inputs_that_break_the_real_server_get_a_clear_400(
+def test_inputs_toxiproxy_crashes_on_or_misreads_get_a_clear_400(
     api: httpx.Client, upstream: Upstream, toxic: dict[str, object], fragment: str
 ) -> None:
     create_proxy(api, upstream.address)
