@@ -4,7 +4,10 @@ asyncio's selector waits in whole milliseconds, rounded up (``epoll_wait`` takes
 ms), so ``asyncio.sleep(10e-6)`` costs about a millisecond, and a 1.3 ms latency becomes 2 ms.
 :func:`sleep_until` lets the loop sleep the coarse part and hands the last stretch to one timer
 thread, which waits on the OS's fine clock and wakes the loop with ``call_soon_threadsafe``.
-Written by hand: no maintained library gives asyncio sub-millisecond timers.
+Written by hand: no maintained library gives asyncio sub-millisecond timers. The load
+generator's ``MonotonicTimer`` (a timerfd per sender, spinning its last microseconds) sits in a
+layer the proxy must not import, and would need a descriptor per event loop closed with it;
+one thread serves every loop of every server in the process without either.
 """
 
 from __future__ import annotations
