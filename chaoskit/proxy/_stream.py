@@ -86,6 +86,11 @@ class Channel:
         if items:
             self._wake()
 
+    @property
+    def empty(self) -> bool:
+        """Nothing is queued: a :meth:`get` now would wait."""
+        return not self._items
+
     def drain(self) -> list[Item]:
         """Everything queued, emptying the channel."""
         items = list(self._items)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._clock import sleep_until
 from ._json import Float32
-from ._stream import EOF, Chunk, Stub, pass_through
+from ._stream import EOF, Chunk, Item, Stub, pass_through
 
 __all__ = ["KINDS", "ToxicKind", "ToxicSpec"]
 
@@ -75,6 +75,15 @@ async def _sleep(seconds: float) -> None:
     await sleep_until(asyncio.get_running_loop().time() + seconds)
 
 
+async def _take_on_schedule(stub: Stub, due: float) -> tuple[Item, float]:
+    """The next item, and when a toxic that paces its stream may pass it on: at ``due`` if
+    the item was already waiting (the stream is behind), else from now (it was idle). Not the
+    item's read time: a pacing toxic earlier in the chain passes data on long after it."""
+    idle = stub.input.empty
+    item = await stub.take()
+    return item, max(due, asyncio.get_running_loop().time()) if idle else due
+
+
 # -- behaviours ---------------------------------------------------------------------------------
 
 
@@ -101,18 +110,16 @@ async def _bandwidth(stub: Stub) -> None:
 
     Each chunk is due when the ones before it have had their time, so time a late wake-up
     overshoots is taken off the next chunk (as Toxiproxy carries it over) and the rate holds;
-    a chunk that arrives after the link went idle counts from when it was read.
+    a chunk that arrives after the stream went idle counts from its arrival.
     """
-    loop = asyncio.get_running_loop()
-    due = loop.time()
+    due = asyncio.get_running_loop().time()
     while True:
-        item = await stub.take()
+        item, due = await _take_on_schedule(stub, due)
         if not isinstance(item, Chunk):
             stub.emit(item)
             return
         rate = stub.spec.attributes["rate"] * 1000  # bytes per second
         piece = max(rate // 10, 1)
-        due = max(due, item.ts)
         while len(item.data) > piece:
             due += piece / rate
             await sleep_until(due)
@@ -187,13 +194,13 @@ async def _slicer(stub: Stub) -> None:
 
     Pieces keep to a schedule, each ``delay`` after the one before, so the rate holds whatever
     a wake-up costs: one that comes late writes the pieces already due together (at delays of
-    a few µs, a write per piece would cost more than the delay). Data that arrives after a
-    pause starts the schedule anew, from when it was read, rather than going out in a burst.
+    a few µs, a write per piece would cost more than the delay). Data that arrives after the
+    stream went idle starts the schedule anew rather than going out in a burst.
     """
     loop = asyncio.get_running_loop()
     due = loop.time()
     while True:
-        item = await stub.take()
+        item, due = await _take_on_schedule(stub, due)
         if not isinstance(item, Chunk):
             stub.emit(item)
             return
@@ -202,7 +209,6 @@ async def _slicer(stub: Stub) -> None:
             _slices(len(item.data), attributes["average_size"], attributes["size_variation"], stub)
         )
         delay = attributes["delay"] / 1e6
-        due = max(due, item.ts)  # data that waited keeps the schedule
         for first in pieces:
             await sleep_until(due)
             length, due = first, due + delay

@@ -7,6 +7,7 @@ semantics (cumulative latency, proxy-wide bandwidth, no flush on removal...) fai
 from __future__ import annotations
 
 import socket
+import statistics
 import threading
 import time
 
@@ -260,6 +261,37 @@ def test_slicer_keeps_its_rate_with_delays_below_a_millisecond(
     elapsed = time.perf_counter() - start
     ideal = len(payload) // 64 * 100e-6  # if every read is cut into 64-byte pieces
     assert 0.9 * ideal / 2 <= elapsed < 3.5 * ideal  # pieces of 32-64 B, wide for a busy host
+
+
+def test_a_slicer_after_a_bandwidth_toxic_still_slices(
+    api: httpx.Client, upstream: Upstream
+) -> None:
+    """The bandwidth toxic lets 10,000 B through every 100 ms; the slicer after it cuts each
+    into 1,000 B pieces 1 ms apart. It once took those pieces, stamped with when the link read
+    them, for long overdue and wrote each 10,000 B in one go."""
+    client = connect(create_proxy(api, upstream.address))
+    add_toxic(api, type="bandwidth", stream="upstream", name="slow", attributes={"rate": 100})
+    add_toxic(
+        api,
+        type="slicer",
+        stream="upstream",
+        name="cut",
+        attributes={"average_size": 1000, "size_variation": 0, "delay": 1000},
+    )
+    payload = bytes(range(256)) * 120  # 30,720 B: about 0.3 s at 100 KB/s
+    client.sendall(payload)
+    server_side = upstream.accept()
+    reads: list[int] = []
+    data = bytearray()
+    while len(data) < len(payload):
+        chunk = server_side.recv(65536)
+        assert chunk, f"EOF after {len(data)} bytes"
+        data += chunk
+        reads.append(len(chunk))
+    assert bytes(data) == payload
+    # Pieces the reader was too busy to take one by one meet in its socket; whole blocks of
+    # 10,000 B in most reads mean the slicer did not cut.
+    assert statistics.median(reads) <= 5000, reads
 
 
 def test_limit_data_cuts_and_closes(api: httpx.Client, upstream: Upstream) -> None:
