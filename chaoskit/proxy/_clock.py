@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import heapq
 import itertools
+import os
 import threading
 import time
 
@@ -44,11 +45,17 @@ class _TimerThread:
         """Resolve ``future`` on ``loop`` at ``when`` (``time.monotonic()`` seconds)."""
         with self._changed:
             heapq.heappush(self._due, (when, next(self._order), loop, future))
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="proxy-timer", daemon=True)
                 self._thread.start()
             if self._due[0][3] is future:
                 self._changed.notify()
+
+    def forget(self) -> None:
+        """Start afresh (in a forked child: the thread and its deadlines stayed in the parent)."""
+        self._due = []
+        self._changed = threading.Condition()
+        self._thread = None
 
     def _run(self) -> None:
         _fine_timer_slack()
@@ -79,6 +86,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 _TIMER = _TimerThread()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_TIMER.forget)
 
 
 async def sleep_until(when: float) -> None:

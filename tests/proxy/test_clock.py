@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 
 from chaoskit.proxy._clock import FINE, sleep_until
@@ -67,3 +68,22 @@ def test_waits_on_two_event_loops_at_once() -> None:
     for thread in threads:
         thread.join(30)
     assert done == [True, True]
+
+
+def test_a_forked_child_gets_a_timer_of_its_own() -> None:
+    """The thread stays in the parent; a child that waited on its copy would wait forever."""
+
+    async def once() -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(sleep_until(loop.time() + 0.001), 5)
+
+    asyncio.run(once())  # the parent's timer thread is running now
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 if its wait returned, 1 if it hung
+        try:
+            asyncio.run(once())
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
