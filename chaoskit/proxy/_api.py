@@ -11,10 +11,10 @@ import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import yaml
 from aiohttp import web
-from yarl import URL
 
 from ._collection import PopulateError, ProxyCollection
 from ._errors import ApiError
@@ -37,8 +37,12 @@ Toxiproxy has no limit; a body is read whole and decoded on the loop that moves 
 bytes, so this bounds both the memory and the stall. 16 MiB is a ``/populate`` of about
 100,000 proxies."""
 MAX_HEAD = 1024**2
-"""The longest request line or header field, in bytes: Go's limit for a whole request head, so
-any name Toxiproxy can address (a 100,000-character one, say) can be addressed here too."""
+"""The longest request line, in bytes: Go's limit for a whole request head, so any name
+Toxiproxy can address (a 100,000-character one, say) can be addressed here too. Header fields
+keep aiohttp's 8190 bytes each: at 1 MiB, one request's 128 headers could hold 128 MiB."""
+_PARSE_IN_THREAD = 256 * 1024
+"""Bodies larger than this are decoded in a worker thread, not on the loop that moves the
+proxies' bytes (16 MiB takes over a second)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -75,13 +79,28 @@ def _empty(status: int) -> web.Response:
     return web.Response(status=status)
 
 
-def clean_path(path: str) -> str:
-    """``path`` as Toxiproxy's router cleans it: one leading slash, no empty, ``.`` or ``..``
-    segments, a trailing slash kept (Go's ``path.Clean``, as gorilla/mux uses it)."""
-    cleaned = posixpath.normpath("/" + path.lstrip("/"))
-    if path.endswith("/") and cleaned != "/":
-        cleaned += "/"
+def clean_path(path: bytes) -> bytes:
+    """A decoded ``path`` as Toxiproxy's router cleans it: one leading slash, no empty, ``.``
+    or ``..`` segments, a trailing slash kept (Go's ``path.Clean``, as gorilla/mux uses it)."""
+    cleaned = posixpath.normpath(b"/" + path.lstrip(b"/"))
+    if path.endswith(b"/") and cleaned != b"/":
+        cleaned += b"/"
     return cleaned
+
+
+def _redirect(request: web.Request) -> web.Response | None:
+    """Go's 301 for a path that is not clean, else None. Decided on the path's bytes, as Go
+    decodes it; the Location is percent-encoded again as Go's ``URL.String`` does, with the
+    query as it came."""
+    raw, asked, query = request.raw_path.partition("?")
+    if not raw.startswith("/"):
+        return None  # `OPTIONS *` and the like
+    path = unquote_to_bytes(raw)
+    cleaned = clean_path(path)
+    if cleaned == path:
+        return None
+    location = quote_from_bytes(cleaned, safe="/$&+,:;=@") + asked + query
+    return web.Response(status=301, headers={"Location": location})
 
 
 @web.middleware
@@ -89,11 +108,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Toxiproxy's router, then its middleware: a path that is not clean is redirected (301),
     an unrouted request is Go's 404 or 405; on a route, browsers are refused (403) and API
     errors and the handler timeout answered, each with a request id."""
-    cleaned = clean_path(request.path)
-    if cleaned != request.path:
-        _path, asked, query = request.raw_path.partition("?")
-        location = str(URL.build(path=cleaned)) + asked + query  # the query as it came
-        return web.Response(status=301, headers={"Location": location})
+    redirect = _redirect(request)
+    if redirect is not None:
+        return redirect
     if request.match_info.http_exception is not None:
         try:
             return await handler(request)  # raises the 404 or 405 below
@@ -146,6 +163,8 @@ async def _read(request: web.Request) -> bytes:
 async def _body(request: web.Request) -> Any:
     body = await _read(request)
     try:
+        if len(body) > _PARSE_IN_THREAD:
+            return await asyncio.to_thread(parse_body, body)
         return parse_body(body)
     except DecodeError as error:
         raise ApiError.bad_body(str(error)) from None

@@ -108,8 +108,7 @@ class ProxyServer:
             build_app(self.collection, self.metrics),
             access_log=None,
             logger=http_log,
-            max_line_size=MAX_HEAD,
-            max_field_size=MAX_HEAD,
+            max_line_size=MAX_HEAD,  # header fields keep aiohttp's 8190 bytes each
         )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)

@@ -255,6 +255,8 @@ def test_odd_paths_are_answered(server: ProxyServer, path: str) -> None:
         ("GET", "/proxies/%2E%2E", "/"),  # dot segments count once decoded
         ("POST", "//reset?x=%20&y", "/reset?x=%20&y"),  # the query as it came
         ("GET", "/nope//there/", "/nope/there/"),  # the trailing slash kept; unrouted too
+        ("GET", "/proxies/%ff/.", "/proxies/%FF"),  # bytes that are not UTF-8 stay themselves
+        ("GET", "/a%25ff/./b%3Fc", "/a%25ff/b%3Fc"),  # an escaped % or ? stays escaped
     ],
 )
 def test_paths_that_are_not_clean_are_redirected_as_toxiproxy_does(
