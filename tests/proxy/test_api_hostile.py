@@ -179,6 +179,13 @@ def test_a_gzip_body_is_read(api: httpx.Client, upstream: Upstream) -> None:
     assert response.status_code == 201
 
 
+def test_a_header_field_over_8190_bytes_is_refused(server: ProxyServer) -> None:
+    """Only the request line may be long: 128 header fields of 1 MiB each would let one
+    unfinished request hold 128 MiB."""
+    request = f"GET /version HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 9000}\r\n\r\n"
+    assert raw(server, request.encode()).split(b" ", 2)[1] == b"400"
+
+
 def test_bodies_toxiproxy_reads_are_read(api: httpx.Client, upstream: Upstream) -> None:
     """A body of several MiB (a large /populate) is accepted, as Toxiproxy accepts it."""
     proxies = [{"name": "big", "listen": "127.0.0.1:0", "upstream": upstream.address}]
