@@ -448,19 +448,25 @@ def ping(port: int, count: int, warmup: int, per_trip: float) -> list[float]:
     return [rtt / 1000 for rtt in rtts]
 
 
-def section_bulk(options: argparse.Namespace) -> list[Row]:
-    limit = int(options.gib * (1 << 30))
+def bulk_run(sink: Child, port: int, options: argparse.Namespace) -> float:
+    """One bulk stream from a client process to ``port`` (the sink, or a proxy before it):
+    Gbit/s at the sink."""
     wait = options.seconds + 120
+    with Child("bulk", port, options.seconds, int(options.gib * (1 << 30))) as client:
+        received = sink.read(wait)
+        client.read(wait)
+    gbits: float = received["bytes"] * 8 / received["ns"]  # bits/ns = Gbit/s
+    return gbits
+
+
+def section_bulk(options: argparse.Namespace) -> list[Row]:
     runs: dict[str, list[float]] = {"direct": [], "proxied": []}
     with Child("sink") as sink, Proxy(options.proxy_cmd) as proxy:
         sink_port = sink.read(30)["port"]
         ports = {"direct": sink_port, "proxied": proxy.create(sink_port)}
         for _ in range(options.repeat):
             for path, port in ports.items():
-                with Child("bulk", port, options.seconds, limit) as client:
-                    received = sink.read(wait)
-                    client.read(wait)
-                runs[path].append(received["bytes"] * 8 / received["ns"])  # bits/ns = Gbit/s
+                runs[path].append(bulk_run(sink, port, options))
     direct, proxied = median(runs["direct"]), median(runs["proxied"])
     spread = "  ".join(f"{path} {min(v):.2f}-{max(v):.2f}" for path, v in runs.items())
     print(f"  a: Gbit/s per run (min-max): {spread}")
@@ -676,20 +682,13 @@ def section_timing(options: argparse.Namespace) -> list[Row]:
 
 def toxic_bulk(command: str | None, options: argparse.Namespace) -> dict[str, float]:
     """Section f's Gbit/s (median) on one server, by toxic."""
-    limit = int(options.gib * (1 << 30))
-    wait = options.seconds + 120
     found: dict[str, float] = {}
     toxics = {"latency": {"latency": 1}, "bandwidth": {"rate": BANDWIDTH_KBS}}
     with Child("sink") as sink, Proxy(command) as proxy:
         port = proxy.create(sink.read(30)["port"])
         for kind, attributes in toxics.items():
             proxy.add_toxic(kind, "upstream", **attributes)
-            runs = []
-            for _ in range(options.repeat):
-                with Child("bulk", port, options.seconds, limit) as client:
-                    received = sink.read(wait)
-                    client.read(wait)
-                runs.append(received["bytes"] * 8 / received["ns"])
+            runs = [bulk_run(sink, port, options) for _ in range(options.repeat)]
             proxy.call("DELETE", f"/proxies/{PROXY_NAME}/toxics/{kind}_upstream", 204)
             found[kind] = median(runs)
     return found
