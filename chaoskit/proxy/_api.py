@@ -21,7 +21,7 @@ from ._errors import ApiError
 from ._json import DecodeError, encode, parse_body
 from ._metrics import CONTENT_TYPE_LATEST, Metrics
 
-__all__ = ["MAX_BODY", "MAX_HEAD", "VERSION", "build_app", "clean_path", "openapi"]
+__all__ = ["MAX_BODY", "MAX_HEAD", "VERSION", "build_app", "openapi"]
 
 log = logging.getLogger("chaoskit.proxy")
 
@@ -33,9 +33,8 @@ _TEXT = "text/plain; charset=utf-8"
 _MAX_LEASE_MS = 24 * 3600 * 1000
 MAX_BODY = 16 * 1024**2
 """The largest request body, in bytes (after any Content-Encoding is undone); larger is 413.
-Toxiproxy has no limit; a body is read whole and decoded on the loop that moves the proxies'
-bytes, so this bounds both the memory and the stall. 16 MiB is a ``/populate`` of about
-100,000 proxies."""
+Toxiproxy has no limit; a body is read whole, so this bounds the memory one request takes.
+16 MiB is a ``/populate`` of about 100,000 proxies."""
 MAX_HEAD = 1024**2
 """The longest request line, in bytes: Go's limit for a whole request head, so any name
 Toxiproxy can address (a 100,000-character one, say) can be addressed here too. Header fields
@@ -79,7 +78,7 @@ def _empty(status: int) -> web.Response:
     return web.Response(status=status)
 
 
-def clean_path(path: bytes) -> bytes:
+def _clean_path(path: bytes) -> bytes:
     """A decoded ``path`` as Toxiproxy's router cleans it: one leading slash, no empty, ``.``
     or ``..`` segments, a trailing slash kept (Go's ``path.Clean``, as gorilla/mux uses it)."""
     cleaned = posixpath.normpath(b"/" + path.lstrip(b"/"))
@@ -96,7 +95,7 @@ def _redirect(request: web.Request) -> web.Response | None:
     if not raw.startswith("/"):
         return None  # `OPTIONS *` and the like
     path = unquote_to_bytes(raw)
-    cleaned = clean_path(path)
+    cleaned = _clean_path(path)
     if cleaned == path:
         return None
     location = quote_from_bytes(cleaned, safe="/$&+,:;=@") + asked + query

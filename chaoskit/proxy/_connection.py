@@ -75,13 +75,13 @@ def unpace_local(sock: socket.socket) -> None:
     Best effort: where the option or the algorithms are missing, the socket is left as it is.
     """
     option = getattr(socket, "TCP_CONGESTION", None)
-    if option is None or not _is_local(sock):
+    if option is None:
         return
     try:
         current = sock.getsockopt(socket.IPPROTO_TCP, option, 16).rstrip(b"\0")
     except OSError:
         return
-    if current not in _PACING:
+    if current not in _PACING or not _is_local(sock):  # one call, then addresses only if paced
         return
     for name in _UNPACED:
         try:
